@@ -1,0 +1,29 @@
+"""The math layer: pure functions on tensors, found through registries.
+
+Shapes, named once for the whole package:
+    B  prompts in a batch            G  responses per prompt (group size)
+    N  = B * G responses             T  response tokens (padded; a mask marks real ones)
+    V  vocabulary size
+
+Nothing here reads a config object, keeps state or calls ``.item()``: functions take tensors and
+keyword-only hyper-parameters and return tensors (losses also return a dict of detached metrics).
+"""
+
+from rlvr.algorithms.aggregation import AGGREGATIONS, aggregate
+from rlvr.algorithms.deltas import DELTAS, compute_deltas
+from rlvr.algorithms.kl import KL_ESTIMATORS, kl_penalty
+from rlvr.algorithms.logprobs import token_entropy, token_logprobs
+from rlvr.algorithms.losses import POLICY_LOSSES, policy_loss
+
+__all__ = [
+    "AGGREGATIONS",
+    "DELTAS",
+    "KL_ESTIMATORS",
+    "POLICY_LOSSES",
+    "aggregate",
+    "compute_deltas",
+    "kl_penalty",
+    "policy_loss",
+    "token_entropy",
+    "token_logprobs",
+]

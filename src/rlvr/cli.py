@@ -1,0 +1,109 @@
+"""Command line: ``rlvr train``.
+
+    rlvr train --config FILE [--seed N] [--run-dir DIR] [--section.key VALUE ...]
+
+Flags override the YAML; ``rlvr train --help`` lists every config field with its default and
+allowed values. A user mistake prints one line ``rlvr: error: ...`` and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rlvr.config import field_help, load_config
+from rlvr.errors import UserError
+
+PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
+        raise UserError(message)
+
+
+def resolve_config_path(value: str) -> Path:
+    """A YAML path, or the name of a shipped preset (``sort-toy`` -> configs/sort-toy.yaml)."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    preset = PRESET_DIR / f"{value}.yaml"
+    if preset.is_file():
+        return preset
+    presets = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    raise UserError(f"--config: no such file or preset {value!r}; presets: {', '.join(presets)}")
+
+
+def parse_overrides(tokens: list[str]) -> dict[str, Any]:
+    """['--algo.deltas', 'rloo', '--train.group_size=8'] -> {'algo.deltas': 'rloo', 'train.group_size': '8'}."""
+    overrides: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--") or "." not in token.split("=", 1)[0]:
+            raise UserError(f"unrecognized argument {token!r} (config fields are --section.key VALUE; see --help)")
+        if "=" in token:
+            key, value = token[2:].split("=", 1)
+        else:
+            if i + 1 >= len(tokens):
+                raise UserError(f"{token}: expected a value")
+            key, value = token[2:], tokens[i + 1]
+            i += 1
+        overrides[key] = value
+        i += 1
+    return overrides
+
+
+def train_parser() -> Parser:
+    rows = "\n".join(f"  {flag:<34} {text}" for flag, text in field_help())
+    parser = Parser(
+        prog="rlvr train", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a policy with reinforcement learning from verifiable rewards.",
+        epilog=f"config fields (each also settable in the YAML as section: {{key: value}}):\n{rows}")
+    parser.add_argument("--config", help="YAML config file, or a preset name from configs/ (e.g. sort-toy)")
+    parser.add_argument("--seed", help="seed of the run (same as --seed in the YAML)")
+    parser.add_argument("--run-dir", help="where the run writes its files (default runs/<name>-<time>)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    return parser
+
+
+def cmd_train(argv: list[str]) -> int:
+    from rlvr.trainer import train
+
+    args, rest = train_parser().parse_known_args(argv)
+    overrides = parse_overrides(rest)
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.run_dir is not None:
+        overrides["run_dir"] = args.run_dir
+    path = resolve_config_path(args.config) if args.config else None
+    cfg = load_config(path, overrides)
+    summary = train(cfg, show_progress=not args.quiet)
+    final = "  ".join(f"{k} {v:.3f}" for k, v in summary["final"].items())
+    print(f"done in {summary['wall_seconds']:.1f}s: {final}\nrun directory: {summary['run_dir']}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: rlvr {" + ",".join(COMMANDS) + "} ...\n\n"
+              "  train   train a policy (rlvr train --help)")
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"rlvr: error: unknown command {command!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[command](rest)
+    except UserError as exc:
+        print(f"rlvr: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rlvr: interrupted", file=sys.stderr)
+        return 130

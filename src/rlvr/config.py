@@ -1,0 +1,321 @@
+"""Configuration: nested dataclasses, the one source of truth for every hyper-parameter.
+
+A run's config is built in layers, later ones winning:
+    dataclass defaults  <  YAML file (``--config``)  <  command-line flags (``--section.key VALUE``)
+then validated once, before any work starts. Every field carries its help text and its allowed
+values in ``metadata``; ``rlvr train --help`` prints them, and a bad value fails with one line
+naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlvr.errors import ConfigError
+
+
+def opt(default: Any, help: str, *, choices: Any = None, ge: float | None = None,
+        gt: float | None = None, le: float | None = None) -> Any:
+    """A config field with help text and bounds. ``choices`` is a list or a zero-argument callable
+    (so registries are read after every entry has been registered)."""
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _tasks() -> list[str]:
+    from rlvr.tasks import TASKS
+    return TASKS.names()
+
+
+def _rewards() -> list[str]:
+    from rlvr.tasks.sorting import SORT_REWARDS
+    return SORT_REWARDS.names()
+
+
+def _policies() -> list[str]:
+    from rlvr.policies import POLICIES
+    return POLICIES.names()
+
+
+def _registry_names(attr: str) -> Any:
+    def names() -> list[str]:
+        from rlvr import algorithms
+        return getattr(algorithms, attr).names()
+    return names
+
+
+@dataclass
+class TaskConfig:
+    name: str = opt("sort", "verifiable task", choices=_tasks)
+    length: int = opt(3, "numbers per prompt (and per response)", ge=1)
+    vocab_size: int = opt(5, "numbers are drawn from 0 .. vocab_size-1", ge=2)
+    reward: str = opt("inclusion-adjacency", "sorting reward", choices=_rewards)
+    prompts: list | None = opt(None, "fixed prompt list, e.g. [[1,0,2],[3,2,4],[1,2,3]]; "
+                               "training and evaluation then both use exactly this list")
+    eval_fraction: float = opt(0.2, "share of the prompt space held out for evaluation", gt=0.0, le=0.9)
+    num_eval_prompts: int = opt(32, "held-out prompts evaluated (fewer if the held-out split is smaller)", ge=1)
+    split_seed: int = opt(0, "seed of the train/held-out split and of the held-out prompts")
+
+
+@dataclass
+class PolicyConfig:
+    kind: str = opt("toy", "policy architecture", choices=_policies)
+    embedding_dim: int = opt(10, "toy policy: embedding dimension", ge=1)
+
+
+@dataclass
+class AlgoConfig:
+    deltas: str = opt("centered", "how rewards become deltas", choices=_registry_names("DELTAS"))
+    loss: str = opt("naive", "policy-gradient loss", choices=_registry_names("POLICY_LOSSES"))
+    clip_eps_low: float = opt(0.2, "clipped loss: lower bound 1 - eps_low on the ratio", ge=0.0, le=1.0)
+    clip_eps_high: float | None = opt(None, "clipped loss: upper bound 1 + eps_high (default: eps_low)", ge=0.0)
+    aggregation: str = opt("token-mean", "how per-token losses become one scalar",
+                           choices=_registry_names("AGGREGATIONS"))
+    aggregation_constant: float | None = opt(None, "seq-sum-constant divisor (default: response length)", gt=0.0)
+    kl_coef: float = opt(0.0, "beta: weight of the KL penalty towards the reference policy", ge=0.0)
+    kl_estimator: str = opt("k3", "per-token KL estimator", choices=_registry_names("KL_ESTIMATORS"))
+    ref_refresh_every: int = opt(10, "copy the policy into the frozen reference every R outer steps "
+                                 "(0: keep the initial policy)", ge=0)
+    entropy_coef: float = opt(0.0, "weight of the entropy bonus (subtracted from the loss)", ge=0.0)
+    norm_eps: float = opt(1e-5, "normalized deltas: eps in (R - mean) / (std + eps)", gt=0.0)
+    unbiased_std: bool = opt(True, "normalized deltas: std with N-1 (true) or N (false)")
+
+
+@dataclass
+class OptimConfig:
+    name: str = opt("adam", "optimizer", choices=["adam", "adamw", "sgd"])
+    lr: float = opt(1e-3, "learning rate", gt=0.0)
+    beta1: float = opt(0.9, "Adam beta1", ge=0.0, le=1.0)
+    beta2: float = opt(0.999, "Adam beta2", ge=0.0, le=1.0)
+    weight_decay: float = opt(0.0, "weight decay", ge=0.0)
+    grad_clip: float | None = opt(None, "clip the gradient norm to this value (none: no clipping)", gt=0.0)
+
+
+@dataclass
+class TrainConfig:
+    outer_steps: int = opt(100, "outer steps: each samples a fresh batch of rollouts", ge=1)
+    inner_steps: int = opt(10, "gradient steps on each batch of rollouts", ge=1)
+    prompts_per_step: int = opt(3, "B: prompts per outer step", ge=1)
+    group_size: int = opt(10, "G: responses sampled per prompt", ge=1)
+    temperature: float = opt(1.0, "sampling temperature (training log-probs use the same)", gt=0.0)
+    threads: int = opt(1, "torch CPU threads", ge=1)
+
+
+@dataclass
+class EvalConfig:
+    every: int = opt(10, "evaluate every E outer steps (and always at the end)", ge=1)
+    pass_k: int = opt(5, "k of pass@k", ge=1)
+    pass_samples: int = opt(10, "n samples per evaluation prompt for the unbiased pass@k estimate", ge=1)
+    samples_every: int = opt(10, "write example prompts/responses to samples.jsonl every S outer steps", ge=1)
+    samples_prompts: int = opt(3, "prompts per samples.jsonl record", ge=1)
+
+
+@dataclass
+class Config:
+    seed: int = opt(0, "seed of everything random in the run")
+    run_dir: str | None = opt(None, "run directory (default: runs/<name>-<time>)")
+    name: str = opt("run", "run name, used for the default run directory")
+    task: TaskConfig = field(default_factory=TaskConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults < YAML at ``path`` < ``overrides`` ({"algo.deltas": "rloo", ...}); validated."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = read_yaml(Path(path))
+    for dotted, value in (overrides or {}).items():
+        set_dotted(data, dotted, value)
+    cfg = from_dict(Config, data, prefix="")
+    validate(cfg)
+    return cfg
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"--config: no such file {str(path)!r}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise ConfigError(f"--config: {str(path)!r} is not valid YAML ({first})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: {str(path)!r} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{dotted}: {part!r} is a value, not a section")
+        node = child
+    node[leaf] = value
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type, data: dict[str, Any], *, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(unknown_key_message(prefix + str(key), names, prefix))
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        path = prefix + f.name
+        if dataclasses.is_dataclass(hints[f.name]):
+            kwargs[f.name] = from_dict(hints[f.name], data[f.name], prefix=path + ".")
+        else:
+            kwargs[f.name] = coerce(data[f.name], hints[f.name], path)
+    return cls(**kwargs)
+
+
+def unknown_key_message(path: str, names: list[str], prefix: str) -> str:
+    msg = f"{path}: unknown key; valid keys here: {', '.join(prefix + n for n in names)}"
+    close = difflib.get_close_matches(path.rsplit(".", 1)[-1], names, n=1)
+    if close:
+        msg = f"{path}: unknown key (did you mean {prefix + close[0]!r}?)"
+    return msg
+
+
+def coerce(value: Any, hint: Any, path: str) -> Any:
+    """Check/convert one value to the field's type. Strings from the command line are parsed as
+    YAML scalars first (so ``--algo.kl_coef 0.04`` and ``--task.prompts [[1,0,2]]`` work)."""
+    if isinstance(value, str) and hint is not str:
+        try:
+            value = yaml.safe_load(value) if value.strip() else value
+        except yaml.YAMLError:
+            pass
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        return coerce(value, args[0], path)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{path}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{path}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{path}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{path}: expected a string, got {value!r}")
+    if hint is list or origin is list:
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        raise ConfigError(f"{path}: expected a list, got {value!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def validate(cfg: Config) -> None:
+    """Check every field against its metadata, then the rules that tie fields together."""
+    check_fields(cfg, prefix="")
+    task, train, algo = cfg.task, cfg.train, cfg.algo
+    if task.prompts is not None:
+        check_prompt_list(task)
+    centering = {"centered", "normalized", "rloo"}
+    if train.group_size < 2 and algo.deltas in centering:
+        raise ConfigError(
+            f"train.group_size: {train.group_size} leaves nothing to compare with; "
+            f"algo.deltas {algo.deltas!r} needs group_size >= 2")
+    if cfg.eval.pass_samples < cfg.eval.pass_k:
+        raise ConfigError(f"eval.pass_samples: {cfg.eval.pass_samples} must be >= eval.pass_k ({cfg.eval.pass_k})")
+
+
+def check_fields(obj: Any, *, prefix: str) -> None:
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        path = prefix + f.name
+        if dataclasses.is_dataclass(value):
+            check_fields(value, prefix=path + ".")
+            continue
+        meta = f.metadata
+        if value is None:
+            continue
+        choices = meta.get("choices")
+        if choices is not None:
+            valid = choices() if callable(choices) else choices
+            if value not in valid:
+                close = difflib.get_close_matches(str(value), valid, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"{path}: {value!r} is not one of {', '.join(valid)}{hint}")
+        if meta.get("ge") is not None and value < meta["ge"]:
+            raise ConfigError(f"{path}: {value!r} must be >= {meta['ge']}")
+        if meta.get("gt") is not None and value <= meta["gt"]:
+            raise ConfigError(f"{path}: {value!r} must be > {meta['gt']}")
+        if meta.get("le") is not None and value > meta["le"]:
+            raise ConfigError(f"{path}: {value!r} must be <= {meta['le']}")
+
+
+def check_prompt_list(task: TaskConfig) -> None:
+    prompts = task.prompts or []
+    if not prompts:
+        raise ConfigError("task.prompts: the list is empty; give at least one prompt or null")
+    for prompt in prompts:
+        ok = (isinstance(prompt, list) and len(prompt) == task.length
+              and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < task.vocab_size for x in prompt))
+        if not ok:
+            raise ConfigError(
+                f"task.prompts: {prompt!r} must be a list of {task.length} integers in 0..{task.vocab_size - 1}")
+
+
+# ----------------------------------------------------------------------------- help
+
+
+def field_help(cls: type = Config, prefix: str = "") -> list[tuple[str, str]]:
+    """(flag, description) for every leaf field, for ``--help``."""
+    rows: list[tuple[str, str]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows += field_help(hints[f.name], prefix + f.name + ".")
+            continue
+        meta = f.metadata
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        text = f"{meta.get('help', '')} [default: {default}]"
+        choices = meta.get("choices")
+        if choices is not None:
+            text += f" {{{', '.join(choices() if callable(choices) else choices)}}}"
+        rows.append((f"--{prefix}{f.name}", text))
+    return rows

@@ -1,0 +1,47 @@
+"""Evaluation on the task's evaluation prompts (held-out split, or the fixed list).
+
+- ``eval/reward_mean``   mean reward of the greedy response
+- ``eval/exact_match``   fraction of prompts whose greedy response is the ground truth
+- ``eval/pass@k``        unbiased pass@k from n samples per prompt (Chen et al. 2021):
+                          1 - C(n - c, k) / C(n, k), c = correct samples among n
+"""
+
+from __future__ import annotations
+
+from math import comb
+
+import torch
+
+from rlvr.policies import Policy
+from rlvr.rollout import encode_prompts, response_lists
+from rlvr.tasks import Task
+
+
+def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
+    if num_samples - num_correct < k:
+        return 1.0
+    return 1.0 - comb(num_samples - num_correct, k) / comb(num_samples, k)
+
+
+@torch.no_grad()
+def evaluate(policy: Policy, task: Task, *, pass_k: int, pass_samples: int, seed: int,
+             temperature: float = 1.0) -> dict[str, float]:
+    prompts = task.eval_prompts()
+    prompt_ids = encode_prompts(prompts)
+    greedy_ids, greedy_mask = policy.greedy(prompt_ids)
+    greedy = response_lists(greedy_ids, greedy_mask)
+    rewards = [task.reward(p, r) for p, r in zip(prompts, greedy, strict=True)]
+    exact = [task.is_correct(p, r) for p, r in zip(prompts, greedy, strict=True)]
+
+    generator = torch.Generator().manual_seed(seed)  # its own stream: evaluating never shifts training
+    samples = policy.sample(prompt_ids, pass_samples, generator=generator, temperature=temperature)
+    sampled = response_lists(samples.response_ids, samples.mask)
+    passes = []
+    for i, prompt in enumerate(prompts):
+        group = sampled[i * pass_samples:(i + 1) * pass_samples]
+        passes.append(pass_at_k(pass_samples, sum(task.is_correct(prompt, r) for r in group), pass_k))
+    return {
+        "eval/reward_mean": sum(rewards) / len(rewards),
+        "eval/exact_match": sum(exact) / len(exact),
+        f"eval/pass@{pass_k}": sum(passes) / len(passes),
+    }

@@ -1,0 +1,82 @@
+"""Rollouts: sample G responses for each of B prompts and score them with the task's verifier.
+
+Shapes as in ``rlvr.algorithms``: rewards (B, G); response_ids, mask, logprobs (N, T), N = B * G,
+responses of one prompt contiguous.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlvr.policies import Policy
+from rlvr.tasks import Prompt, Task
+
+
+@dataclass
+class Rollouts:
+    prompts: list[Prompt]    # B task prompts
+    prompt_ids: Tensor       # (B, P)
+    response_ids: Tensor     # (N, T)
+    mask: Tensor             # (N, T)
+    logprobs: Tensor         # (N, T) recorded by the sampler: pi_old, a constant
+    rewards: Tensor          # (B, G)
+    group_size: int
+
+    def responses(self) -> list[list[int]]:
+        return response_lists(self.response_ids, self.mask)
+
+
+class PromptSource:
+    """Training prompts in a reproducible order: a fixed list cycled in order, or seeded draws."""
+
+    def __init__(self, task: Task, seed: int) -> None:
+        self.task = task
+        self.rng = np.random.default_rng([seed, 2])
+        self.position = 0
+
+    def next_batch(self, count: int) -> list[Prompt]:
+        fixed = self.task.fixed_prompts
+        if fixed is not None:
+            batch = [fixed[(self.position + i) % len(fixed)] for i in range(count)]
+        else:
+            batch = [self.task.train_prompt(self.rng) for _ in range(count)]
+        self.position += count
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"position": self.position, "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.position = state["position"]
+        self.rng.bit_generator.state = state["rng"]
+
+
+def encode_prompts(prompts: Sequence[Prompt]) -> Tensor:
+    return torch.tensor([list(p) for p in prompts], dtype=torch.long)
+
+
+def response_lists(response_ids: Tensor, mask: Tensor) -> list[list[int]]:
+    """(N, T) ids and mask -> N python lists of the real tokens."""
+    return [[int(t) for t, m in zip(row, row_mask, strict=True) if m > 0]
+            for row, row_mask in zip(response_ids.tolist(), mask.tolist(), strict=True)]
+
+
+def score(task: Task, prompts: Sequence[Prompt], responses: Sequence[Sequence[int]], group_size: int) -> Tensor:
+    """Rewards (B, G) of N = B * G responses, response n answering prompt n // G."""
+    rewards = [task.reward(prompts[n // group_size], response) for n, response in enumerate(responses)]
+    return torch.tensor(rewards, dtype=torch.float).reshape(len(prompts), group_size)
+
+
+def generate(policy: Policy, task: Task, prompts: list[Prompt], *, group_size: int,
+             generator: torch.Generator, temperature: float) -> Rollouts:
+    prompt_ids = encode_prompts(prompts)
+    samples = policy.sample(prompt_ids, group_size, generator=generator, temperature=temperature)
+    rewards = score(task, prompts, response_lists(samples.response_ids, samples.mask), group_size)
+    return Rollouts(prompts=prompts, prompt_ids=prompt_ids, response_ids=samples.response_ids,
+                    mask=samples.mask, logprobs=samples.logprobs, rewards=rewards, group_size=group_size)

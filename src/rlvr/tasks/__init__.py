@@ -1,0 +1,29 @@
+"""Verifiable tasks, by name. ``build_task(cfg.task)`` is the one way in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rlvr.registry import Registry
+from rlvr.tasks.base import Prompt, Response, Task
+from rlvr.tasks.sorting import SortTask
+
+if TYPE_CHECKING:
+    from rlvr.config import TaskConfig
+
+TASKS: Registry[Callable[["TaskConfig"], Task]] = Registry("task")
+
+
+@TASKS.register("sort")
+def _sort(cfg: TaskConfig) -> Task:
+    return SortTask(length=cfg.length, vocab_size=cfg.vocab_size, reward=cfg.reward,
+                    fixed_prompts=cfg.prompts, eval_fraction=cfg.eval_fraction,
+                    num_eval_prompts=cfg.num_eval_prompts, split_seed=cfg.split_seed)
+
+
+def build_task(cfg: TaskConfig) -> Task:
+    return TASKS.get(cfg.name)(cfg)
+
+
+__all__ = ["TASKS", "Prompt", "Response", "SortTask", "Task", "build_task"]

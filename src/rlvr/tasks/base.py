@@ -1,0 +1,93 @@
+"""The Task interface: where prompts come from and how a program checks an answer.
+
+A task owns:
+- a training prompt distribution, drawn with a seeded ``numpy.random.Generator``;
+- a held-out split that never overlaps it (or, for a task defined by a fixed prompt list, that
+  list, which is then both trained on and evaluated, as the lecture notes do);
+- ``reward(prompt, response) -> float`` and the ground truth ``solution(prompt)``.
+Prompts and responses of the token-level tasks are tuples of integer tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from rlvr.errors import ConfigError
+
+Prompt = tuple[int, ...]
+Response = tuple[int, ...]
+
+
+class Task(ABC):
+    """A verifiable environment: prompts, a reward, the ground truth."""
+
+    name: str
+    vocab_size: int
+    prompt_length: int
+    response_length: int
+    max_reward: float
+
+    def __init__(self, *, fixed_prompts: Sequence[Sequence[int]] | None, eval_fraction: float,
+                 num_eval_prompts: int, split_seed: int) -> None:
+        self.fixed_prompts: list[Prompt] | None = (
+            [tuple(p) for p in fixed_prompts] if fixed_prompts is not None else None)
+        self.eval_fraction = eval_fraction
+        self.num_eval_prompts = num_eval_prompts
+        self.split_seed = split_seed
+        self._eval_prompts: list[Prompt] | None = None
+
+    # -- to implement ------------------------------------------------------------------------
+    @abstractmethod
+    def random_prompt(self, rng: np.random.Generator) -> Prompt:
+        """One prompt from the task's whole prompt distribution (either split)."""
+
+    @abstractmethod
+    def solution(self, prompt: Prompt) -> Response:
+        """The ground-truth response."""
+
+    @abstractmethod
+    def reward(self, prompt: Prompt, response: Sequence[int]) -> float:
+        """A program's verdict on one response."""
+
+    def token_rewards(self, prompt: Prompt, response: Sequence[int]) -> list[float] | None:
+        """Per-token process rewards, when the task can give them (None: outcome reward only)."""
+        return None
+
+    # -- provided ----------------------------------------------------------------------------
+    def is_correct(self, prompt: Prompt, response: Sequence[int]) -> bool:
+        return tuple(int(t) for t in response) == tuple(self.solution(prompt))
+
+    def is_heldout(self, prompt: Prompt) -> bool:
+        """Deterministic split by a hash of the prompt: the same prompt is always on the same side."""
+        digest = hashlib.blake2b(repr((self.split_seed, tuple(prompt))).encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "little") / 2**64 < self.eval_fraction
+
+    def train_prompt(self, rng: np.random.Generator) -> Prompt:
+        """A training prompt: never one of the held-out split."""
+        for _ in range(10_000):
+            prompt = self.random_prompt(rng)
+            if not self.is_heldout(prompt):
+                return prompt
+        raise ConfigError(f"task.eval_fraction: {self.eval_fraction} leaves no training prompts for task {self.name!r}")
+
+    def eval_prompts(self) -> list[Prompt]:
+        """The evaluation prompts: the fixed list, or distinct held-out prompts (seeded)."""
+        if self.fixed_prompts is not None:
+            return list(self.fixed_prompts)
+        if self._eval_prompts is None:
+            rng = np.random.default_rng([self.split_seed, 1])
+            found: dict[Prompt, None] = {}
+            for _ in range(200 * self.num_eval_prompts):
+                prompt = self.random_prompt(rng)
+                if self.is_heldout(prompt):
+                    found[prompt] = None
+                    if len(found) == self.num_eval_prompts:
+                        break
+            if not found:
+                raise ConfigError(f"task.eval_fraction: {self.eval_fraction} yields no held-out prompts for task {self.name!r}")
+            self._eval_prompts = list(found)
+        return self._eval_prompts

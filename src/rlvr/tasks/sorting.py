@@ -1,0 +1,70 @@
+"""The notes' toy environment: sort n numbers. Prompt (3, 1, 2) -> desired response (1, 2, 3).
+
+Three rewards, from sparse to shaped (the notes' reward-design trade-off):
+- ``binary``               1 if the response is exactly sorted(prompt), else 0;
+- ``position-match``       number of positions i with response[i] == sorted(prompt)[i]  (0..n);
+- ``inclusion-adjacency``  one point per prompt number present in the response, plus one per
+                           adjacent pair a <= b in the response                     (0..2n-1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from rlvr.registry import Registry
+from rlvr.tasks.base import Prompt, Response, Task
+
+SORT_REWARDS: Registry[Callable[[Sequence[int], Sequence[int]], float]] = Registry("sorting reward")
+
+
+@SORT_REWARDS.register("binary")
+def binary_reward(prompt: Sequence[int], response: Sequence[int]) -> float:
+    return float(list(response) == sorted(prompt))
+
+
+@SORT_REWARDS.register("position-match")
+def position_match_reward(prompt: Sequence[int], response: Sequence[int]) -> float:
+    return float(sum(a == b for a, b in zip(sorted(prompt), response, strict=False)))
+
+
+@SORT_REWARDS.register("inclusion-adjacency")
+def inclusion_adjacency_reward(prompt: Sequence[int], response: Sequence[int]) -> float:
+    inclusion = sum(1 for x in prompt if x in response)
+    adjacency = sum(1 for a, b in zip(response, response[1:], strict=False) if a <= b)
+    return float(inclusion + adjacency)
+
+
+MAX_REWARD = {
+    "binary": lambda n: 1.0,
+    "position-match": lambda n: float(n),
+    "inclusion-adjacency": lambda n: float(2 * n - 1),
+}
+
+
+class SortTask(Task):
+    """Sort ``length`` numbers drawn from 0..vocab_size-1 (repeats allowed)."""
+
+    name = "sort"
+
+    def __init__(self, *, length: int, vocab_size: int, reward: str, **split: object) -> None:
+        super().__init__(**split)  # type: ignore[arg-type]
+        self.prompt_length = self.response_length = length
+        self.vocab_size = vocab_size
+        self.reward_name = reward
+        self._reward = SORT_REWARDS.get(reward)
+        self.max_reward = MAX_REWARD[reward](length)
+
+    def random_prompt(self, rng: np.random.Generator) -> Prompt:
+        return tuple(int(x) for x in rng.integers(0, self.vocab_size, size=self.prompt_length))
+
+    def solution(self, prompt: Prompt) -> Response:
+        return tuple(sorted(prompt))
+
+    def reward(self, prompt: Prompt, response: Sequence[int]) -> float:
+        return self._reward(prompt, [int(t) for t in response])
+
+    def token_rewards(self, prompt: Prompt, response: Sequence[int]) -> list[float]:
+        """Process reward: 1 at each position that holds the right number of the sorted prompt."""
+        return [float(int(a) == b) for a, b in zip(response, sorted(prompt), strict=False)]

@@ -25,11 +25,11 @@ def test_a_short_run_writes_a_complete_run_directory(tmp_path):
     for name in ("config.yaml", "metrics.jsonl", "samples.jsonl", "curves.png", "summary.json"):
         assert (run / name).stat().st_size > 0, name
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == list(range(1, 13))
+    assert [r["step"] for r in rows] == list(range(0, 13))  # step 0: evaluation before training
     for key in ("train/reward_mean", "train/reward_std", "loss/policy", "policy/entropy",
                 "train/zero_std_frac", "policy/grad_norm", "time/step"):
-        assert all(key in r for r in rows), key
-    assert [r["step"] for r in rows if "eval/exact_match" in r] == [5, 10, 12]
+        assert all(key in r for r in rows[1:]), key
+    assert [r["step"] for r in rows if "eval/exact_match" in r] == [0, 5, 10, 12]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 12 and isinstance(summary["wall_seconds"], float)
     assert set(summary["final"]) >= {"eval/reward_mean", "eval/exact_match", "train/reward_mean"}
@@ -81,3 +81,14 @@ def test_help_explains_every_option():
     from rlvr.config import field_help
     for flag, _ in field_help():
         assert flag in out.stdout
+
+
+def test_sort_toy_raises_evaluation_reward(tmp_path):
+    out = rlvr("train", "--config", "sort-toy", "--run-dir", str(tmp_path / "r"), "--seed", "0", "--quiet",
+               "--train.outer_steps", "60")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    first, last = rows[0], rows[-1]
+    assert first["step"] == 0 and last["step"] == 60
+    assert last["eval/reward_mean"] >= first["eval/reward_mean"] + 1.0
+    assert last["eval/exact_match"] == 1.0 > first["eval/exact_match"]

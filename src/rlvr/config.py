@@ -71,6 +71,8 @@ class TaskConfig:
 class PolicyConfig:
     kind: str = opt("toy", "policy architecture", choices=_policies)
     embedding_dim: int = opt(10, "toy policy: embedding dimension", ge=1)
+    init_scale: float = opt(1.0, "toy policy: multiplier on the initial decode matrices "
+                            "(1: the notes' init; small: a near-uniform initial policy)", ge=0.0)
 
 
 @dataclass
@@ -86,7 +88,11 @@ class AlgoConfig:
     kl_estimator: str = opt("k3", "per-token KL estimator", choices=_registry_names("KL_ESTIMATORS"))
     ref_refresh_every: int = opt(10, "copy the policy into the frozen reference every R outer steps "
                                  "(0: keep the initial policy)", ge=0)
-    entropy_coef: float = opt(0.0, "weight of the entropy bonus (subtracted from the loss)", ge=0.0)
+    entropy_coef: float = opt(0.0, "weight of the entropy bonus (subtracted from the loss) at the start", ge=0.0)
+    entropy_schedule: str = opt("constant", "how the entropy weight changes over training",
+                                choices=_registry_names("SCHEDULES"))
+    entropy_until: float = opt(1.0, "fraction of training at which a decaying entropy weight reaches 0",
+                               gt=0.0, le=1.0)
     norm_eps: float = opt(1e-5, "normalized deltas: eps in (R - mean) / (std + eps)", gt=0.0)
     unbiased_std: bool = opt(True, "normalized deltas: std with N-1 (true) or N (false)")
 

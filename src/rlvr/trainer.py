@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlvr.algorithms import aggregate, compute_deltas, kl_penalty, policy_loss
+from rlvr.algorithms import aggregate, compute_deltas, kl_penalty, policy_loss, schedule_value
 from rlvr.config import AlgoConfig, Config, OptimConfig, to_dict
 from rlvr.evaluation import evaluate
 from rlvr.policies import Policy, build_policy
@@ -65,7 +65,7 @@ def frozen_copy(policy: Policy) -> Policy:
 
 
 def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature: float,
-                 aggregation_constant: float) -> tuple[Tensor, dict[str, Tensor]]:
+                 aggregation_constant: float, entropy_coef: float) -> tuple[Tensor, dict[str, Tensor]]:
     """pg loss + beta * KL - entropy_coef * entropy, each aggregated by ``algo.aggregation``."""
     r = batch.rollouts
     logp, entropy = policy.logprobs(r.prompt_ids, r.response_ids, r.mask, group_size=r.group_size,
@@ -85,8 +85,8 @@ def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature:
         loss = loss + algo.kl_coef * kl
         metrics["policy/kl"] = kl.detach()
     mean_entropy = agg(entropy)
-    if algo.entropy_coef > 0:
-        loss = loss - algo.entropy_coef * mean_entropy
+    if entropy_coef > 0:
+        loss = loss - entropy_coef * mean_entropy
     metrics["policy/entropy"] = mean_entropy.detach()
     metrics["loss/total"] = loss.detach()
     return loss, metrics
@@ -113,6 +113,9 @@ class Trainer:
         cfg = self.cfg
         self.run_dir.write_config(to_dict(cfg))
         start = time.perf_counter()
+        initial = {"step": 0, **self.evaluate(0)}  # the starting point of every evaluation curve
+        self.history.append(initial)
+        self.run_dir.append_jsonl("metrics.jsonl", initial)
         with self.progress:
             for step in range(1, cfg.train.outer_steps + 1):
                 row = self.outer_step(step)
@@ -146,9 +149,11 @@ class Trainer:
         batch = self.make_batch(rollouts)
 
         # 5. inner loop: K gradient steps on the same rollouts
+        progress = (step - 1) / cfg.train.outer_steps
+        entropy_coef = algo.entropy_coef * schedule_value(algo.entropy_schedule, progress, until=algo.entropy_until)
         sums: dict[str, float] = defaultdict(float)
         for _ in range(cfg.train.inner_steps):
-            for key, value in self.inner_step(batch).items():
+            for key, value in self.inner_step(batch, entropy_coef=entropy_coef).items():
                 sums[key] += value
         t2 = time.perf_counter()
 
@@ -156,6 +161,7 @@ class Trainer:
         row: dict[str, Any] = {"step": step}
         row.update(reward_metrics(rollouts.rewards, batch.deltas))
         row.update({k: v / cfg.train.inner_steps for k, v in sorted(sums.items())})
+        row["algo/entropy_coef"] = entropy_coef
         row.update({"time/rollout": t1 - t0, "time/train": t2 - t1, "time/step": t2 - t0})
         if step % cfg.eval.samples_every == 0 or step == 1:
             self.write_samples(step, batch)
@@ -173,9 +179,9 @@ class Trainer:
                     group_size=rollouts.group_size, temperature=self.cfg.train.temperature)
         return Batch(rollouts=rollouts, deltas=deltas, advantages=advantages, ref_logprobs=ref_logprobs)
 
-    def inner_step(self, batch: Batch) -> dict[str, float]:
+    def inner_step(self, batch: Batch, *, entropy_coef: float) -> dict[str, float]:
         loss, metrics = compute_loss(self.policy, batch, self.cfg.algo, temperature=self.cfg.train.temperature,
-                                     aggregation_constant=self.aggregation_constant)
+                                     aggregation_constant=self.aggregation_constant, entropy_coef=entropy_coef)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = self.cfg.optim.grad_clip or float("inf")

@@ -14,16 +14,19 @@ from rlvr.algorithms.deltas import DELTAS, compute_deltas
 from rlvr.algorithms.kl import KL_ESTIMATORS, kl_penalty
 from rlvr.algorithms.logprobs import token_entropy, token_logprobs
 from rlvr.algorithms.losses import POLICY_LOSSES, policy_loss
+from rlvr.algorithms.schedules import SCHEDULES, schedule_value
 
 __all__ = [
     "AGGREGATIONS",
     "DELTAS",
     "KL_ESTIMATORS",
     "POLICY_LOSSES",
+    "SCHEDULES",
     "aggregate",
     "compute_deltas",
     "kl_penalty",
     "policy_loss",
+    "schedule_value",
     "token_entropy",
     "token_logprobs",
 ]

@@ -13,13 +13,14 @@ if TYPE_CHECKING:
     from rlvr.config import PolicyConfig
     from rlvr.tasks import Task
 
-POLICIES: Registry[Callable[["PolicyConfig", "Task"], Policy]] = Registry("policy kind")
+POLICIES: Registry[Callable[[PolicyConfig, Task], Policy]] = Registry("policy kind")
 
 
 @POLICIES.register("toy")
 def _toy(cfg: PolicyConfig, task: Task) -> Policy:
     return ToyPolicy(vocab_size=task.vocab_size, embedding_dim=cfg.embedding_dim,
-                     prompt_length=task.prompt_length, response_length=task.response_length)
+                     prompt_length=task.prompt_length, response_length=task.response_length,
+                     init_scale=cfg.init_scale)
 
 
 def build_policy(cfg: PolicyConfig, task: Task) -> Policy:

@@ -20,14 +20,16 @@ from rlvr.policies.base import Policy, Samples
 
 
 class ToyPolicy(Policy):
-    def __init__(self, *, vocab_size: int, embedding_dim: int, prompt_length: int, response_length: int) -> None:
+    def __init__(self, *, vocab_size: int, embedding_dim: int, prompt_length: int, response_length: int,
+                 init_scale: float = 1.0) -> None:
         super().__init__()
         self.vocab_size = vocab_size
         self.response_length = response_length
         self.embedding = nn.Embedding(vocab_size, embedding_dim)
         scale = 1 / math.sqrt(embedding_dim)
         self.encode_weights = nn.Parameter(torch.randn(prompt_length, embedding_dim, embedding_dim) * scale)
-        self.decode_weights = nn.Parameter(torch.randn(response_length, embedding_dim, embedding_dim) * scale)
+        # init_scale < 1 shrinks the initial logits towards 0: a near-uniform first policy
+        self.decode_weights = nn.Parameter(torch.randn(response_length, embedding_dim, embedding_dim) * scale * init_scale)
 
     def forward(self, prompt_ids: Tensor) -> Tensor:
         """prompt_ids (B, P) -> logits (B, T, V)."""

@@ -12,7 +12,7 @@ from rlvr.tasks.sorting import SortTask
 if TYPE_CHECKING:
     from rlvr.config import TaskConfig
 
-TASKS: Registry[Callable[["TaskConfig"], Task]] = Registry("task")
+TASKS: Registry[Callable[[TaskConfig], Task]] = Registry("task")
 
 
 @TASKS.register("sort")

@@ -40,8 +40,9 @@ def ratio_metrics(log_ratio: Tensor, mask: Tensor) -> dict[str, Tensor]:
 @POLICY_LOSSES.register("naive")
 def naive(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
           clip_eps_low: float, clip_eps_high: float) -> tuple[Tensor, dict[str, Tensor]]:
-    """l_t = -A_t log pi_theta(y_t). The score-function estimator of the notes (REINFORCE)."""
-    return -advantages * logp, {}
+    """l_t = -A_t log pi_theta(y_t). The score-function estimator of the notes (REINFORCE).
+    old_logp only feeds the metrics (how far the inner loop has moved from the sampling policy)."""
+    return -advantages * logp, ratio_metrics(logp.detach() - old_logp.detach(), mask)
 
 
 @POLICY_LOSSES.register("ratio")

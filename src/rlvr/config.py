@@ -95,6 +95,23 @@ class AlgoConfig:
                                gt=0.0, le=1.0)
     norm_eps: float = opt(1e-5, "normalized deltas: eps in (R - mean) / (std + eps)", gt=0.0)
     unbiased_std: bool = opt(True, "normalized deltas: std with N-1 (true) or N (false)")
+    dual_clip_c: float = opt(3.0, "dual-clip loss: bound c |A| on the loss of negative-advantage tokens", gt=1.0)
+    kl_in: str = opt("loss", "where the KL penalty acts: a loss term, or subtracted from the reward "
+                     "before the deltas", choices=["loss", "reward"])
+    kl_grad_estimator: str | None = opt(None, "KL in the loss: take the gradient from this estimator, "
+                                        "the value from kl_estimator (k3 + k2: unbiased KL gradient)",
+                                        choices=_registry_names("KL_ESTIMATORS"))
+    kl_target: float | None = opt(None, "adaptive KL coefficient: target sequence KL (none: fixed "
+                                  "kl_coef)", gt=0.0)
+    kl_horizon: int = opt(10000, "adaptive KL coefficient: horizon in samples", ge=1)
+    credit: str = opt("outcome", "credit assignment: broadcast the outcome delta, or per-token "
+                      "process rewards of the task", choices=_registry_names("CREDIT"))
+    dynamic_sampling: bool = opt(False, "drop groups whose rewards are all equal and draw more (DAPO)")
+    max_refills: int = opt(3, "dynamic sampling: at most this many extra draws per outer step", ge=0)
+    overlong_buffer: float = opt(0.0, "soft overlong penalty: buffer at the end of the length limit, "
+                                 "as a fraction of it (0: off)", ge=0.0, le=1.0)
+    overlong_penalty: float = opt(1.0, "soft overlong penalty: its largest magnitude", ge=0.0)
+    mask_truncated: bool = opt(False, "leave truncated responses out of the loss (overlong filtering)")
 
 
 @dataclass
@@ -260,11 +277,16 @@ def validate(cfg: Config) -> None:
     task, train, algo = cfg.task, cfg.train, cfg.algo
     if task.prompts is not None:
         check_prompt_list(task)
-    centering = {"centered", "normalized", "rloo"}
+    centering = {"centered", "normalized", "rloo", "grpo", "dr-grpo", "pass-at-k"}
     if train.group_size < 2 and algo.deltas in centering:
         raise ConfigError(
             f"train.group_size: {train.group_size} leaves nothing to compare with; "
             f"algo.deltas {algo.deltas!r} needs group_size >= 2")
+    if algo.dynamic_sampling and train.group_size < 2:
+        raise ConfigError(f"train.group_size: {train.group_size} makes every group zero-variance; "
+                          "algo.dynamic_sampling needs group_size >= 2")
+    if algo.kl_target is not None and algo.kl_coef == 0:
+        raise ConfigError("algo.kl_target: an adaptive coefficient starts from algo.kl_coef, which is 0")
     if cfg.eval.pass_samples < cfg.eval.pass_k:
         raise ConfigError(f"eval.pass_samples: {cfg.eval.pass_samples} must be >= eval.pass_k ({cfg.eval.pass_k})")
 

@@ -27,6 +27,7 @@ class Rollouts:
     logprobs: Tensor         # (N, T) recorded by the sampler: pi_old, a constant
     rewards: Tensor          # (B, G)
     group_size: int
+    truncated: Tensor | None = None  # (N,) bool, from the sampler (None: nothing truncated)
 
     def responses(self) -> list[list[int]]:
         return response_lists(self.response_ids, self.mask)
@@ -79,4 +80,5 @@ def generate(policy: Policy, task: Task, prompts: list[Prompt], *, group_size: i
     samples = policy.sample(prompt_ids, group_size, generator=generator, temperature=temperature)
     rewards = score(task, prompts, response_lists(samples.response_ids, samples.mask), group_size)
     return Rollouts(prompts=prompts, prompt_ids=prompt_ids, response_ids=samples.response_ids,
-                    mask=samples.mask, logprobs=samples.logprobs, rewards=rewards, group_size=group_size)
+                    mask=samples.mask, logprobs=samples.logprobs, rewards=rewards, group_size=group_size,
+                    truncated=samples.truncated)

@@ -24,7 +24,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlvr.algorithms import aggregate, compute_deltas, kl_penalty, policy_loss, schedule_value
+from rlvr.algorithms import (
+    adaptive_kl_coef,
+    aggregate,
+    compute_deltas,
+    kl_penalty,
+    kl_shaped_rewards,
+    policy_loss,
+    schedule_value,
+    token_advantages,
+)
 from rlvr.config import AlgoConfig, Config, OptimConfig, to_dict
 from rlvr.evaluation import evaluate
 from rlvr.policies import Policy, build_policy
@@ -32,6 +41,7 @@ from rlvr.rollout import PromptSource, Rollouts, generate
 from rlvr.runs import RunDir
 from rlvr.runs.plots import plot_curves
 from rlvr.runs.progress import Progress
+from rlvr.sampling import dynamic_sample, length_penalty, token_reward_tensor
 from rlvr.tasks import build_task
 
 
@@ -41,8 +51,10 @@ class Batch:
 
     rollouts: Rollouts
     deltas: Tensor               # (B, G)
-    advantages: Tensor           # (N, T) delta broadcast over each response's tokens
+    advantages: Tensor           # (N, T) delta broadcast over each response's tokens (or per-token credit)
     ref_logprobs: Tensor | None  # (N, T) under the frozen reference, or None without KL
+    loss_mask: Tensor            # (N, T) the tokens the loss sees (mask, minus filtered responses)
+    kl_loss_coef: float = 0.0    # beta of the KL term in the loss (0 when the KL is in the reward)
 
 
 def build_optimizer(cfg: OptimConfig, params: Any) -> torch.optim.Optimizer:
@@ -71,18 +83,19 @@ def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature:
     logp, entropy = policy.logprobs(r.prompt_ids, r.response_ids, r.mask, group_size=r.group_size,
                                     temperature=temperature)
     per_token, metrics = policy_loss(
-        algo.loss, logp, r.logprobs, batch.advantages, r.mask, clip_eps_low=algo.clip_eps_low,
-        clip_eps_high=algo.clip_eps_low if algo.clip_eps_high is None else algo.clip_eps_high)
+        algo.loss, logp, r.logprobs, batch.advantages, batch.loss_mask, clip_eps_low=algo.clip_eps_low,
+        clip_eps_high=algo.clip_eps_low if algo.clip_eps_high is None else algo.clip_eps_high,
+        dual_clip_c=algo.dual_clip_c)
 
     def agg(values: Tensor) -> Tensor:
-        return aggregate(values, r.mask, algo.aggregation, constant=aggregation_constant)
+        return aggregate(values, batch.loss_mask, algo.aggregation, constant=aggregation_constant)
 
     pg_loss = agg(per_token)
     loss = pg_loss
     metrics["loss/policy"] = pg_loss.detach()
     if batch.ref_logprobs is not None:
-        kl = agg(kl_penalty(algo.kl_estimator, logp, batch.ref_logprobs))
-        loss = loss + algo.kl_coef * kl
+        kl = agg(kl_penalty(algo.kl_estimator, logp, batch.ref_logprobs, grad_name=algo.kl_grad_estimator))
+        loss = loss + batch.kl_loss_coef * kl
         metrics["policy/kl"] = kl.detach()
     mean_entropy = agg(entropy)
     if entropy_coef > 0:
@@ -104,6 +117,7 @@ class Trainer:
         self.prompts = PromptSource(self.task, cfg.seed)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.aggregation_constant = cfg.algo.aggregation_constant or float(self.policy.response_length)
+        self.kl_coef = cfg.algo.kl_coef  # beta; changes over training when algo.kl_target is set
         self.run_dir = RunDir(cfg.run_dir or default_run_dir(cfg.name))
         self.progress = Progress(total=cfg.train.outer_steps, enabled=show_progress)
         self.history: list[dict[str, Any]] = []
@@ -139,11 +153,15 @@ class Trainer:
         if algo.ref_refresh_every and (step - 1) % algo.ref_refresh_every == 0 and step > 1:
             self.reference.load_state_dict(self.policy.state_dict())
 
-        # 2. rollout
-        prompts = self.prompts.next_batch(cfg.train.prompts_per_step)
-        rollouts = generate(self.policy, self.task, prompts, group_size=cfg.train.group_size,
+        # 2. rollout (with dynamic sampling: groups without a reward spread dropped and refilled)
+        def draw(count: int) -> Rollouts:
+            return generate(self.policy, self.task, self.prompts.next_batch(count), group_size=cfg.train.group_size,
                             generator=self.generator, temperature=cfg.train.temperature)
+        rollouts, sampled_rewards, sampling = dynamic_sample(
+            draw, cfg.train.prompts_per_step, max_refills=algo.max_refills, enabled=algo.dynamic_sampling)
         t1 = time.perf_counter()
+        if not rollouts.prompts:  # every group of every draw had equal rewards: nothing to learn from
+            return {"step": step, **reward_metrics(sampled_rewards, sampled_rewards * 0), **sampling}
 
         # 3-4. deltas and constants for the inner loop
         batch = self.make_batch(rollouts)
@@ -159,9 +177,16 @@ class Trainer:
 
         # 6. metrics
         row: dict[str, Any] = {"step": step}
-        row.update(reward_metrics(rollouts.rewards, batch.deltas))
+        row.update(reward_metrics(sampled_rewards, batch.deltas))
         row.update({k: v / cfg.train.inner_steps for k, v in sorted(sums.items())})
+        row.update(sampling)
         row["algo/entropy_coef"] = entropy_coef
+        row["algo/kl_coef"] = self.kl_coef
+        if batch.ref_logprobs is not None:
+            row["policy/seq_kl"] = float(self.sequence_kl(batch).mean())
+            if algo.kl_target is not None:
+                self.kl_coef = adaptive_kl_coef(self.kl_coef, row["policy/seq_kl"], target=algo.kl_target,
+                                                horizon=algo.kl_horizon, num_samples=batch.advantages.shape[0])
         row.update({"time/rollout": t1 - t0, "time/train": t2 - t1, "time/step": t2 - t0})
         if step % cfg.eval.samples_every == 0 or step == 1:
             self.write_samples(step, batch)
@@ -169,15 +194,33 @@ class Trainer:
 
     def make_batch(self, rollouts: Rollouts) -> Batch:
         algo = self.cfg.algo
-        deltas = compute_deltas(rollouts.rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std)
-        advantages = deltas.reshape(-1, 1).expand_as(rollouts.mask) * rollouts.mask
         ref_logprobs = None
-        if algo.kl_coef > 0:
+        if self.kl_coef > 0:
             with torch.no_grad():
                 ref_logprobs, _ = self.reference.logprobs(
                     rollouts.prompt_ids, rollouts.response_ids, rollouts.mask,
                     group_size=rollouts.group_size, temperature=self.cfg.train.temperature)
-        return Batch(rollouts=rollouts, deltas=deltas, advantages=advantages, ref_logprobs=ref_logprobs)
+        # rewards -> shaped rewards: length penalty (DAPO), KL towards the reference when it is in the reward
+        rewards = rollouts.rewards + length_penalty(rollouts, max_length=self.policy.response_length,
+                                                    buffer_frac=algo.overlong_buffer, factor=algo.overlong_penalty)
+        in_reward = algo.kl_in == "reward"
+        if ref_logprobs is not None and in_reward:
+            rewards, _ = kl_shaped_rewards(rewards, rollouts.logprobs, ref_logprobs, rollouts.mask,
+                                           coef=self.kl_coef, estimator=algo.kl_estimator)
+        deltas = compute_deltas(rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std)
+        advantages = token_advantages(algo.credit, deltas, token_reward_tensor(self.task, rollouts), rollouts.mask,
+                                      mode=algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std)
+        loss_mask = rollouts.mask
+        if algo.mask_truncated and rollouts.truncated is not None:
+            loss_mask = rollouts.mask * (~rollouts.truncated.bool()).to(rollouts.mask.dtype).unsqueeze(-1)
+        return Batch(rollouts=rollouts, deltas=deltas, advantages=advantages, ref_logprobs=ref_logprobs,
+                     loss_mask=loss_mask, kl_loss_coef=0.0 if in_reward else self.kl_coef)
+
+    @staticmethod
+    def sequence_kl(batch: Batch) -> Tensor:
+        """k1 of each sampled response under the sampling policy vs the reference (N,): log pi_old/pi_ref."""
+        assert batch.ref_logprobs is not None
+        return ((batch.rollouts.logprobs - batch.ref_logprobs) * batch.rollouts.mask).sum(-1)
 
     def inner_step(self, batch: Batch, *, entropy_coef: float) -> dict[str, float]:
         loss, metrics = compute_loss(self.policy, batch, self.cfg.algo, temperature=self.cfg.train.temperature,

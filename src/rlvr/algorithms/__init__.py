@@ -10,23 +10,28 @@ keyword-only hyper-parameters and return tensors (losses also return a dict of d
 """
 
 from rlvr.algorithms.aggregation import AGGREGATIONS, aggregate
+from rlvr.algorithms.credit import CREDIT, token_advantages
 from rlvr.algorithms.deltas import DELTAS, compute_deltas
-from rlvr.algorithms.kl import KL_ESTIMATORS, kl_penalty
+from rlvr.algorithms.kl import KL_ESTIMATORS, adaptive_kl_coef, kl_penalty, kl_shaped_rewards
 from rlvr.algorithms.logprobs import token_entropy, token_logprobs
 from rlvr.algorithms.losses import POLICY_LOSSES, policy_loss
 from rlvr.algorithms.schedules import SCHEDULES, schedule_value
 
 __all__ = [
     "AGGREGATIONS",
+    "CREDIT",
     "DELTAS",
     "KL_ESTIMATORS",
     "POLICY_LOSSES",
     "SCHEDULES",
+    "adaptive_kl_coef",
     "aggregate",
     "compute_deltas",
     "kl_penalty",
+    "kl_shaped_rewards",
     "policy_loss",
     "schedule_value",
+    "token_advantages",
     "token_entropy",
     "token_logprobs",
 ]

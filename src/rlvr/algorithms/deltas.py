@@ -51,6 +51,56 @@ def normalized(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     )
 
 
+# GRPO's name for the same estimator. Sources differ in the constants: the GRPO paper (Shao et al.
+# 2024) writes std without saying which; TRL and verl both call torch.std (N-1), with eps 1e-4 (TRL)
+# and 1e-6 (verl). Here: N-1 by default (``algo.unbiased_std``), eps = ``algo.norm_eps`` (1e-5).
+DELTAS.register("grpo")(normalized)
+
+
+@DELTAS.register("dr-grpo")
+def dr_grpo(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
+    """delta_i = R_i - mean_j R_j: GRPO without the division by the std (Liu et al. 2025,
+    "Understanding R1-Zero-Like Training", Dr. GRPO). The same estimator as ``centered``; its other
+    half, dropping the 1/|y| length normalisation, is the aggregation ``seq-sum-constant``."""
+    return centered(rewards, eps=eps, unbiased_std=unbiased_std)
+
+
+@DELTAS.register("reinforce++")
+def reinforce_plus_plus(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
+    """delta = (R - mean R) / (std R + eps) with mean and std over the WHOLE batch (B * G rewards),
+    not per group: REINFORCE++'s global advantage normalisation (Hu 2025, arXiv:2501.03262; verl
+    ``compute_reinforce_plus_plus_outcome_advantage`` whitens over the batch). Prompts do not get
+    their own baseline, so an easy prompt's responses all get positive deltas. Biased (the batch
+    mean contains R_i), and the scale is shared by all prompts of the batch.
+    """
+    flat = rewards.reshape(-1)
+    if flat.numel() < 2:
+        return torch.zeros_like(rewards)
+    std = flat.std(correction=1 if unbiased_std else 0)
+    return (rewards - flat.mean()) / (std + eps)
+
+
+@DELTAS.register("pass-at-k")
+def pass_at_k(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
+    """Only the best response of a group gets credit: the leave-one-out max,
+
+        delta_i = max_j R_j - max_{j != i} R_j      (>= 0; > 0 only for a strict, unique maximum)
+
+    sum_i delta_i grad log pi(y_i) is an unbiased estimate of grad E[max(R_1..R_G)], the gradient of
+    best-of-G reward (pass@G for a 0/1 reward), because max_{j != i} R_j does not depend on y_i
+    and is a valid baseline for term i (Walder & Karkhanis 2025, "Pass@k Policy Optimization", the
+    k = G case). tests/test_gradient_unbiased.py checks it by enumeration. Needs G >= 2.
+    """
+    group_size = rewards.shape[-1]
+    best = rewards.max(dim=-1, keepdim=True).values
+    if group_size < 2:
+        return torch.zeros_like(rewards)
+    others = rewards.unsqueeze(-2).expand(*rewards.shape[:-1], group_size, group_size)  # (B, G, G)
+    keep = ~torch.eye(group_size, dtype=torch.bool)
+    leave_one_out_max = others[..., keep].reshape(*rewards.shape, group_size - 1).max(-1).values
+    return best - leave_one_out_max
+
+
 @DELTAS.register("max-only")
 def max_only(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     """delta_i = R_i if R_i is the maximum of its group, else 0 (the notes' ``max_rewards``)."""

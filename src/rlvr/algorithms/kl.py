@@ -5,6 +5,13 @@ With log r = log pi_ref(y) - log pi_theta(y) (J. Schulman, "Approximating KL div
     k2 = (log r)^2 / 2           biased, low variance, >= 0
     k3 = (r - 1) - log r         unbiased, low variance, >= 0 -- the notes' q/p - log(q/p) - 1
 pi_ref is a frozen copy (its log-probs are constants); the gradient flows through pi_theta only.
+
+Where the KL goes, and how strongly:
+- in the loss: beta * aggregate(k(logp, ref_logp)), optionally with the value of one estimator and
+  the gradient of another (``kl_penalty(..., grad_name="k2")``);
+- in the reward: R_i <- R_i - beta * sum_t k(old_logp_it, ref_logp_it), before the deltas
+  (``kl_shaped_rewards``; k1 there is the classic choice of Ziegler et al. 2019 / InstructGPT);
+- beta fixed, or adapted towards a target KL (``adaptive_kl_coef``, Ziegler et al. 2019).
 """
 
 from __future__ import annotations
@@ -34,6 +41,41 @@ def k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     return log_r.exp() - 1 - log_r
 
 
-def kl_penalty(name: str, logp: Tensor, ref_logp: Tensor) -> Tensor:
-    """Per-token KL estimate (N, T) by the named estimator (see ``KL_ESTIMATORS.names()``)."""
-    return KL_ESTIMATORS.get(name)(logp, ref_logp)
+def kl_penalty(name: str, logp: Tensor, ref_logp: Tensor, *, grad_name: str | None = None) -> Tensor:
+    """Per-token KL estimate (N, T) by the named estimator (see ``KL_ESTIMATORS.names()``).
+
+    ``grad_name`` gives the value of ``name`` with the gradient of ``grad_name``:
+        value.detach() + (g - g.detach())
+    e.g. k3's value (unbiased, >= 0, what is logged and weighed) with k2's gradient
+    (log(pi/pi_ref) grad log pi, whose expectation is the exact gradient of KL(pi || pi_ref); the
+    gradient of k3 itself is not, Tang & Munos 2025 "On a few pitfalls in KL divergence gradient
+    estimation for RL"; verl's ``kl_loss_type`` "k3+" option).
+    """
+    value = KL_ESTIMATORS.get(name)(logp, ref_logp)
+    if grad_name is None or grad_name == name:
+        return value
+    grad_source = KL_ESTIMATORS.get(grad_name)(logp, ref_logp)
+    return value.detach() + (grad_source - grad_source.detach())
+
+
+def kl_shaped_rewards(rewards: Tensor, old_logp: Tensor, ref_logp: Tensor, mask: Tensor, *,
+                      coef: float, estimator: str) -> tuple[Tensor, Tensor]:
+    """KL in the reward: R_i - beta * sum_t k(y_it) for rewards (B, G) and (N, T) log-probs of the
+    sampling policy and the reference. Returns (shaped rewards (B, G), sequence KL (N,)); all
+    constants, computed once per batch before the deltas. With k1 the sequence sum is
+    log pi_old(y_i) / pi_ref(y_i), an unbiased estimate of KL(pi_old || pi_ref)."""
+    seq_kl = (KL_ESTIMATORS.get(estimator)(old_logp, ref_logp) * mask).sum(-1).detach()  # (N,)
+    return rewards - coef * seq_kl.reshape(rewards.shape), seq_kl
+
+
+def adaptive_kl_coef(coef: float, observed_kl: float, *, target: float, horizon: int,
+                     num_samples: int) -> float:
+    """Ziegler et al. 2019 ("Fine-tuning language models from human preferences"; TRL's
+    ``AdaptiveKLController``): a proportional controller on log beta,
+
+        e = clip(KL / KL_target - 1, -0.2, 0.2)        beta <- beta * (1 + e * n / horizon)
+
+    n = samples in the batch. KL above target raises beta, below lowers it, at most by a factor
+    1 +- 0.2 n / horizon per step."""
+    error = min(max(observed_kl / target - 1.0, -0.2), 0.2)
+    return coef * (1.0 + error * num_samples / horizon)

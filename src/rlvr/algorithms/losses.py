@@ -39,7 +39,7 @@ def ratio_metrics(log_ratio: Tensor, mask: Tensor) -> dict[str, Tensor]:
 
 @POLICY_LOSSES.register("naive")
 def naive(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
-          clip_eps_low: float, clip_eps_high: float) -> tuple[Tensor, dict[str, Tensor]]:
+          clip_eps_low: float, clip_eps_high: float, dual_clip_c: float) -> tuple[Tensor, dict[str, Tensor]]:
     """l_t = -A_t log pi_theta(y_t). The score-function estimator of the notes (REINFORCE).
     old_logp only feeds the metrics (how far the inner loop has moved from the sampling policy)."""
     return -advantages * logp, ratio_metrics(logp.detach() - old_logp.detach(), mask)
@@ -47,7 +47,7 @@ def naive(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
 
 @POLICY_LOSSES.register("ratio")
 def ratio(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
-          clip_eps_low: float, clip_eps_high: float) -> tuple[Tensor, dict[str, Tensor]]:
+          clip_eps_low: float, clip_eps_high: float, dual_clip_c: float) -> tuple[Tensor, dict[str, Tensor]]:
     """l_t = -r_t A_t, r_t = pi_theta / pi_old = exp(logp - old_logp) (importance-weighted, unclipped).
 
     At pi_theta = pi_old, grad r_t = grad log pi_theta, so the first inner step equals ``naive``.
@@ -58,7 +58,7 @@ def ratio(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
 
 @POLICY_LOSSES.register("clipped")
 def clipped(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
-            clip_eps_low: float, clip_eps_high: float) -> tuple[Tensor, dict[str, Tensor]]:
+            clip_eps_low: float, clip_eps_high: float, dual_clip_c: float) -> tuple[Tensor, dict[str, Tensor]]:
     """PPO/GRPO: l_t = -min(r_t A_t, clip(r_t, 1 - eps_low, 1 + eps_high) A_t) (Schulman et al. 2017).
 
     The gradient is zero where the clipped term is the smaller one: r > 1 + eps_high with A > 0,
@@ -75,8 +75,81 @@ def clipped(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
     return loss, metrics
 
 
+@POLICY_LOSSES.register("dual-clip")
+def dual_clip(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
+              clip_eps_low: float, clip_eps_high: float, dual_clip_c: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO clip, and on negative-advantage tokens a bound c |A_t| on the loss (Ye et al. 2020,
+    "Mastering Complex Control in MOBA Games", dual-clip PPO; verl ``clip_ratio_c``, default 3):
+
+        l_t = l^clip_t                      if A_t >= 0
+        l_t = min(l^clip_t, -c A_t)         if A_t < 0     (c > 1)
+
+    With A < 0 the clipped loss is |A| max(r, clip(r)), unbounded in r: one token the old policy
+    found unlikely but the current one likes (r >> 1) could dominate the batch. Beyond r = c the
+    loss is the constant c |A|, with zero gradient.
+    """
+    loss, metrics = clipped(logp, old_logp, advantages, mask, clip_eps_low=clip_eps_low,
+                            clip_eps_high=clip_eps_high, dual_clip_c=dual_clip_c)
+    bound = -dual_clip_c * advantages
+    is_negative = advantages < 0
+    metrics["policy/dual_clip_frac"] = masked_mean((is_negative & (loss > bound)).to(logp.dtype), mask).detach()
+    return torch.where(is_negative, torch.minimum(loss, bound), loss), metrics
+
+
+def sequence_log_ratio(log_ratio: Tensor, mask: Tensor) -> Tensor:
+    """(N, T) per-token log pi_theta/pi_old -> (N, 1) mean over each response's real tokens."""
+    return (log_ratio * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1)
+
+
+@POLICY_LOSSES.register("gspo")
+def gspo(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
+         clip_eps_low: float, clip_eps_high: float, dual_clip_c: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """GSPO (Zheng et al. 2025, "Group Sequence Policy Optimization"): one ratio per response,
+
+        s_i = (pi_theta(y_i) / pi_old(y_i))^(1/|y_i|) = exp( mean_t log r_it )
+        l_i = -min(s_i A_i, clip(s_i, 1 - eps_low, 1 + eps_high) A_i)
+
+    written per token as in the paper's GSPO-token form (and verl's ``gspo`` loss):
+    s_it = sg[s_i] * pi_theta(y_it) / sg[pi_theta(y_it)] has the value s_i at every token and the
+    gradient s_i grad log pi(y_it), so with ``seq-mean-token-mean`` aggregation the loss and its
+    gradient are exactly those of mean_i l_i. A per-token A_it gives GSPO-token. The paper's clip
+    range is tiny (eps_low 3e-4, eps_high 4e-4) because s_i is a per-token geometric mean.
+    """
+    log_ratio = logp - old_logp.detach()
+    seq_log_ratio = sequence_log_ratio(log_ratio, mask)                        # (N, 1)
+    s = (seq_log_ratio.detach() + logp - logp.detach()).exp()                  # (N, T), value s_i
+    unclipped_obj = s * advantages
+    clipped_obj = s.clamp(1 - clip_eps_low, 1 + clip_eps_high) * advantages
+    loss = -torch.minimum(unclipped_obj, clipped_obj)
+    metrics = ratio_metrics(log_ratio, mask)
+    metrics["policy/clip_frac"] = masked_mean((clipped_obj < unclipped_obj).to(logp.dtype), mask).detach()
+    metrics["policy/seq_ratio_mean"] = seq_log_ratio.detach().exp().mean()
+    return loss, metrics
+
+
+@POLICY_LOSSES.register("cispo")
+def cispo(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
+          clip_eps_low: float, clip_eps_high: float, dual_clip_c: float) -> tuple[Tensor, dict[str, Tensor]]:
+    """CISPO (MiniMax-M1 report, 2025): the clipped ratio is a stop-gradient WEIGHT on log pi,
+
+        l_t = -sg[ clip(r_t, 1 - eps_low, 1 + eps_high) ] A_t log pi_theta(y_t)
+
+    Unlike PPO's clip, no token loses its gradient: a clipped token still contributes
+    clip(r) A grad log pi, only with a bounded weight. Inside the range the gradient is
+    r A grad log pi = A grad r, the same as ``ratio``. (MiniMax uses no lower bound: eps_low = 1.)
+    """
+    log_ratio = logp.detach() - old_logp.detach()
+    r = log_ratio.exp()
+    weight = r.clamp(1 - clip_eps_low, 1 + clip_eps_high)
+    metrics = ratio_metrics(log_ratio, mask)
+    metrics["policy/clip_frac"] = masked_mean((weight != r).to(logp.dtype), mask).detach()
+    return -weight * advantages * logp, metrics
+
+
 def policy_loss(name: str, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
-                clip_eps_low: float = 0.2, clip_eps_high: float = 0.2) -> tuple[Tensor, dict[str, Tensor]]:
+                clip_eps_low: float = 0.2, clip_eps_high: float = 0.2,
+                dual_clip_c: float = 3.0) -> tuple[Tensor, dict[str, Tensor]]:
     """Per-token loss (N, T) and metrics of the named loss (see ``POLICY_LOSSES.names()``)."""
     fn = POLICY_LOSSES.get(name)
-    return fn(logp, old_logp, advantages, mask, clip_eps_low=clip_eps_low, clip_eps_high=clip_eps_high)
+    return fn(logp, old_logp, advantages, mask, clip_eps_low=clip_eps_low, clip_eps_high=clip_eps_high,
+              dual_clip_c=dual_clip_c)

@@ -20,6 +20,7 @@ class Samples:
     response_ids: Tensor  # (N, T) long
     mask: Tensor          # (N, T) float, 1 on real tokens
     logprobs: Tensor      # (N, T) log pi(token) under the sampling distribution, detached
+    truncated: Tensor | None = None  # (N,) bool: stopped by the length limit, not an end token
 
 
 class Policy(nn.Module, ABC):

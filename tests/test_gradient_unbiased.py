@@ -68,10 +68,25 @@ def test_group_mean_that_includes_the_sample_shrinks_the_gradient_by_g_minus_1_o
     The direction is exact, only the step length shrinks (a documented property, not a bug)."""
     policy, responses = tiny_toy
     exact = exact_gradient(policy, responses)
-    for group_size in (2, 3):
-        expected = expected_estimator(policy, responses, "centered", group_size)
-        assert torch.allclose(expected, exact * (group_size - 1) / group_size, atol=1e-10)
-        assert not torch.allclose(expected, exact, atol=1e-3)
+    for mode in ("centered", "dr-grpo"):
+        for group_size in (2, 3):
+            expected = expected_estimator(policy, responses, mode, group_size)
+            assert torch.allclose(expected, exact * (group_size - 1) / group_size, atol=1e-10)
+            assert not torch.allclose(expected, exact, atol=1e-3)
+
+
+@pytest.mark.parametrize("group_size", [2, 3])
+def test_leave_one_out_max_is_unbiased_for_the_best_of_group_gradient(tiny_toy, group_size):
+    """pass-at-k deltas: E[sum_i delta_i grad log pi(y_i)] = grad E[max(R_1..R_G)], by enumeration."""
+    policy, responses = tiny_toy
+    probs = response_logprobs(policy, responses).exp()
+    groups = torch.tensor(list(itertools.product(range(len(responses)), repeat=group_size)))
+    best_of_group = (probs[groups].prod(-1) * REWARD_TABLE[groups].max(-1).values).sum()
+    exact = flat_grad(policy, best_of_group)
+    expected = expected_estimator(policy, responses, "pass-at-k", group_size) * group_size
+    assert torch.allclose(expected, exact, atol=1e-10)
+    # ... which is not the gradient of the mean reward
+    assert not torch.allclose(expected, exact_gradient(policy, responses), atol=1e-3)
 
 
 def test_normalized_deltas_are_biased(tiny_toy):

@@ -1,6 +1,6 @@
 """Command line: ``rlvr train``.
 
-    rlvr train --config FILE [--seed N] [--run-dir DIR] [--section.key VALUE ...]
+    rlvr train --config FILE [--algo RECIPE] [--seed N] [--run-dir DIR] [--section.key VALUE ...]
 
 Flags override the YAML; ``rlvr train --help`` lists every config field with its default and
 allowed values. A user mistake prints one line ``rlvr: error: ...`` and exits with code 2.
@@ -15,6 +15,7 @@ from typing import Any
 
 from rlvr.config import field_help, load_config
 from rlvr.errors import UserError
+from rlvr.recipes import RECIPES
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
 
@@ -63,6 +64,8 @@ def train_parser() -> Parser:
         description="Train a policy with reinforcement learning from verifiable rewards.",
         epilog=f"config fields (each also settable in the YAML as section: {{key: value}}):\n{rows}")
     parser.add_argument("--config", help="YAML config file, or a preset name from configs/ (e.g. sort-toy)")
+    parser.add_argument("--algo", metavar="RECIPE", help="a named recipe applied over the YAML and under "
+                        "--section.key flags: " + ", ".join(RECIPES.names()))
     parser.add_argument("--seed", help="seed of the run (same as --seed in the YAML)")
     parser.add_argument("--run-dir", help="where the run writes its files (default runs/<name>-<time>)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
@@ -79,7 +82,7 @@ def cmd_train(argv: list[str]) -> int:
     if args.run_dir is not None:
         overrides["run_dir"] = args.run_dir
     path = resolve_config_path(args.config) if args.config else None
-    cfg = load_config(path, overrides)
+    cfg = load_config(path, overrides, recipe=args.algo)
     summary = train(cfg, show_progress=not args.quiet)
     final = "  ".join(f"{k} {v:.3f}" for k, v in summary["final"].items())
     print(f"done in {summary['wall_seconds']:.1f}s: {final}\nrun directory: {summary['run_dir']}")

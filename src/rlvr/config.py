@@ -1,7 +1,8 @@
 """Configuration: nested dataclasses, the one source of truth for every hyper-parameter.
 
 A run's config is built in layers, later ones winning:
-    dataclass defaults  <  YAML file (``--config``)  <  command-line flags (``--section.key VALUE``)
+    dataclass defaults  <  YAML file (``--config``)  <  a named recipe (``--algo NAME``)
+                        <  command-line flags (``--section.key VALUE``)
 then validated once, before any work starts. Every field carries its help text and its allowed
 values in ``metadata``; ``rlvr train --help`` prints them, and a bad value fails with one line
 naming the field.
@@ -159,13 +160,19 @@ class Config:
 # ----------------------------------------------------------------------------- building
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Defaults < YAML at ``path`` < ``overrides`` ({"algo.deltas": "rloo", ...}); validated."""
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None, *,
+                recipe: str | None = None) -> Config:
+    """Defaults < YAML at ``path`` < named ``recipe`` (rlvr.recipes) < ``overrides``
+    ({"algo.deltas": "rloo", ...}); validated."""
+    from rlvr.recipes import recipe_values
+
     data: dict[str, Any] = {}
     if path is not None:
         data = read_yaml(Path(path))
-    for dotted, value in (overrides or {}).items():
-        set_dotted(data, dotted, value)
+    layers = [recipe_values(recipe) if recipe is not None else {}, overrides or {}]
+    for layer in layers:
+        for dotted, value in layer.items():
+            set_dotted(data, dotted, value)
     cfg = from_dict(Config, data, prefix="")
     validate(cfg)
     return cfg

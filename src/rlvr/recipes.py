@@ -1,0 +1,54 @@
+"""Named recipes: sets of config values that make up a published algorithm.
+
+    rlvr train --config FILE --algo grpo --algo.kl_coef 0
+
+Precedence: dataclass defaults < YAML < ``--algo`` recipe < ``--section.key`` flags. A recipe only
+sets the fields below; the task, the policy, the optimiser and the budget stay the YAML's.
+docs/algorithms.md gives each formula and its source.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlvr.registry import Registry
+
+RECIPES: Registry[dict[str, Any]] = Registry("recipe")
+
+RECIPES.register("grpo")({  # Shao et al. 2024 (DeepSeekMath), TRL GRPOTrainer defaults
+    "algo.deltas": "grpo", "algo.loss": "clipped", "algo.clip_eps_low": 0.2, "algo.clip_eps_high": 0.2,
+    "algo.aggregation": "seq-mean-token-mean", "algo.kl_coef": 0.04, "algo.kl_estimator": "k3",
+    "algo.kl_in": "loss",
+})
+RECIPES.register("dr-grpo")({  # Liu et al. 2025: no std, no length normalisation, no KL
+    "algo.deltas": "dr-grpo", "algo.loss": "clipped", "algo.clip_eps_low": 0.2, "algo.clip_eps_high": 0.2,
+    "algo.aggregation": "seq-sum-constant", "algo.kl_coef": 0.0,
+})
+RECIPES.register("dapo")({  # Yu et al. 2025: clip-higher, token-mean, dynamic sampling, overlong shaping
+    "algo.deltas": "grpo", "algo.loss": "clipped", "algo.clip_eps_low": 0.2, "algo.clip_eps_high": 0.28,
+    "algo.aggregation": "token-mean", "algo.kl_coef": 0.0, "algo.dynamic_sampling": True,
+    "algo.max_refills": 3, "algo.overlong_buffer": 0.2, "algo.overlong_penalty": 1.0,
+})
+RECIPES.register("gspo")({  # Zheng et al. 2025: sequence-level ratio, tiny clip range
+    "algo.deltas": "grpo", "algo.loss": "gspo", "algo.clip_eps_low": 3e-4, "algo.clip_eps_high": 4e-4,
+    "algo.aggregation": "seq-mean-token-mean", "algo.kl_coef": 0.0,
+})
+RECIPES.register("rloo")({  # Ahmadian et al. 2024; TRL RLOOTrainer: k1 KL in the reward, beta 0.05
+    "algo.deltas": "rloo", "algo.loss": "clipped", "algo.clip_eps_low": 0.2, "algo.clip_eps_high": 0.2,
+    "algo.aggregation": "seq-mean-token-sum", "algo.kl_coef": 0.05, "algo.kl_estimator": "k1",
+    "algo.kl_in": "reward",
+})
+RECIPES.register("reinforce++")({  # Hu 2025; OpenRLHF: batch-whitened deltas, k1 KL in the reward
+    "algo.deltas": "reinforce++", "algo.loss": "clipped", "algo.clip_eps_low": 0.2, "algo.clip_eps_high": 0.2,
+    "algo.aggregation": "token-mean", "algo.kl_coef": 0.01, "algo.kl_estimator": "k1", "algo.kl_in": "reward",
+})
+RECIPES.register("ppo-clip")({  # Schulman et al. 2017 without a critic; Ziegler et al. 2019 adaptive KL
+    "algo.deltas": "normalized", "algo.loss": "clipped", "algo.clip_eps_low": 0.2, "algo.clip_eps_high": 0.2,
+    "algo.aggregation": "token-mean", "algo.kl_coef": 0.05, "algo.kl_estimator": "k1", "algo.kl_in": "reward",
+    "algo.kl_target": 0.1, "algo.kl_horizon": 10000,
+})
+
+
+def recipe_values(name: str) -> dict[str, Any]:
+    """The dotted config values of the named recipe (a copy)."""
+    return dict(RECIPES.get(name))

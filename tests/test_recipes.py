@@ -3,15 +3,14 @@
 import math
 
 import pytest
-from test_cli import rlvr
 
 from rlvr.cli import main
-
 from rlvr.config import load_config
 from rlvr.errors import ConfigError
 from rlvr.policies import POLICIES
 from rlvr.recipes import RECIPES
 from rlvr.trainer import Trainer
+from test_cli import rlvr
 
 EXPECTED = {"grpo", "dr-grpo", "dapo", "gspo", "rloo", "reinforce++", "ppo-clip"}
 

@@ -3,14 +3,20 @@ shaping and overlong filtering, per-token process credit."""
 
 import pytest
 import torch
-from test_gradient_unbiased import PROMPT, flat_grad
 
 from rlvr.algorithms import compute_deltas, token_advantages
 from rlvr.algorithms.shaping import overlong_penalty
 from rlvr.policies.toy import ToyPolicy
 from rlvr.rollout import generate
-from rlvr.sampling import dynamic_sample, has_signal, length_penalty, select_groups, token_reward_tensor
+from rlvr.sampling import (
+    dynamic_sample,
+    has_signal,
+    length_penalty,
+    select_groups,
+    token_reward_tensor,
+)
 from rlvr.tasks import SortTask
+from test_gradient_unbiased import PROMPT, flat_grad
 
 
 def sort_task(length=3, reward="binary"):

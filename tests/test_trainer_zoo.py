@@ -1,0 +1,64 @@
+"""The zoo inside the trainer: overlong filtering, KL in the reward, the adaptive coefficient."""
+
+import torch
+
+from rlvr.config import load_config
+from rlvr.trainer import Trainer, compute_loss
+
+
+def trainer(tmp_path, **overrides):
+    cfg = load_config(None, {"task.reward": "position-match", "train.prompts_per_step": 3, "train.group_size": 4,
+                             "train.outer_steps": 4, "train.inner_steps": 1, "eval.every": 4,
+                             "run_dir": str(tmp_path / "run"), **overrides})
+    return Trainer(cfg, show_progress=False)
+
+
+def fresh_rollouts(t):
+    from rlvr.rollout import generate
+    return generate(t.policy, t.task, t.prompts.next_batch(3), group_size=4, generator=t.generator, temperature=1.0)
+
+
+def test_truncated_responses_leave_the_loss_when_masked(tmp_path):
+    t = trainer(tmp_path, **{"algo.mask_truncated": True, "algo.deltas": "raw"})
+    rollouts = fresh_rollouts(t)
+    rollouts.truncated = torch.zeros(12, dtype=torch.bool)
+    rollouts.truncated[[1, 6]] = True
+    batch = t.make_batch(rollouts)
+    assert batch.loss_mask[[1, 6]].sum() == 0 and batch.loss_mask.sum() == 10 * 3
+    loss, _ = compute_loss(t.policy, batch, t.cfg.algo, temperature=1.0, aggregation_constant=3.0, entropy_coef=0.0)
+    # changing a masked response's reward changes nothing
+    rollouts.rewards[0, 1] += 100.0
+    rollouts.rewards[1, 2] -= 100.0
+    loss_again, _ = compute_loss(t.policy, t.make_batch(rollouts), t.cfg.algo, temperature=1.0,
+                                 aggregation_constant=3.0, entropy_coef=0.0)
+    assert torch.allclose(loss, loss_again)
+    unmasked = trainer(tmp_path, **{"algo.deltas": "raw"}).make_batch(rollouts)
+    assert unmasked.loss_mask.sum() == 12 * 3
+
+
+def test_kl_in_the_reward_shapes_the_deltas_and_leaves_the_loss(tmp_path):
+    t = trainer(tmp_path, **{"algo.kl_coef": 0.5, "algo.kl_in": "reward", "algo.kl_estimator": "k1", "algo.deltas": "raw"})
+    with torch.no_grad():
+        for p in t.reference.parameters():
+            p.add_(torch.randn_like(p) * 0.3)   # a reference that differs from the policy
+    rollouts = fresh_rollouts(t)
+    batch = t.make_batch(rollouts)
+    seq_kl = t.sequence_kl(batch).reshape(3, 4)
+    assert seq_kl.abs().sum() > 0
+    assert torch.allclose(batch.deltas, rollouts.rewards - 0.5 * seq_kl)
+    assert batch.kl_loss_coef == 0.0
+    in_loss = trainer(tmp_path, **{"algo.kl_coef": 0.5, "algo.deltas": "raw"})
+    in_loss.reference.load_state_dict(t.reference.state_dict())
+    batch = in_loss.make_batch(rollouts)
+    assert torch.equal(batch.deltas, rollouts.rewards) and batch.kl_loss_coef == 0.5
+
+
+def test_adaptive_kl_coefficient_rises_while_the_kl_is_above_target(tmp_path):
+    t = trainer(tmp_path, **{"algo.kl_coef": 0.1, "algo.kl_target": 1e-9, "algo.kl_horizon": 12,
+                             "algo.ref_refresh_every": 0, "optim.lr": 0.05})
+    t.run()
+    coefs = [r["algo/kl_coef"] for r in t.history[1:]]
+    # step 1 samples from the reference itself (KL 0 < target): down by the clipped 20%, n / horizon = 1
+    assert coefs[0] == 0.1 and abs(coefs[1] - 0.08) < 1e-12
+    # from then on the policy has moved away: the KL exceeds the target and beta rises by 20% a step
+    assert all(abs(b - a * 1.2) < 1e-12 for a, b in zip(coefs[1:], coefs[2:], strict=False))

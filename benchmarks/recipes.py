@@ -1,0 +1,143 @@
+"""The named recipes side by side on one preset: learning curves of evaluation exact match.
+
+    python benchmarks/recipes.py --preset sort5 [--seeds 3] [--recipes grpo dapo ...] [--set key=value ...]
+
+For every recipe and seed, trains ``rlvr train --config PRESET --algo RECIPE --seed S`` (in
+process, one thread) and records eval/exact_match at every evaluation (the preset's held-out
+prompts; a preset with a fixed prompt list, like sort-toy, evaluates on that list). Writes
+benchmarks/results/recipes-<preset>.json and recipes-<preset>.png (mean over seeds, band = min..max),
+and rewrites the preset's table in docs/algorithms.md between its markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from rlvr.cli import resolve_config_path  # noqa: E402
+from rlvr.config import load_config  # noqa: E402
+from rlvr.recipes import RECIPES  # noqa: E402
+from rlvr.runs.rundir import atomic_write_bytes, atomic_write_text  # noqa: E402
+from rlvr.trainer import train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+METRIC = "eval/exact_match"
+
+
+def run_recipe(preset: Path, recipe: str, seed: int, overrides: dict[str, str], workdir: Path) -> dict:
+    run_dir = workdir / f"{recipe}-{seed}"
+    cfg = load_config(preset, {**overrides, "seed": seed, "run_dir": str(run_dir), "train.threads": 1},
+                      recipe=recipe)
+    summary = train(cfg, show_progress=False)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    curve = [(r["step"], r[METRIC]) for r in rows if METRIC in r]
+    return {"seed": seed, "curve": curve, "final": curve[-1][1], "wall_seconds": summary["wall_seconds"],
+            "final_train_reward": summary["final"]["train/reward_mean"]}
+
+
+def summarise(recipe: str, runs: list[dict]) -> dict:
+    curves = [[y for _, y in r["curve"]] for r in runs]
+    steps = [s for s, _ in runs[0]["curve"]]
+    mean_curve = [statistics.fmean(ys) for ys in zip(*curves, strict=True)]
+    reached = [next((s for s, y in r["curve"] if y >= 1.0), None) for r in runs]
+    return {
+        "recipe": recipe, "values": RECIPES.get(recipe), "steps": steps, "mean_curve": mean_curve,
+        "min_curve": [min(ys) for ys in zip(*curves, strict=True)],
+        "max_curve": [max(ys) for ys in zip(*curves, strict=True)],
+        "final_mean": statistics.fmean(r["final"] for r in runs),
+        "curve_mean": statistics.fmean(mean_curve),  # area under the curve / steps: speed and level
+        "steps_to_all_correct": reached,
+        "seconds_per_run": statistics.fmean(r["wall_seconds"] for r in runs),
+        "runs": runs,
+    }
+
+
+def plot(results: list[dict], preset: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in results:
+        line, = ax.plot(r["steps"], r["mean_curve"], marker="o", markersize=3, label=r["recipe"])
+        ax.fill_between(r["steps"], r["min_curve"], r["max_curve"], color=line.get_color(), alpha=0.12)
+    ax.set_xlabel("outer step")
+    ax.set_ylabel("evaluation exact match (mean over seeds)")
+    ax.set_title(f"recipes on {preset}, {len(results[0]['runs'])} seeds (band: min..max)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| recipe | final exact match | mean over the curve | step all-correct (per seed) | s/run |",
+             "|---|---|---|---|---|"]
+    for r in results:
+        reached = ", ".join("—" if s is None else str(s) for s in r["steps_to_all_correct"])
+        lines.append(f"| `{r['recipe']}` | {r['final_mean']:.2f} | {r['curve_mean']:.2f} | {reached} | "
+                     f"{r['seconds_per_run']:.1f} |")
+    return "\n".join(lines)
+
+
+def update_docs(preset: str, text: str, doc: Path) -> None:
+    start, end = f"<!-- RECIPES-{preset}-START -->", f"<!-- RECIPES-{preset}-END -->"
+    content = doc.read_text()
+    if start not in content:
+        content += f"\n### `{preset}`\n\n{start}\n{end}\n"
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(doc, f"{head}{start}\n{text}\n{end}{tail}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="sort5", help="a preset name from configs/ or a YAML path")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--recipes", nargs="+", default=RECIPES.names())
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every run, e.g. eval.every=5")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/algorithms.md")
+    args = parser.parse_args()
+    preset_path = resolve_config_path(args.preset)
+    preset = preset_path.stem
+    overrides = dict(item.split("=", 1) for item in args.set)
+    results = []
+    with tempfile.TemporaryDirectory() as workdir:
+        for recipe in args.recipes:
+            runs = []
+            for seed in range(args.seeds):
+                runs.append(run_recipe(preset_path, recipe, seed, overrides, Path(workdir)))
+                print(f"{recipe:<12} seed {seed}: final {METRIC} {runs[-1]['final']:.2f} "
+                      f"({runs[-1]['wall_seconds']:.1f}s)", flush=True)
+            results.append(summarise(recipe, runs))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"recipes-{preset}.json"
+    atomic_write_text(out, json.dumps({"preset": preset, "seeds": args.seeds, "overrides": overrides,
+                               "date": time.strftime("%Y-%m-%d"), "results": results}, indent=1) + "\n")
+    png = RESULTS / f"recipes-{preset}.png"
+    plot(results, preset, png)
+    text = table(results)
+    print(text)
+    print(f"wrote {out.relative_to(ROOT)} and {png.relative_to(ROOT)}")
+    if not args.no_docs:
+        command = " ".join(["python benchmarks/recipes.py", "--preset", args.preset, "--seeds", str(args.seeds)]
+                           + (["--set", *args.set] if args.set else []))
+        update_docs(preset, text + f"\n\n![recipes on {preset}](../benchmarks/results/{png.name})\n\n"
+                    f"_Measured by `{command}` on {time.strftime('%Y-%m-%d')}, seeds 0..{args.seeds - 1}._",
+                    ROOT / "docs" / "algorithms.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -62,3 +62,16 @@ def test_adaptive_kl_coefficient_rises_while_the_kl_is_above_target(tmp_path):
     assert coefs[0] == 0.1 and abs(coefs[1] - 0.08) < 1e-12
     # from then on the policy has moved away: the KL exceeds the target and beta rises by 20% a step
     assert all(abs(b - a * 1.2) < 1e-12 for a, b in zip(coefs[1:], coefs[2:], strict=False))
+
+
+def test_a_step_without_any_group_with_a_reward_spread_skips_the_update(tmp_path):
+    """Binary reward, a near-uniform policy over 5^3 responses, no refills: most draws are all-zero."""
+    t = trainer(tmp_path, **{"algo.dynamic_sampling": True, "algo.max_refills": 0, "task.reward": "binary",
+                             "train.group_size": 2, "train.prompts_per_step": 1, "train.outer_steps": 6})
+    before = [p.detach().clone() for p in t.policy.parameters()]
+    t.run()
+    rows = t.history[1:]
+    skipped = [r for r in rows if r["sampling/kept_groups"] == 0]
+    assert skipped and all("loss/total" not in r and r["sampling/dropped_groups"] == 1 for r in skipped)
+    if len(skipped) == len(rows):
+        assert all(torch.equal(p, b) for p, b in zip(t.policy.parameters(), before, strict=True))

@@ -37,6 +37,14 @@ def ratio_metrics(log_ratio: Tensor, mask: Tensor) -> dict[str, Tensor]:
     }
 
 
+def clip_objective(ratio: Tensor, advantages: Tensor, *, clip_eps_low: float,
+                   clip_eps_high: float) -> tuple[Tensor, Tensor]:
+    """-min(r A, clip(r, 1 - eps_low, 1 + eps_high) A) and where the clipped term won (float 0/1)."""
+    unclipped_obj = ratio * advantages
+    clipped_obj = ratio.clamp(1 - clip_eps_low, 1 + clip_eps_high) * advantages
+    return -torch.minimum(unclipped_obj, clipped_obj), (clipped_obj < unclipped_obj).to(ratio.dtype)
+
+
 @POLICY_LOSSES.register("naive")
 def naive(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
           clip_eps_low: float, clip_eps_high: float, dual_clip_c: float) -> tuple[Tensor, dict[str, Tensor]]:
@@ -65,11 +73,8 @@ def clipped(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
     or r < 1 - eps_low with A < 0. eps_high > eps_low is DAPO's clip-higher.
     """
     log_ratio = logp - old_logp.detach()
-    r = log_ratio.exp()
-    unclipped_obj = r * advantages
-    clipped_obj = r.clamp(1 - clip_eps_low, 1 + clip_eps_high) * advantages
-    loss = -torch.minimum(unclipped_obj, clipped_obj)
-    is_clipped = (clipped_obj < unclipped_obj).to(logp.dtype)
+    loss, is_clipped = clip_objective(log_ratio.exp(), advantages, clip_eps_low=clip_eps_low,
+                                      clip_eps_high=clip_eps_high)
     metrics = ratio_metrics(log_ratio, mask)
     metrics["policy/clip_frac"] = masked_mean(is_clipped, mask).detach()
     return loss, metrics
@@ -118,11 +123,9 @@ def gspo(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
     log_ratio = logp - old_logp.detach()
     seq_log_ratio = sequence_log_ratio(log_ratio, mask)                        # (N, 1)
     s = (seq_log_ratio.detach() + logp - logp.detach()).exp()                  # (N, T), value s_i
-    unclipped_obj = s * advantages
-    clipped_obj = s.clamp(1 - clip_eps_low, 1 + clip_eps_high) * advantages
-    loss = -torch.minimum(unclipped_obj, clipped_obj)
+    loss, is_clipped = clip_objective(s, advantages, clip_eps_low=clip_eps_low, clip_eps_high=clip_eps_high)
     metrics = ratio_metrics(log_ratio, mask)
-    metrics["policy/clip_frac"] = masked_mean((clipped_obj < unclipped_obj).to(logp.dtype), mask).detach()
+    metrics["policy/clip_frac"] = masked_mean(is_clipped, mask).detach()
     metrics["policy/seq_ratio_mean"] = seq_log_ratio.detach().exp().mean()
     return loss, metrics
 

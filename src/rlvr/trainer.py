@@ -3,10 +3,12 @@
     for each outer step:
         1. refresh the frozen reference policy every R outer steps (not the old policy)
         2. rollout: sample G responses for each of B prompts and score them   (no grad)
-        3. deltas: rewards (B, G) -> deltas (B, G) -> per-token advantages (N, T)
+           (dynamic sampling: drop groups whose rewards are all equal, draw more)
+        3. deltas: rewards (B, G) -> shaped (length, KL in the reward) -> deltas (B, G)
+           -> per-token advantages (N, T) (broadcast, or per-token process credit)
         4. cache constants: old log-probs (recorded by the sampler), reference log-probs (no grad)
         5. inner loop: K gradient steps on this fixed batch of rollouts
-        6. log metrics; every E steps evaluate on the held-out prompts
+        6. log metrics; adapt the KL coefficient; every E steps evaluate on the held-out prompts
 Every algorithm choice is looked up in a registry by name; the loop never branches on one.
 """
 

@@ -210,7 +210,7 @@ class Trainer:
             rewards, _ = kl_shaped_rewards(rewards, rollouts.logprobs, ref_logprobs, rollouts.mask,
                                            coef=self.kl_coef, estimator=algo.kl_estimator)
         deltas = compute_deltas(rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std)
-        advantages = token_advantages(algo.credit, deltas, token_reward_tensor(self.task, rollouts), rollouts.mask,
+        advantages = token_advantages(algo.credit, deltas, lambda: token_reward_tensor(self.task, rollouts), rollouts.mask,
                                       mode=algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std)
         loss_mask = rollouts.mask
         if algo.mask_truncated and rollouts.truncated is not None:

@@ -25,17 +25,20 @@ from rlvr.errors import ConfigError
 from rlvr.registry import Registry
 
 CREDIT: Registry[Callable[..., Tensor]] = Registry("credit assignment")
+TokenRewards = Tensor | Callable[[], Tensor | None] | None  # (N, T), or a function computing them
 
 
 @CREDIT.register("outcome")
-def outcome(deltas: Tensor, token_rewards: Tensor | None, mask: Tensor, *, mode: str, eps: float,
+def outcome(deltas: Tensor, token_rewards: TokenRewards, mask: Tensor, *, mode: str, eps: float,
             unbiased_std: bool) -> Tensor:
     return deltas.reshape(-1, 1).expand_as(mask) * mask
 
 
 @CREDIT.register("process")
-def process(deltas: Tensor, token_rewards: Tensor | None, mask: Tensor, *, mode: str, eps: float,
+def process(deltas: Tensor, token_rewards: TokenRewards, mask: Tensor, *, mode: str, eps: float,
             unbiased_std: bool) -> Tensor:
+    if callable(token_rewards):
+        token_rewards = token_rewards()
     if token_rewards is None:
         raise ConfigError("algo.credit: 'process' needs per-token rewards and this task gives none; use 'outcome'")
     batch, group = deltas.shape
@@ -48,7 +51,9 @@ def process(deltas: Tensor, token_rewards: Tensor | None, mask: Tensor, *, mode:
     return token_deltas.reshape(batch, length, group).transpose(1, 2).reshape(-1, length) * mask
 
 
-def token_advantages(name: str, deltas: Tensor, token_rewards: Tensor | None, mask: Tensor, *,
-                     mode: str, eps: float = 1e-5, unbiased_std: bool = True) -> Tensor:
-    """deltas (B, G), token rewards (N, T) or None, mask (N, T) -> advantages (N, T)."""
+def token_advantages(name: str, deltas: Tensor, token_rewards: TokenRewards, mask: Tensor, *, mode: str,
+                     eps: float = 1e-5, unbiased_std: bool = True) -> Tensor:
+    """deltas (B, G), token rewards (N, T) or None, mask (N, T) -> advantages (N, T).
+    ``token_rewards`` may be a zero-argument function returning them: only a mode that uses them
+    calls it (the trainer passes one, so outcome credit never asks the task)."""
     return CREDIT.get(name)(deltas, token_rewards, mask, mode=mode, eps=eps, unbiased_std=unbiased_std)

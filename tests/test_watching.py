@@ -83,7 +83,7 @@ def test_a_missing_tracker_extra_is_one_line_and_exit_2_before_any_work(tmp_path
     code = main(["train", "--config", "sort-toy", "--run-dir", str(tmp_path / "r"), "--tracker", extra])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2
-    assert len(lines) == 1 and lines[0].startswith("rlvr: error: --tracker") and f"rlvr[{extra}]" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("rlvr: error: --tracker") and f"pip install -e '.[{extra}]'" in lines[0]
     assert not (tmp_path / "r" / "metrics.jsonl").exists()
 
 
@@ -105,6 +105,18 @@ def test_wandb_offline_receives_the_namespaced_metrics(tmp_path, monkeypatch):
     for name in (b"reward/reward_mean", b"heldout/exact_match", b"loss/policy", b"perf/tokens_per_s"):
         assert name in data, name
     assert b"train/reward_mean" not in data
+
+
+@pytest.mark.skipif(importlib.util.find_spec("trackio") is None, reason="the trackio extra is not installed")
+def test_trackio_local_database_receives_the_namespaced_metrics(tmp_path, monkeypatch):
+    import sqlite3
+
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
+    cfg = load_config(ROOT / "configs" / "sort-toy.yaml", {**SHORT, "run_dir": str(tmp_path / "r")})
+    train(cfg, show_progress=False, trackers=["trackio"])
+    rows = sqlite3.connect(tmp_path / "trackio" / "rlvr.db").execute("select step, metrics from metrics").fetchall()
+    assert sorted(step for step, _ in rows) == list(range(13))
+    assert all("reward/reward_mean" in json.loads(m) for step, m in rows if step > 0)
 
 
 # ----------------------------------------------------------------------------- live view, completions

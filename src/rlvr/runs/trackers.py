@@ -96,7 +96,7 @@ def import_extra(module: str) -> Any:
         return importlib.import_module(module)
     except ImportError:
         raise UserError(f"--tracker {module}: the {module!r} package is not installed; "
-                        f"install it with: pip install 'rlvr[{module}]'") from None
+                        f"install it with: pip install -e '.[{module}]' (in the rlvr checkout)") from None
 
 
 SinkFactory = Callable[[RunDir, str, dict[str, Any]], Sink]

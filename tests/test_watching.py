@@ -12,11 +12,12 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
+from rich.console import Console
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlvr.cli import main
 from rlvr.config import load_config
-from rlvr.runs.progress import distinct_responses
+from rlvr.runs.progress import distinct_responses, samples_table
 from rlvr.runs.trackers import display_name
 from rlvr.trainer import train
 from test_cli import ROOT, rlvr
@@ -154,6 +155,16 @@ def test_distinct_responses_merge_equal_responses_and_keep_their_group(run_a):
         assert [m[2] for m in merged] == sorted((m[2] for m in merged), reverse=True)
 
 
+def test_text_completions_are_shown_verbatim_not_as_markup():
+    record = {"step": 3, "prompt": "What is [b]2+2[/b]?", "solution": "4", "responses": ["4", "[red]5", "4"],
+              "rewards": [1.0, 0.0, 1.0], "deltas": [0.5, -1.0, 0.5]}
+    console = Console(width=100, file=io.StringIO())
+    console.print(samples_table(3, [record]))
+    text = console.file.getvalue()
+    assert "[b]2+2[/b]" in text and "[red]5" in text and "x2" in text
+    assert [r[:2] for r in distinct_responses(record)] == [("4", 2), ("[red]5", 1)]
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -220,6 +231,20 @@ def test_report_shows_the_last_attempt_of_a_reused_run_dir(tmp_path):
     assert main(["report", str(run)]) == 0
     page = Page((run / "report.html").read_text())
     assert "1 earlier attempt" in page.text and "6 / 6 (finished)" in page.text
+
+
+def test_report_of_a_run_in_progress_with_text_completions(run_a, tmp_path):
+    run = tmp_path / "text-run"
+    shutil.copytree(run_a, run)
+    (run / "summary.json").unlink()  # still running
+    record = {"step": 1, "prompt": "<b>2+2</b>?", "solution": "4", "responses": ["4", "<script>x</script>"],
+              "rewards": [1.0, 0.0], "deltas": [0.5, -0.5]}
+    (run / "samples.jsonl").write_text(json.dumps(record) + "\n")
+    assert main(["report", str(run)]) == 0
+    text = (run / "report.html").read_text()
+    assert "<script>" not in text and "&lt;script&gt;x&lt;/script&gt;" in text and "&lt;b&gt;2+2" in text
+    page = Page(text)
+    assert "in progress" in page.text and page.chips == 2
 
 
 @pytest.mark.parametrize("argv,named", [

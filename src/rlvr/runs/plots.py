@@ -93,8 +93,8 @@ def plot_runs(runs: dict[str, Sequence[dict[str, Any]]], panels: list[tuple[str,
 
 def plot_timings(totals: dict[str, dict[str, float]]) -> bytes:
     """Seconds spent per phase ({run: {phase: seconds}}) as stacked horizontal bars -> PNG bytes."""
-    phases = sorted({phase for t in totals.values() for phase in t})
-    fig, ax = plt.subplots(figsize=(10, 0.6 * len(totals) + 1.2))
+    phases = list(dict.fromkeys(phase for t in totals.values() for phase in t))  # first-seen order
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(totals) + 1.6))
     labels = list(totals)
     left = [0.0] * len(labels)
     for phase in phases:
@@ -103,7 +103,7 @@ def plot_timings(totals: dict[str, dict[str, float]]) -> bytes:
         left = [a + b for a, b in zip(left, widths, strict=True)]
     ax.set_xlabel("seconds (summed over the run)")
     ax.invert_yaxis()
-    ax.legend(fontsize=8, ncol=len(phases), loc="lower right")
+    ax.legend(fontsize=8, ncol=len(phases), loc="upper center", bbox_to_anchor=(0.5, -0.35), frameon=False)
     return figure_png(fig)
 
 

@@ -35,16 +35,21 @@ def describe(row: dict[str, Any], last_eval: dict[str, Any]) -> str:
     return "  ".join(f"{label} {merged[key]:{fmt}}" for key, label, fmt in SHOWN if key in merged)
 
 
-def tokens(values: Sequence[int]) -> str:
-    return " ".join(str(v) for v in values)
+def tokens(value: str | Sequence[int]) -> str:
+    """A prompt or response as shown: text as it is, token ids separated by spaces."""
+    return value if isinstance(value, str) else " ".join(str(v) for v in value)
 
 
-def distinct_responses(record: dict[str, Any]) -> list[tuple[list[int], int, float, float]]:
+def is_solution(response: str | Sequence[int], solution: str | Sequence[int]) -> bool:
+    return tokens(response) == tokens(solution)
+
+
+def distinct_responses(record: dict[str, Any]) -> list[tuple[Any, int, float, float]]:
     """A samples.jsonl record's group as (response, count, reward, delta), best reward first.
     Equal responses have equal rewards and so equal deltas: they are shown once, with a count."""
-    seen: dict[tuple[int, ...], list[Any]] = {}
+    seen: dict[str, list[Any]] = {}
     for response, reward, delta in zip(record["responses"], record["rewards"], record["deltas"], strict=True):
-        seen.setdefault(tuple(response), [list(response), 0, reward, delta])[1] += 1
+        seen.setdefault(tokens(response), [response, 0, reward, delta])[1] += 1
     return sorted((tuple(v) for v in seen.values()), key=lambda v: (-v[2], -v[1]))  # type: ignore[misc]
 
 
@@ -56,10 +61,10 @@ def samples_table(step: int, records: Sequence[dict[str, Any]]) -> Table:
     for record in records:
         group = distinct_responses(record)
         for j, (response, count, reward, delta) in enumerate(group):
-            correct = list(response) == list(record["solution"])
-            table.add_row(tokens(record["prompt"]) if j == 0 else "",
-                          tokens(record["solution"]) if j == 0 else "",
-                          f"[green]{tokens(response)}[/green]" if correct else tokens(response),
+            correct = is_solution(response, record["solution"])
+            table.add_row(Text(tokens(record["prompt"]) if j == 0 else ""),  # Text: no markup parsing
+                          Text(tokens(record["solution"]) if j == 0 else ""),
+                          Text(tokens(response), style="green" if correct else ""),
                           f"x{count}", f"{reward:.2f}", f"{delta:+.2f}", end_section=j == len(group) - 1)
     return table
 

@@ -26,7 +26,7 @@ import yaml
 
 from rlvr.errors import UserError
 from rlvr.runs.plots import plot_runs, plot_timings
-from rlvr.runs.progress import distinct_responses, tokens
+from rlvr.runs.progress import distinct_responses, is_solution, tokens
 from rlvr.runs.rundir import RunDir, atomic_write_text
 
 PHASES = ["time/rollout", "time/train", "time/eval"]
@@ -142,10 +142,11 @@ def overview(runs: Sequence[Run]) -> str:
         best = max(run.evaluations, key=lambda r: r.get("eval/exact_match", 0.0), default={})
         wall = run.summary["wall_seconds"] if run.summary else sum(r.get("time/step", 0.0) for r in run.metrics)
         rows.append([esc(run.label), f"{done} / {run.planned_steps or '?'} ({state})", fmt(float(wall)),
+                     evaluation_set(run.config),
                      fmt(run.metrics[-1].get("train/reward_mean", "")) if run.metrics else "",
                      *[fmt(last.get(k, "")) for k in keys],
                      f"{fmt(best.get('eval/exact_match', ''))} @ step {best.get('step', '')}"])
-    header = ["run", "steps", "wall s", "train reward (last)", *[f"held-out {k[5:]} (last)" for k in keys],
+    header = ["run", "steps", "wall s", "evaluated on", "train reward (last)", *[f"held-out {k[5:]} (last)" for k in keys],
               "best held-out exact match"]
     paths = "".join(f"<li><b>{esc(r.label)}</b>: <code>{esc(r.path.resolve())}</code></li>" for r in runs)
     notes = [f"<p>{esc(run.label)}: metrics.jsonl holds {run.earlier_attempts} earlier attempt(s) in the same "
@@ -153,10 +154,17 @@ def overview(runs: Sequence[Run]) -> str:
     return table(header, rows, cls="overview") + f"<ul class='paths'>{paths}</ul>" + "".join(notes)
 
 
+def evaluation_set(config: dict[str, Any]) -> str:
+    task = config.get("task", {})
+    if task.get("prompts"):
+        return f"the fixed list of {len(task['prompts'])} prompts (also trained on)"
+    return f"up to {task.get('num_eval_prompts', '?')} held-out prompts (never trained on)"
+
+
 def curves(runs: Sequence[Run]) -> str:
     png = plot_runs({run.label: run.metrics for run in runs})
-    note = ("<p>Held-out metrics are measured every <code>eval.every</code> steps on prompts never trained "
-            "on (or on the fixed prompt list); the training reward is the mean over each step's rollouts.</p>")
+    note = ("<p>Held-out metrics (greedy reward, exact match, pass@k) are measured every <code>eval.every</code> "
+            "steps on the evaluation set named above; the training reward is the mean over each step's rollouts.</p>")
     return note + image(png, "learning curves")
 
 
@@ -173,7 +181,7 @@ def heldout(runs: Sequence[Run]) -> str:
 def completion_rows(record: dict[str, Any]) -> list[list[str]]:
     chips = []
     for response, count, reward, delta in distinct_responses(record):
-        ok = list(response) == list(record["solution"])
+        ok = is_solution(response, record["solution"])
         times = f" &times;{count}" if count > 1 else ""
         chips.append(f'<span class="chip{" ok" if ok else ""}">{esc(tokens(response))}{times}'
                      f"<small>{reward:.2f} / {delta:+.2f}</small></span>")
@@ -202,13 +210,16 @@ def timings(runs: Sequence[Run]) -> str:
         steps = [r for r in run.metrics if r.get("step", 0) > 0]
         totals[run.label] = {p[5:]: sum(r.get(p, 0.0) for r in run.metrics) for p in PHASES}
         if run.summary:  # start-up, plots and logging: the wall time the phases do not cover
-            totals[run.label]["other"] = max(run.summary["wall_seconds"] - sum(totals[run.label].values()), 0.0)
+            totals[run.label]["other (start-up, plots, logging)"] = max(run.summary["wall_seconds"] - sum(totals[run.label].values()), 0.0)
         per_step = sum(r.get("time/step", 0.0) for r in steps) / max(len(steps), 1)
         tokens = [r["perf/tokens_per_s"] for r in steps if "perf/tokens_per_s" in r]
-        rows.append([esc(run.label), *[fmt(totals[run.label][p[5:]]) for p in PHASES], fmt(per_step),
+        other = totals[run.label].get("other (start-up, plots, logging)")
+        rows.append([esc(run.label), *[fmt(totals[run.label][p[5:]]) for p in PHASES],
+                     fmt(other) if other is not None else "", fmt(per_step),
                      fmt(sum(tokens) / len(tokens)) if tokens else "not logged",
                      fmt(run.summary["wall_seconds"]) if run.summary else "unfinished"])
-    header = ["run", "rollout s", "train s", "eval s", "s / outer step", "rollout tokens/s (mean)", "wall s"]
+    header = ["run", "rollout s", "train s", "eval s", "other s", "s / outer step (rollout + train)",
+              "rollout tokens/s (mean)", "wall s"]
     return table(header, rows, cls="numbers") + image(plot_timings(totals), "time per phase")
 
 

@@ -128,11 +128,12 @@ def test_not_a_terminal_prints_a_line_per_evaluation_and_tables_on_request(tmp_p
                *[f"--{k}={v}" for k, v in SHORT.items()])
     assert out.returncode == 0, out.stderr
     steps = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("step ")]
-    assert steps == ["5/12", "10/12", "12/12"]
+    assert steps == ["0/12", "5/12", "10/12", "12/12"]  # the starting point, each evaluation, the end
     assert "\x1b[" not in out.stdout  # no cursor movement or colour in a log
     for line in out.stdout.splitlines():
         if line.startswith("step "):
-            assert all(label in line for label in ("reward", "heldout", "exact", "tok/s"))
+            assert all(label in line for label in ("heldout", "exact"))
+            assert line.startswith("step 0/") or all(label in line for label in ("reward", "tok/s"))
     tables = [line.strip() for line in out.stdout.splitlines() if line.startswith("completions at step")]
     assert tables == [f"completions at step {s}" for s in (1, 5, 10)]
 

@@ -121,6 +121,7 @@ class Trainer:
         self.history.append(initial)
         self.trackers.log(0, initial)
         with self.progress:
+            self.progress.update(0, initial)
             for step in range(1, cfg.train.outer_steps + 1):
                 row = self.outer_step(step)
                 if step % cfg.eval.every == 0 or step == cfg.train.outer_steps:

@@ -74,12 +74,9 @@ class TensorBoardSink:
 class ModuleSink:
     """wandb or trackio: both expose ``init(project=, name=, config=)``, ``log(dict, step=)``, ``finish()``."""
 
-    def __init__(self, module: Any, *, name: str, config: dict[str, Any], run_dir: RunDir) -> None:
+    def __init__(self, module: Any, **init: Any) -> None:
         self.module = module
-        kwargs: dict[str, Any] = {"project": "rlvr", "name": name, "config": config}
-        if module.__name__ == "wandb":
-            kwargs["dir"] = str(run_dir.path)
-        self.run = module.init(**kwargs)
+        self.run = module.init(project="rlvr", **init)
 
     def log(self, step: int, row: dict[str, Any]) -> None:
         self.module.log(scalars(row), step=step)
@@ -105,12 +102,12 @@ TRACKERS: Registry[SinkFactory] = Registry("tracker")
 
 @TRACKERS.register("wandb")
 def _wandb(run_dir: RunDir, name: str, config: dict[str, Any]) -> Sink:
-    return ModuleSink(import_extra("wandb"), name=name, config=config, run_dir=run_dir)
+    return ModuleSink(import_extra("wandb"), name=name, config=config, dir=str(run_dir.path))
 
 
 @TRACKERS.register("trackio")
 def _trackio(run_dir: RunDir, name: str, config: dict[str, Any]) -> Sink:
-    return ModuleSink(import_extra("trackio"), name=name, config=config, run_dir=run_dir)
+    return ModuleSink(import_extra("trackio"), name=name, config=config)  # local: ~/.cache/huggingface/trackio
 
 
 class Trackers:

@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/rlvr train --config configs/sort-toy.yaml --run-dir runs/demo
+	$(BIN)/rlvr report runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

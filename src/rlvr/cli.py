@@ -69,6 +69,11 @@ def train_parser() -> Parser:
     parser.add_argument("--seed", help="seed of the run (same as --seed in the YAML)")
     parser.add_argument("--run-dir", help="where the run writes its files (default runs/<name>-<time>)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--show-samples", action="store_true",
+                        help="print each batch of completions written to samples.jsonl as a table")
+    parser.add_argument("--tracker", action="append", default=[], metavar="{wandb,trackio}",
+                        help="also log to this tracker (an optional extra; repeatable). "
+                             "metrics.jsonl and TensorBoard (RUN_DIR/tb) are always written")
     return parser
 
 
@@ -83,20 +88,27 @@ def cmd_train(argv: list[str]) -> int:
         overrides["run_dir"] = args.run_dir
     path = resolve_config_path(args.config) if args.config else None
     cfg = load_config(path, overrides, recipe=args.algo)
-    summary = train(cfg, show_progress=not args.quiet)
+    summary = train(cfg, show_progress=not args.quiet, trackers=args.tracker, show_samples=args.show_samples)
     final = "  ".join(f"{k} {v:.3f}" for k, v in summary["final"].items())
     print(f"done in {summary['wall_seconds']:.1f}s: {final}\nrun directory: {summary['run_dir']}")
     return 0
 
 
-COMMANDS = {"train": cmd_train}
+def cmd_report(argv: list[str]) -> int:
+    from rlvr.runs.report import cmd_report as run
+
+    return run(argv)
+
+
+COMMANDS = {"train": cmd_train, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: rlvr {" + ",".join(COMMANDS) + "} ...\n\n"
-              "  train   train a policy (rlvr train --help)")
+              "  train   train a policy (rlvr train --help)\n"
+              "  report  an HTML report of one or more runs (rlvr report --help)")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

@@ -18,6 +18,7 @@ import copy
 import random
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from rlvr.rollout import PromptSource, Rollouts, generate
 from rlvr.runs import RunDir
 from rlvr.runs.plots import plot_curves
 from rlvr.runs.progress import Progress
+from rlvr.runs.trackers import build_trackers
 from rlvr.sampling import dynamic_sample, length_penalty, token_reward_tensor
 from rlvr.tasks import build_task
 
@@ -108,7 +110,8 @@ def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, *, show_progress: bool = True) -> None:
+    def __init__(self, cfg: Config, *, show_progress: bool = True, trackers: Sequence[str] = (),
+                 show_samples: bool = False) -> None:
         self.cfg = cfg
         torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.seed)
@@ -121,7 +124,8 @@ class Trainer:
         self.aggregation_constant = cfg.algo.aggregation_constant or float(self.policy.response_length)
         self.kl_coef = cfg.algo.kl_coef  # beta; changes over training when algo.kl_target is set
         self.run_dir = RunDir(cfg.run_dir or default_run_dir(cfg.name))
-        self.progress = Progress(total=cfg.train.outer_steps, enabled=show_progress)
+        self.progress = Progress(total=cfg.train.outer_steps, enabled=show_progress, show_samples=show_samples)
+        self.trackers = build_trackers(self.run_dir, extra=trackers, name=cfg.name, config=to_dict(cfg))
         self.history: list[dict[str, Any]] = []
 
     # ---------------------------------------------------------------- the outer loop
@@ -131,16 +135,18 @@ class Trainer:
         start = time.perf_counter()
         initial = {"step": 0, **self.evaluate(0)}  # the starting point of every evaluation curve
         self.history.append(initial)
-        self.run_dir.append_jsonl("metrics.jsonl", initial)
+        self.trackers.log(0, initial)
         with self.progress:
+            self.progress.update(0, initial)
             for step in range(1, cfg.train.outer_steps + 1):
                 row = self.outer_step(step)
                 if step % cfg.eval.every == 0 or step == cfg.train.outer_steps:
                     row.update(self.evaluate(step))
                     plot_curves(self.history + [row], self.run_dir.path / "curves.png", title=cfg.name)
                 self.history.append(row)
-                self.run_dir.append_jsonl("metrics.jsonl", row)
+                self.trackers.log(step, row)
                 self.progress.update(step, row)
+        self.trackers.close()
         final = {k: v for k, v in self.history[-1].items() if k.startswith("eval/")}
         final["train/reward_mean"] = self.history[-1]["train/reward_mean"]
         summary = {"steps": cfg.train.outer_steps, "wall_seconds": time.perf_counter() - start,
@@ -190,6 +196,7 @@ class Trainer:
                 self.kl_coef = adaptive_kl_coef(self.kl_coef, row["policy/seq_kl"], target=algo.kl_target,
                                                 horizon=algo.kl_horizon, num_samples=batch.advantages.shape[0])
         row.update({"time/rollout": t1 - t0, "time/train": t2 - t1, "time/step": t2 - t0})
+        row["perf/tokens_per_s"] = float(rollouts.mask.sum()) / max(t1 - t0, 1e-9)  # response tokens sampled
         if step % cfg.eval.samples_every == 0 or step == 1:
             self.write_samples(step, batch)
         return row
@@ -248,11 +255,13 @@ class Trainer:
         r = batch.rollouts
         responses = r.responses()
         group = r.group_size
-        for i, prompt in enumerate(r.prompts[: self.cfg.eval.samples_prompts]):
-            self.run_dir.append_jsonl("samples.jsonl", {
-                "step": step, "prompt": list(prompt), "solution": list(self.task.solution(prompt)),
-                "responses": responses[i * group:(i + 1) * group],
-                "rewards": r.rewards[i].tolist(), "deltas": batch.deltas[i].tolist()})
+        records = [{"step": step, "prompt": list(prompt), "solution": list(self.task.solution(prompt)),
+                    "responses": responses[i * group:(i + 1) * group],
+                    "rewards": r.rewards[i].tolist(), "deltas": batch.deltas[i].tolist()}
+                   for i, prompt in enumerate(r.prompts[: self.cfg.eval.samples_prompts])]
+        for record in records:
+            self.run_dir.append_jsonl("samples.jsonl", record)
+        self.progress.samples(step, records)
 
 
 def reward_metrics(rewards: Tensor, deltas: Tensor) -> dict[str, float]:
@@ -270,5 +279,6 @@ def default_run_dir(name: str) -> Path:
     return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def train(cfg: Config, *, show_progress: bool = True) -> dict[str, Any]:
-    return Trainer(cfg, show_progress=show_progress).run()
+def train(cfg: Config, *, show_progress: bool = True, trackers: Sequence[str] = (),
+          show_samples: bool = False) -> dict[str, Any]:
+    return Trainer(cfg, show_progress=show_progress, trackers=trackers, show_samples=show_samples).run()

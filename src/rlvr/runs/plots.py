@@ -34,26 +34,78 @@ def expand(rows: Sequence[dict[str, Any]], pattern: str) -> list[str]:
     return sorted(keys)
 
 
-def plot_curves(rows: Sequence[dict[str, Any]], path: Path, *, title: str = "") -> None:
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
-    for ax, (label, patterns) in zip(axes.flat, PANELS, strict=True):
-        drawn = False
-        for key in [k for p in patterns for k in expand(rows, p)]:
-            xs, ys = series(rows, key)
-            if xs:
-                ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, markersize=3, label=key)
-                drawn = True
-        ax.set_title(label)
-        ax.set_xlabel("outer step")
-        ax.grid(alpha=0.3)
-        if drawn:
-            ax.legend(fontsize=8)
-        else:
-            ax.text(0.5, 0.5, "not logged in this run", ha="center", va="center", transform=ax.transAxes)
-    if title:
-        fig.suptitle(title)
+REPORT_PANELS = [
+    ("reward (solid: held-out, dashed: train)", ["eval/reward_mean", "train/reward_mean"]),
+    ("held-out exact match, pass@k", ["eval/exact_match", "eval/pass@*"]),
+    ("KL to reference", ["policy/kl"]),
+    ("clip fraction", ["policy/clip_frac"]),
+    ("entropy (nats per token)", ["policy/entropy"]),
+    ("rollout tokens / s", ["perf/tokens_per_s"]),
+]
+STYLES = ["-", "--", ":", "-."]
+
+
+def figure_png(fig: Any) -> bytes:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def draw_panel(ax: Any, runs: dict[str, Sequence[dict[str, Any]]], patterns: list[str]) -> bool:
+    """One panel: a colour per run (per key for a single run), a line style per key."""
+    drawn = False
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for r, (label, rows) in enumerate(runs.items()):
+        keys = [k for p in patterns for k in expand(rows, p)]
+        for k, key in enumerate(keys):
+            xs, ys = series(rows, key)
+            if not xs:
+                continue
+            color = colors[(r if len(runs) > 1 else k) % len(colors)]
+            name = f"{label}: {key}" if len(runs) > 1 else key
+            ax.plot(xs, ys, STYLES[k % len(STYLES)], color=color,
+                    marker="o" if len(xs) < 30 else None, markersize=3, label=name)
+            drawn = True
+    return drawn
+
+
+def plot_runs(runs: dict[str, Sequence[dict[str, Any]]], panels: list[tuple[str, list[str]]] = REPORT_PANELS,
+              *, title: str = "", columns: int = 2) -> bytes:
+    """Learning curves of one or more runs ({label: metrics rows}), overlaid panel by panel -> PNG bytes."""
+    nrows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(nrows, columns, figsize=(5 * columns, 3.25 * nrows), squeeze=False)
+    for ax, (label, patterns) in zip(axes.flat, panels, strict=False):
+        ax.set_title(label)
+        ax.set_xlabel("outer step")
+        ax.grid(alpha=0.3)
+        if draw_panel(ax, runs, patterns):
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "not logged in this run", ha="center", va="center", transform=ax.transAxes)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    return figure_png(fig)
+
+
+def plot_timings(totals: dict[str, dict[str, float]]) -> bytes:
+    """Seconds spent per phase ({run: {phase: seconds}}) as stacked horizontal bars -> PNG bytes."""
+    phases = list(dict.fromkeys(phase for t in totals.values() for phase in t))  # first-seen order
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(totals) + 1.6))
+    labels = list(totals)
+    left = [0.0] * len(labels)
+    for phase in phases:
+        widths = [totals[label].get(phase, 0.0) for label in labels]
+        ax.barh(labels, widths, left=left, label=phase)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.set_xlabel("seconds (summed over the run)")
+    ax.invert_yaxis()
+    ax.legend(fontsize=8, ncol=len(phases), loc="upper center", bbox_to_anchor=(0.5, -0.35), frameon=False)
+    return figure_png(fig)
+
+
+def plot_curves(rows: Sequence[dict[str, Any]], path: Path, *, title: str = "") -> None:
+    atomic_write_bytes(path, plot_runs({"": rows}, PANELS, title=title))

@@ -54,6 +54,11 @@ def _registry_names(attr: str) -> Any:
     return names
 
 
+def _param_baselines() -> list[str]:
+    from rlvr.analysis.param_baseline import PARAM_BASELINES
+    return PARAM_BASELINES.names()
+
+
 @dataclass
 class TaskConfig:
     name: str = opt("sort", "verifiable task", choices=_tasks)
@@ -95,6 +100,9 @@ class AlgoConfig:
                                gt=0.0, le=1.0)
     norm_eps: float = opt(1e-5, "normalized deltas: eps in (R - mean) / (std + eps)", gt=0.0)
     unbiased_std: bool = opt(True, "normalized deltas: std with N-1 (true) or N (false)")
+    param_baseline: str = opt("none", "per-parameter baseline subtracted from the gradient (optimal-exact: "
+                              "the notes' variance-optimal b*_k, exact by enumeration; toy policy, deltas raw)",
+                              choices=_param_baselines)
 
 
 @dataclass
@@ -115,6 +123,8 @@ class TrainConfig:
     group_size: int = opt(10, "G: responses sampled per prompt", ge=1)
     temperature: float = opt(1.0, "sampling temperature (training log-probs use the same)", gt=0.0)
     threads: int = opt(1, "torch CPU threads", ge=1)
+    diagnostics_every: int = opt(1, "log variance diagnostics (half-batch gradient agreement, noise scale, "
+                                 "importance-ratio ESS) every D outer steps (0: never)", ge=0)
 
 
 @dataclass

@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 
 from rlvr.algorithms import aggregate, compute_deltas, kl_penalty, policy_loss, schedule_value
+from rlvr.analysis.diagnostics import gradient_agreement, importance_ess
+from rlvr.analysis.param_baseline import build_param_baseline
 from rlvr.config import AlgoConfig, Config, OptimConfig, to_dict
 from rlvr.evaluation import evaluate
 from rlvr.policies import Policy, build_policy
@@ -107,6 +109,7 @@ class Trainer:
         self.run_dir = RunDir(cfg.run_dir or default_run_dir(cfg.name))
         self.progress = Progress(total=cfg.train.outer_steps, enabled=show_progress)
         self.history: list[dict[str, Any]] = []
+        self.param_baseline = build_param_baseline(cfg, self.task)
 
     # ---------------------------------------------------------------- the outer loop
     def run(self) -> dict[str, Any]:
@@ -151,10 +154,14 @@ class Trainer:
         # 5. inner loop: K gradient steps on the same rollouts
         progress = (step - 1) / cfg.train.outer_steps
         entropy_coef = algo.entropy_coef * schedule_value(algo.entropy_schedule, progress, until=algo.entropy_until)
+        diagnose = bool(cfg.train.diagnostics_every) and step % cfg.train.diagnostics_every == 0
+        diagnostics = gradient_agreement(self.policy, batch, self.pg_loss) if diagnose else {}
         sums: dict[str, float] = defaultdict(float)
         for _ in range(cfg.train.inner_steps):
             for key, value in self.inner_step(batch, entropy_coef=entropy_coef).items():
                 sums[key] += value
+        if diagnose:
+            diagnostics.update(importance_ess(self.policy, batch, temperature=cfg.train.temperature))
         t2 = time.perf_counter()
 
         # 6. metrics
@@ -162,6 +169,7 @@ class Trainer:
         row.update(reward_metrics(rollouts.rewards, batch.deltas))
         row.update({k: v / cfg.train.inner_steps for k, v in sorted(sums.items())})
         row["algo/entropy_coef"] = entropy_coef
+        row.update(diagnostics)
         row.update({"time/rollout": t1 - t0, "time/train": t2 - t1, "time/step": t2 - t0})
         if step % cfg.eval.samples_every == 0 or step == 1:
             self.write_samples(step, batch)
@@ -184,12 +192,19 @@ class Trainer:
                                      aggregation_constant=self.aggregation_constant, entropy_coef=entropy_coef)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        metrics.update(self.param_baseline(self.policy, batch, self.pg_loss))
         max_norm = self.cfg.optim.grad_clip or float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm)
         self.optimizer.step()
         out = {k: float(v) for k, v in metrics.items()}
         out["policy/grad_norm"] = float(grad_norm)
         return out
+
+    def pg_loss(self, batch: Batch) -> Tensor:
+        """The policy-gradient part of the loss alone (no KL, no entropy): for diagnostics and hooks."""
+        batch = Batch(rollouts=batch.rollouts, deltas=batch.deltas, advantages=batch.advantages, ref_logprobs=None)
+        return compute_loss(self.policy, batch, self.cfg.algo, temperature=self.cfg.train.temperature,
+                            aggregation_constant=self.aggregation_constant, entropy_coef=0.0)[0]
 
     def evaluate(self, step: int) -> dict[str, float]:
         t0 = time.perf_counter()

@@ -22,7 +22,7 @@ from rlvr.config import load_config
 from rlvr.policies import build_policy
 from rlvr.tasks import build_task
 
-UNBIASED = ["none", "constant", "value", "optimal", "rloo"]
+UNBIASED = ["none", "constant", "value", "optimal", "optimal-per-state", "rloo"]
 
 
 def random_problem(seed, states=2, actions=3, params=4):
@@ -58,6 +58,9 @@ def test_optimal_baseline_beats_every_constant_baseline(seed):
     for c in torch.linspace(-5, 15, 21).tolist() + b_star.tolist():
         other = exact_moments(problem, "constant", group_size=2, constant=c)
         assert (best.variance <= other.variance + 1e-10).all()
+    per_state = exact_moments(problem, "optimal-per-state", group_size=2)
+    value = exact_moments(problem, "value", group_size=2)
+    assert (per_state.variance <= best.variance + 1e-10).all() and (per_state.variance <= value.variance + 1e-10).all()
     for scale in (0.9, 1.1):
         perturbed = exact_moments(problem, lambda p, r, constant, scale=scale: (b_star * scale).reshape(1, 1, 1, -1), group_size=2)
         assert perturbed.trace > best.trace

@@ -3,6 +3,7 @@ metrics.jsonl, and the ``rlvr variance`` commands as users run them."""
 
 import json
 
+import pytest
 import torch
 
 from rlvr.analysis.diagnostics import ess_fraction, gradient_agreement
@@ -22,24 +23,27 @@ def trainer(tmp_path, **overrides):
     return Trainer(cfg, show_progress=False)
 
 
-def test_optimal_exact_hook_gives_the_per_parameter_baselined_gradient(tmp_path):
+@pytest.mark.parametrize("per_prompt", [False, True])
+def test_optimal_exact_hook_gives_the_per_parameter_baselined_gradient(tmp_path, per_prompt):
     """After backward + hook, the gradient is -1/N sum_n (R_n - b*_k) d_k log pi(y_n), with b* from
-    the exact enumeration, component by component."""
-    t = trainer(tmp_path, **{"algo.param_baseline": "optimal-exact", "algo.aggregation": "seq-mean-token-sum"})
+    the exact enumeration (pooled, or b*_{s,k} of the response's prompt), component by component."""
+    name = "optimal-exact-per-prompt" if per_prompt else "optimal-exact"
+    t = trainer(tmp_path, **{"algo.param_baseline": name, "algo.aggregation": "seq-mean-token-sum"})
     rollouts = t.prompts.next_batch(2)
     from rlvr.rollout import generate
     rollouts = generate(t.policy, t.task, rollouts, group_size=6, generator=torch.Generator().manual_seed(0),
                         temperature=1.0)
     batch = t.make_batch(rollouts)
     problem = policy_problem(t.policy, t.task, rollouts.prompts)
-    b_star = optimal_baseline_vector(problem)
+    b_star = optimal_baseline_vector(problem, per_state=per_prompt).reshape(-1, problem.scores.shape[-1])
     responses = [tuple(r) for r in rollouts.responses()]
     index = {tuple(r): i for i, r in enumerate(__import__("itertools").product(range(3), repeat=2))}
-    expected = torch.zeros_like(b_star)
+    expected = torch.zeros_like(b_star[0])
     for n, response in enumerate(responses):
         s = n // 6
         reward = float(rollouts.rewards[s, n % 6])
-        expected -= (reward - b_star) * problem.scores[s, index[response]] / len(responses)
+        b = b_star[s if per_prompt else 0]
+        expected -= (reward - b) * problem.scores[s, index[response]] / len(responses)
     t.optimizer.zero_grad()
     loss = t.pg_loss(batch)
     loss.backward()

@@ -14,7 +14,8 @@ Baselines (the notes' section "Baselines for variance reduction"), each a functi
     (problem, group_rewards (S, M, G), constant) -> b broadcastable to (S, M, G, P):
 none, constant c, value V(s) = E[R | s], the variance-optimal per-parameter constant
     b*_k = E[(d_k log pi)^2 R] / E[(d_k log pi)^2]             (expectation over s and a)
-and the group baselines of GRPO (mean of the group, including the sample) and RLOO (mean of the
+the same closed form within each state, b*_{s,k} (optimal among baselines that depend on the state
+and the parameter, so never worse than V(s) nor b*_k), and the group baselines of GRPO (mean of the group, including the sample) and RLOO (mean of the
 others). A baseline that uses the sampled action's own reward biases the gradient (tests show it).
 """
 
@@ -77,6 +78,13 @@ def optimal_baseline(problem: FiniteProblem, group_rewards: Tensor, *, constant:
     return optimal_baseline_vector(problem).reshape(1, 1, 1, -1)
 
 
+@BASELINES.register("optimal-per-state")
+def optimal_per_state_baseline(problem: FiniteProblem, group_rewards: Tensor, *, constant: float) -> Tensor:
+    """b*_{s,k} = E[(d_k log pi)^2 R | s] / E[(d_k log pi)^2 | s]: the same closed form within each
+    state, so no worse than either the value baseline or the pooled b*_k (shape (S,1,1,P))."""
+    return optimal_baseline_vector(problem, per_state=True).unsqueeze(1).unsqueeze(1)
+
+
 @BASELINES.register("group-mean")
 def group_mean_baseline(problem: FiniteProblem, group_rewards: Tensor, *, constant: float) -> Tensor:
     """b_i = mean_j R_j over the group, R_i included (GRPO's centering): E[g] = (G-1)/G grad J."""
@@ -93,11 +101,13 @@ def rloo_baseline(problem: FiniteProblem, group_rewards: Tensor, *, constant: fl
     return others.unsqueeze(-1)
 
 
-def optimal_baseline_vector(problem: FiniteProblem) -> Tensor:
-    """(P,) b*_k over states weighted uniformly; 0 where a parameter's score is always 0."""
+def optimal_baseline_vector(problem: FiniteProblem, *, per_state: bool = False) -> Tensor:
+    """b*_k (P,) over states weighted uniformly, or b*_{s,k} (S, P) within each state with
+    ``per_state``; 0 where a parameter's score is always 0."""
     weight = problem.probs.unsqueeze(-1) * problem.scores.square()          # (S, A, P)
-    numerator = (weight * problem.rewards.unsqueeze(-1)).sum((0, 1))
-    denominator = weight.sum((0, 1))
+    dims = (1,) if per_state else (0, 1)
+    numerator = (weight * problem.rewards.unsqueeze(-1)).sum(dims)
+    denominator = weight.sum(dims)
     return torch.where(denominator > 0, numerator / denominator.clamp(min=1e-300), torch.zeros_like(numerator))
 
 

@@ -14,6 +14,10 @@ once and calls it after every backward pass, whatever the name.
     optimal-exact   b*_k = E[(d_k log pi)^2 R] / E[(d_k log pi)^2] over the batch's prompts, computed
                     exactly by enumerating every response of the toy policy (``rlvr.analysis.enumerate``)
                     once per outer step, at the policy that sampled the batch
+    optimal-exact-per-prompt   b*_{s,k}, the same closed form within each prompt (one extra
+                    backward pass per prompt instead of one)
+The correction is exact for the naive and ratio losses (linear in the advantages); for the clipped
+loss it is the first-order one.
 """
 
 from __future__ import annotations
@@ -49,9 +53,20 @@ def no_param_baseline(cfg: Config, task: Task) -> Hook:
 
 @PARAM_BASELINES.register("optimal-exact")
 def optimal_exact(cfg: Config, task: Task) -> Hook:
+    """The notes' b*_k, one constant per parameter pooled over the batch's prompts."""
+    return optimal_hook(cfg, task, per_prompt=False)
+
+
+@PARAM_BASELINES.register("optimal-exact-per-prompt")
+def optimal_exact_per_prompt(cfg: Config, task: Task) -> Hook:
+    """b*_{s,k}: the same closed form within each prompt (never worse than the value baseline)."""
+    return optimal_hook(cfg, task, per_prompt=True)
+
+
+def optimal_hook(cfg: Config, task: Task, *, per_prompt: bool) -> Hook:
     if cfg.algo.deltas != "raw":
-        raise ConfigError(f"algo.param_baseline: 'optimal-exact' subtracts its own baseline from the raw "
-                          f"rewards; set algo.deltas raw (got {cfg.algo.deltas!r})")
+        raise ConfigError(f"algo.param_baseline: {cfg.algo.param_baseline!r} subtracts its own baseline from the "
+                          f"raw rewards; set algo.deltas raw (got {cfg.algo.deltas!r})")
     all_responses(task)  # fails now, with the reason, when the response space is too large
     state: dict[str, Any] = {"batch": None}
 
@@ -59,16 +74,25 @@ def optimal_exact(cfg: Config, task: Task) -> Hook:
         params = [p for p in policy.parameters() if p.requires_grad]
         if state["batch"] is not batch:  # a new batch: b at the policy that sampled it
             problem = policy_problem(policy, task, batch.rollouts.prompts, temperature=cfg.train.temperature)
-            state["b"], state["batch"] = split_like(optimal_baseline_vector(problem), params), batch
-        unit = dataclasses.replace(batch, advantages=batch.rollouts.mask.to(batch.advantages.dtype),
-                                   ref_logprobs=None)
-        unit_grads = torch.autograd.grad(loss_of(unit), params, allow_unused=True)
-        for p, b, g in zip(params, state["b"], unit_grads, strict=True):
-            if g is not None and p.grad is not None:
-                p.grad.sub_(b * g)
-        flat = torch.cat([b.reshape(-1) for b in state["b"]])
-        return {"algo/param_baseline_mean": float(flat.mean())}
+            b = optimal_baseline_vector(problem, per_state=per_prompt)
+            state["b"], state["batch"] = b.reshape(-1, b.shape[-1]), batch        # (1 or S, P)
+        for rows, b in zip(response_sets(batch, per_prompt), state["b"], strict=True):
+            unit = dataclasses.replace(batch, advantages=batch.rollouts.mask * rows, ref_logprobs=None)
+            unit_grads = torch.autograd.grad(loss_of(unit), params, allow_unused=True)
+            for p, b_p, g in zip(params, split_like(b, params), unit_grads, strict=True):
+                if g is not None and p.grad is not None:
+                    p.grad.sub_(b_p * g)
+        return {"algo/param_baseline_mean": float(state["b"].mean())}
     return hook
+
+
+def response_sets(batch: Any, per_prompt: bool) -> Tensor:
+    """(K, N, 1) indicators of the responses each baseline row applies to: all, or one prompt's."""
+    r = batch.rollouts
+    owner = torch.arange(r.mask.shape[0]) // r.group_size                       # (N,)
+    if not per_prompt:
+        return torch.ones(1, r.mask.shape[0], 1, dtype=r.mask.dtype)
+    return (owner.unsqueeze(0) == torch.arange(len(r.prompts)).unsqueeze(1)).to(r.mask.dtype).unsqueeze(-1)
 
 
 def split_like(flat: Tensor, params: list[Tensor]) -> list[Tensor]:

@@ -12,7 +12,7 @@ the mean cosine of a batch's g to the full-batch gradient (the mean of all R), a
 response space can be enumerated (the toy policy) -- the exact grad J, so bias and variance are
 both visible: cos(E g, grad J), |E g| / |grad J| and |E g - grad J| / |grad J| next to its Monte
 Carlo noise sqrt(tr Cov / R) / |grad J|. With the toy policy the notes' per-parameter optimal
-baseline (``optimal-exact``, raw deltas) is one more row.
+baseline (``optimal-exact``, raw deltas) and its per-prompt form are two more rows.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from rlvr.runs.rundir import atomic_write_text
 from rlvr.tasks import Task, build_task
 from rlvr.trainer import Batch, compute_loss
 
-OPTIMAL = "optimal-exact"
+OPTIMAL = tuple(name for name in PARAM_BASELINES.names() if name != "none")  # rows for per-parameter baselines
 
 
 def task_parser() -> argparse.ArgumentParser:
@@ -74,7 +74,7 @@ def load_checkpoint(policy: Policy, path: str) -> None:
 def estimate(policy: Policy, rollouts: Rollouts, cfg: Config, mode: str, task: Task) -> Tensor:
     """One batch's gradient estimate g (P,) in the units of grad J (ascent direction)."""
     algo = dataclasses.replace(cfg.algo, loss="naive", aggregation="seq-mean-token-sum", kl_coef=0.0,
-                               deltas="raw" if mode == OPTIMAL else mode)
+                               deltas="raw" if mode in OPTIMAL else mode)
     deltas = compute_deltas(rollouts.rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std)
     batch = Batch(rollouts=rollouts, deltas=deltas, ref_logprobs=None,
                   advantages=deltas.reshape(-1, 1).expand_as(rollouts.mask) * rollouts.mask)
@@ -85,8 +85,8 @@ def estimate(policy: Policy, rollouts: Rollouts, cfg: Config, mode: str, task: T
 
     policy.zero_grad(set_to_none=True)
     loss_of(batch).backward()
-    if mode == OPTIMAL:  # the trainer's own hook subtracts b* (.) grad(unit advantages)
-        PARAM_BASELINES.get(OPTIMAL)(dataclasses.replace(cfg, algo=algo), task)(policy, batch, loss_of)
+    if mode in OPTIMAL:  # the trainer's own hook subtracts b* (.) grad(unit advantages)
+        PARAM_BASELINES.get(mode)(dataclasses.replace(cfg, algo=algo), task)(policy, batch, loss_of)
     return -torch.cat([p.grad.reshape(-1) for p in policy.parameters() if p.requires_grad]).double()
 
 
@@ -130,9 +130,9 @@ def run_task_variance(argv: list[str]) -> int:
         load_checkpoint(policy, args.checkpoint)
     prompts = PromptSource(task, cfg.seed).next_batch(cfg.train.prompts_per_step)
     exact = exact_or_none(policy, task, prompts, cfg.train.temperature)
-    modes = args.modes.split(",") if args.modes else DELTAS.names() + ([OPTIMAL] if exact is not None else [])
+    modes = args.modes.split(",") if args.modes else DELTAS.names() + (list(OPTIMAL) if exact is not None else [])
     for mode in modes:
-        if mode != OPTIMAL:
+        if mode not in OPTIMAL:
             DELTAS.get(mode)
     generator = torch.Generator().manual_seed(cfg.seed)
     draws: dict[str, list[Tensor]] = {m: [] for m in modes}

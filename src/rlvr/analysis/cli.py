@@ -74,9 +74,14 @@ def cmd_two_state(argv: list[str]) -> int:
           f"  ({raw['variance'] / centered['variance']:.1f}x smaller)\n")
     theta = torch.zeros(2, 2, dtype=torch.double)
     variance = ts.variance_table(theta, group_size=setup.group_size, constant=setup.constant)
-    print(f"Exact moments of g = 1/S sum_s 1/G sum_i (R - b) grad log pi, uniform softmax policy, G={setup.group_size}"
-          f" (constant baseline c={setup.constant:g}; mean_over_true = <E g, grad J> / |grad J|^2)\n")
-    print(format_table(variance, ["baseline", "trace_cov", "bias_norm", "mean_over_true"]))
+    skewed = torch.tensor([[1.0, 4.0], [1.0, 4.0]], dtype=torch.double).log()    # pi(a1 | s) = 0.2
+    for row, other in zip(variance, ts.variance_table(skewed, group_size=setup.group_size, constant=setup.constant),
+                          strict=True):
+        row["trace_cov_at_0.2"] = other["trace_cov"]
+    print(f"Exact moments of g = 1/S sum_s 1/G sum_i (R - b) grad log pi, G={setup.group_size}, at the uniform "
+          f"softmax policy\n(trace_cov_at_0.2: at pi(a1 | s) = 0.2 in both states; constant baseline c={setup.constant:g};"
+          f" mean_over_true = <E g, grad J> / |grad J|^2)\n")
+    print(format_table(variance, ["baseline", "trace_cov", "trace_cov_at_0.2", "bias_norm", "mean_over_true"]))
     print(f"\nTraining: SGD lr {setup.lr:g}, {setup.steps} steps, G={setup.group_size} per state, uniform start, "
           f"{setup.seeds} seeds; converged = pi(optimal action | s) > {setup.success:g} in both states\n")
     outcomes, curves = ts.training_study(setup)

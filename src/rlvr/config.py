@@ -101,7 +101,8 @@ class AlgoConfig:
     norm_eps: float = opt(1e-5, "normalized deltas: eps in (R - mean) / (std + eps)", gt=0.0)
     unbiased_std: bool = opt(True, "normalized deltas: std with N-1 (true) or N (false)")
     param_baseline: str = opt("none", "per-parameter baseline subtracted from the gradient (optimal-exact: "
-                              "the notes' variance-optimal b*_k, exact by enumeration; toy policy, deltas raw)",
+                              "the notes' variance-optimal b*_k, exact by enumeration; optimal-exact-per-prompt: "
+                              "b*_{s,k} within each prompt; both need the toy policy and deltas raw)",
                               choices=_param_baselines)
 
 

@@ -102,6 +102,7 @@ class Trainer:
         self.task = build_task(cfg.task)
         self.policy = build_policy(cfg.policy, self.task)
         self.reference = frozen_copy(self.policy)
+        self.param_baseline = build_param_baseline(cfg, self.task)  # gradient correction hook ("none": no-op)
         self.optimizer = build_optimizer(cfg.optim, self.policy.parameters())
         self.prompts = PromptSource(self.task, cfg.seed)
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -109,7 +110,6 @@ class Trainer:
         self.run_dir = RunDir(cfg.run_dir or default_run_dir(cfg.name))
         self.progress = Progress(total=cfg.train.outer_steps, enabled=show_progress)
         self.history: list[dict[str, Any]] = []
-        self.param_baseline = build_param_baseline(cfg, self.task)
 
     # ---------------------------------------------------------------- the outer loop
     def run(self) -> dict[str, Any]:

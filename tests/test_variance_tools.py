@@ -85,7 +85,7 @@ def test_half_batch_agreement_is_one_when_the_halves_are_identical(tmp_path):
 
 
 def test_variance_two_state_command(tmp_path):
-    out = rlvr("variance", "two-state", "--out", str(tmp_path), "--seeds", "20", "--steps", "40")
+    out = rlvr("variance", "two-state", "--out", str(tmp_path), "--seeds", "20", "--steps", "30")
     assert out.returncode == 0, out.stderr
     for text in ("11", "centered", "rloo", "optimal", "converged"):
         assert text in out.stdout

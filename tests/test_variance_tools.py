@@ -79,7 +79,7 @@ def test_half_batch_agreement_is_one_when_the_halves_are_identical(tmp_path):
     r.response_ids[1::2] = r.response_ids[0::2]
     r.rewards = torch.tensor([[float(t.task.reward(r.prompts[n // 6], r.response_ids[n].tolist()))
                                for n in range(s * 6, s * 6 + 6)] for s in range(2)])
-    out = gradient_agreement(t.policy, t.make_batch(r), t.pg_loss)
+    out = gradient_agreement(t.policy, t.make_batch(r), t.pg_loss, t.param_baseline)
     assert abs(out["diag/grad_cos_halves"] - 1) < 1e-5
     assert out["diag/grad_noise_scale"] < 1e-6
 

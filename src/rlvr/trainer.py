@@ -155,7 +155,7 @@ class Trainer:
         progress = (step - 1) / cfg.train.outer_steps
         entropy_coef = algo.entropy_coef * schedule_value(algo.entropy_schedule, progress, until=algo.entropy_until)
         diagnose = bool(cfg.train.diagnostics_every) and step % cfg.train.diagnostics_every == 0
-        diagnostics = gradient_agreement(self.policy, batch, self.pg_loss) if diagnose else {}
+        diagnostics = gradient_agreement(self.policy, batch, self.pg_loss, self.param_baseline) if diagnose else {}
         sums: dict[str, float] = defaultdict(float)
         for _ in range(cfg.train.inner_steps):
             for key, value in self.inner_step(batch, entropy_coef=entropy_coef).items():

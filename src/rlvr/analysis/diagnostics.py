@@ -1,7 +1,8 @@
 """Live variance diagnostics, cheap enough to log every outer step.
 
 - Gradient agreement of two halves of the batch (each group's even and odd responses), taken at
-  the policy that sampled it, before the inner loop. With h1, h2 the half-batch gradients of the
+  the policy that sampled it, before the inner loop, with the trainer's gradient correction (a
+  per-parameter baseline) applied, so it measures the estimator the optimizer actually uses. With h1, h2 the half-batch gradients of the
   policy loss and N responses, h1 . h2 estimates |grad|^2 without bias (the halves are independent
   draws) and |h1 - h2|^2 / 4 estimates tr Cov / N, so
       diag/grad_cos_halves   cos(h1, h2): near 1 when the batch pins down the direction, near 0 when
@@ -38,19 +39,25 @@ def half_batch(batch: Any, parity: int) -> Any:
                                advantages=batch.advantages * keep)
 
 
-def flat_grad(loss: Tensor, params: list[Tensor]) -> Tensor:
-    grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                      for g, p in zip(grads, params, strict=True)])
+def batch_gradient(policy: Policy, batch: Any, loss_of: Callable[[Any], Tensor], correction: Callable[..., Any]) -> Tensor:
+    """The flat gradient the optimizer would see for ``batch``: backward of the policy loss, then the
+    trainer's gradient correction (a per-parameter baseline, or nothing). Leaves .grad cleared."""
+    params = [p for p in policy.parameters() if p.requires_grad]
+    policy.zero_grad(set_to_none=True)
+    loss_of(batch).backward()
+    correction(policy, batch, loss_of)
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+    policy.zero_grad(set_to_none=True)
+    return flat
 
 
-def gradient_agreement(policy: Policy, batch: Any, loss_of: Callable[[Any], Tensor]) -> dict[str, float | None]:
+def gradient_agreement(policy: Policy, batch: Any, loss_of: Callable[[Any], Tensor],
+                       correction: Callable[..., Any]) -> dict[str, float | None]:
     """Cosine of the two half-batch gradients and the gradient noise scale (see module doc)."""
     num_responses = batch.rollouts.mask.shape[0]
     if num_responses < 2:
         return {}
-    params = [p for p in policy.parameters() if p.requires_grad]
-    h1, h2 = (flat_grad(loss_of(half_batch(batch, parity)), params).double() for parity in (0, 1))
+    h1, h2 = (batch_gradient(policy, half_batch(batch, parity), loss_of, correction).double() for parity in (0, 1))
     signal = float(h1 @ h2)
     noise = float((h1 - h2).square().sum()) / 4
     norms = float(h1.norm() * h2.norm())

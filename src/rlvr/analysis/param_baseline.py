@@ -68,14 +68,14 @@ def optimal_hook(cfg: Config, task: Task, *, per_prompt: bool) -> Hook:
         raise ConfigError(f"algo.param_baseline: {cfg.algo.param_baseline!r} subtracts its own baseline from the "
                           f"raw rewards; set algo.deltas raw (got {cfg.algo.deltas!r})")
     all_responses(task)  # fails now, with the reason, when the response space is too large
-    state: dict[str, Any] = {"batch": None}
+    state: dict[str, Any] = {"rollouts": None}
 
     def hook(policy: Policy, batch: Any, loss_of: LossOf) -> dict[str, float]:
         params = [p for p in policy.parameters() if p.requires_grad]
-        if state["batch"] is not batch:  # a new batch: b at the policy that sampled it
+        if state["rollouts"] is not batch.rollouts.response_ids:  # new rollouts: b at the policy that sampled them
             problem = policy_problem(policy, task, batch.rollouts.prompts, temperature=cfg.train.temperature)
             b = optimal_baseline_vector(problem, per_state=per_prompt)
-            state["b"], state["batch"] = b.reshape(-1, b.shape[-1]), batch        # (1 or S, P)
+            state["b"], state["rollouts"] = b.reshape(-1, b.shape[-1]), batch.rollouts.response_ids  # (1 or S, P)
         for rows, b in zip(response_sets(batch, per_prompt), state["b"], strict=True):
             unit = dataclasses.replace(batch, advantages=batch.rollouts.mask * rows, ref_logprobs=None)
             unit_grads = torch.autograd.grad(loss_of(unit), params, allow_unused=True)

@@ -120,3 +120,29 @@ def test_variance_command_user_errors(tmp_path, capsys):
         assert main(list(args)) == 2
         err = capsys.readouterr().err
         assert err.startswith("rlvr: error:") and needle in err and err.count("\n") == 1, (args, err)
+
+
+def test_variance_task_reads_a_safetensors_checkpoint(tmp_path, capsys):
+    """A real safetensors state dict is loaded into the policy; one that does not fit is a user error."""
+    from safetensors.torch import save_file
+
+    from rlvr.analysis.task_variance import load_checkpoint
+    from rlvr.cli import main
+    from rlvr.policies import build_policy
+    from rlvr.tasks import build_task
+
+    cfg = load_config(None, {"task.length": 2, "task.vocab_size": 3})
+    task = build_task(cfg.task)
+    trained = build_policy(cfg.policy, task)
+    with torch.no_grad():
+        trained.decode_weights.mul_(3.0)
+    save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, str(tmp_path / "policy.safetensors"))
+    fresh = build_policy(cfg.policy, task)
+    load_checkpoint(fresh, str(tmp_path / "policy.safetensors"))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values(), strict=True))
+    args = ["variance", "task", "--task.length", "2", "--task.vocab_size", "3", "--repeats", "4",
+            "--checkpoint", str(tmp_path / "policy.safetensors"), "--out", str(tmp_path / "out")]
+    assert main(args) == 0
+    assert "checkpoint" in capsys.readouterr().out and (tmp_path / "out" / "results.json").is_file()
+    assert main(args[:-6] + ["--policy.embedding_dim", "3"] + args[-6:]) == 2
+    assert "does not fit the policy" in capsys.readouterr().err

@@ -66,7 +66,11 @@ def load_checkpoint(policy: Policy, path: str) -> None:
     except Exception as exc:  # safetensors raises its own error types for a bad file
         raise UserError(f"--checkpoint: {path!r} is not a safetensors file ({exc})") from None
     state = {k.removeprefix("policy."): v for k, v in state.items()}
-    missing, unexpected = policy.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = policy.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        detail = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise UserError(f"--checkpoint: {path!r} does not fit the policy ({detail})") from None
     if missing or unexpected:
         raise UserError(f"--checkpoint: {path!r} does not fit the policy (missing {missing}, unexpected {unexpected})")
 

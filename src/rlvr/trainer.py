@@ -13,6 +13,7 @@ Every algorithm choice is looked up in a registry by name; the loop never branch
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 import time
 from collections import defaultdict
@@ -202,7 +203,7 @@ class Trainer:
 
     def pg_loss(self, batch: Batch) -> Tensor:
         """The policy-gradient part of the loss alone (no KL, no entropy): for diagnostics and hooks."""
-        batch = Batch(rollouts=batch.rollouts, deltas=batch.deltas, advantages=batch.advantages, ref_logprobs=None)
+        batch = dataclasses.replace(batch, ref_logprobs=None)
         return compute_loss(self.policy, batch, self.cfg.algo, temperature=self.cfg.train.temperature,
                             aggregation_constant=self.aggregation_constant, entropy_coef=0.0)[0]
 

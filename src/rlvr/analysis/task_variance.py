@@ -80,8 +80,11 @@ def estimate(policy: Policy, rollouts: Rollouts, cfg: Config, mode: str, task: T
     algo = dataclasses.replace(cfg.algo, loss="naive", aggregation="seq-mean-token-sum", kl_coef=0.0,
                                deltas="raw" if mode in OPTIMAL else mode)
     deltas = compute_deltas(rollouts.rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std)
-    batch = Batch(rollouts=rollouts, deltas=deltas, ref_logprobs=None,
-                  advantages=deltas.reshape(-1, 1).expand_as(rollouts.mask) * rollouts.mask)
+    fields = {"rollouts": rollouts, "deltas": deltas, "ref_logprobs": None,
+              "advantages": deltas.reshape(-1, 1).expand_as(rollouts.mask) * rollouts.mask}
+    if "loss_mask" in Batch.__dataclass_fields__:  # the Batch of issue 4 (main) names the tokens the loss sees
+        fields["loss_mask"] = rollouts.mask
+    batch = Batch(**fields)
 
     def loss_of(b: Batch) -> Tensor:
         return compute_loss(policy, b, algo, temperature=cfg.train.temperature, aggregation_constant=1.0,

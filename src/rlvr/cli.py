@@ -100,15 +100,22 @@ def cmd_report(argv: list[str]) -> int:
     return run(argv)
 
 
-COMMANDS = {"train": cmd_train, "report": cmd_report}
+def cmd_variance(argv: list[str]) -> int:
+    from rlvr.analysis.cli import cmd_variance as run
+
+    return run(argv)
+
+
+COMMANDS = {"train": cmd_train, "report": cmd_report, "variance": cmd_variance}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: rlvr {" + ",".join(COMMANDS) + "} ...\n\n"
-              "  train   train a policy (rlvr train --help)\n"
-              "  report  an HTML report of one or more runs (rlvr report --help)")
+              "  train     train a policy (rlvr train --help)\n"
+              "  report    an HTML report of one or more runs (rlvr report --help)\n"
+              "  variance  gradient variance under baselines and delta modes (rlvr variance --help)")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

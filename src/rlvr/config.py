@@ -55,6 +55,11 @@ def _registry_names(attr: str) -> Any:
     return names
 
 
+def _param_baselines() -> list[str]:
+    from rlvr.analysis.param_baseline import PARAM_BASELINES
+    return PARAM_BASELINES.names()
+
+
 @dataclass
 class TaskConfig:
     name: str = opt("sort", "verifiable task", choices=_tasks)
@@ -113,6 +118,10 @@ class AlgoConfig:
                                  "as a fraction of it (0: off)", ge=0.0, le=1.0)
     overlong_penalty: float = opt(1.0, "soft overlong penalty: its largest magnitude", ge=0.0)
     mask_truncated: bool = opt(False, "leave truncated responses out of the loss (overlong filtering)")
+    param_baseline: str = opt("none", "per-parameter baseline subtracted from the gradient (optimal-exact: "
+                              "the notes' variance-optimal b*_k, exact by enumeration; optimal-exact-per-prompt: "
+                              "b*_{s,k} within each prompt; both need the toy policy and deltas raw)",
+                              choices=_param_baselines)
 
 
 @dataclass
@@ -133,6 +142,8 @@ class TrainConfig:
     group_size: int = opt(10, "G: responses sampled per prompt", ge=1)
     temperature: float = opt(1.0, "sampling temperature (training log-probs use the same)", gt=0.0)
     threads: int = opt(1, "torch CPU threads", ge=1)
+    diagnostics_every: int = opt(1, "log variance diagnostics (half-batch gradient agreement, noise scale, "
+                                 "importance-ratio ESS) every D outer steps (0: never)", ge=0)
 
 
 @dataclass

@@ -15,6 +15,7 @@ Every algorithm choice is looked up in a registry by name; the loop never branch
 from __future__ import annotations
 
 import copy
+import dataclasses
 import random
 import time
 from collections import defaultdict
@@ -37,6 +38,8 @@ from rlvr.algorithms import (
     schedule_value,
     token_advantages,
 )
+from rlvr.analysis.diagnostics import gradient_agreement, importance_ess
+from rlvr.analysis.param_baseline import build_param_baseline
 from rlvr.config import AlgoConfig, Config, OptimConfig, to_dict
 from rlvr.evaluation import evaluate
 from rlvr.policies import Policy, build_policy
@@ -118,6 +121,7 @@ class Trainer:
         self.task = build_task(cfg.task)
         self.policy = build_policy(cfg.policy, self.task)
         self.reference = frozen_copy(self.policy)
+        self.param_baseline = build_param_baseline(cfg, self.task)  # gradient correction hook ("none": no-op)
         self.optimizer = build_optimizer(cfg.optim, self.policy.parameters())
         self.prompts = PromptSource(self.task, cfg.seed)
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -177,10 +181,14 @@ class Trainer:
         # 5. inner loop: K gradient steps on the same rollouts
         progress = (step - 1) / cfg.train.outer_steps
         entropy_coef = algo.entropy_coef * schedule_value(algo.entropy_schedule, progress, until=algo.entropy_until)
+        diagnose = bool(cfg.train.diagnostics_every) and step % cfg.train.diagnostics_every == 0
+        diagnostics = gradient_agreement(self.policy, batch, self.pg_loss, self.param_baseline) if diagnose else {}
         sums: dict[str, float] = defaultdict(float)
         for _ in range(cfg.train.inner_steps):
             for key, value in self.inner_step(batch, entropy_coef=entropy_coef).items():
                 sums[key] += value
+        if diagnose:
+            diagnostics.update(importance_ess(self.policy, batch, temperature=cfg.train.temperature))
         t2 = time.perf_counter()
 
         # 6. metrics
@@ -195,6 +203,7 @@ class Trainer:
             if algo.kl_target is not None:
                 self.kl_coef = adaptive_kl_coef(self.kl_coef, row["policy/seq_kl"], target=algo.kl_target,
                                                 horizon=algo.kl_horizon, num_samples=batch.advantages.shape[0])
+        row.update(diagnostics)
         row.update({"time/rollout": t1 - t0, "time/train": t2 - t1, "time/step": t2 - t0})
         row["perf/tokens_per_s"] = float(rollouts.mask.sum()) / max(t1 - t0, 1e-9)  # response tokens sampled
         if step % cfg.eval.samples_every == 0 or step == 1:
@@ -236,12 +245,19 @@ class Trainer:
                                      aggregation_constant=self.aggregation_constant, entropy_coef=entropy_coef)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        metrics.update(self.param_baseline(self.policy, batch, self.pg_loss))
         max_norm = self.cfg.optim.grad_clip or float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm)
         self.optimizer.step()
         out = {k: float(v) for k, v in metrics.items()}
         out["policy/grad_norm"] = float(grad_norm)
         return out
+
+    def pg_loss(self, batch: Batch) -> Tensor:
+        """The policy-gradient part of the loss alone (no KL, no entropy): for diagnostics and hooks."""
+        batch = dataclasses.replace(batch, ref_logprobs=None)
+        return compute_loss(self.policy, batch, self.cfg.algo, temperature=self.cfg.train.temperature,
+                            aggregation_constant=self.aggregation_constant, entropy_coef=0.0)[0]
 
     def evaluate(self, step: int) -> dict[str, float]:
         t0 = time.perf_counter()

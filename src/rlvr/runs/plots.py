@@ -1,4 +1,5 @@
-"""Learning curves as a PNG: reward (train and evaluation), exact match, KL, clip fraction."""
+"""Learning curves as a PNG: reward (train and evaluation), exact match, KL, clip fraction, and the
+variance diagnostics (half-batch gradient agreement, equal-reward groups, importance-ratio ESS)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ PANELS = [
     ("exact match", ["eval/exact_match", "eval/pass@*"]),
     ("KL to reference", ["policy/kl"]),
     ("clip fraction", ["policy/clip_frac"]),
+    ("gradient agreement (cosine of half-batch gradients)", ["diag/grad_cos_halves"]),
+    ("share of groups with equal rewards; importance-ratio ESS", ["train/zero_std_frac", "diag/ratio_ess_frac"]),
 ]
 
 

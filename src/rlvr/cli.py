@@ -66,11 +66,13 @@ def train_parser() -> Parser:
     parser.add_argument("--seed", help="seed of the run (same as --seed in the YAML)")
     parser.add_argument("--run-dir", help="where the run writes its files (default runs/<name>-<time>)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--backend", help="where rollouts are sampled: local or ray (= --distributed.backend)")
+    parser.add_argument("--rollout-workers", help="Ray rollout actors (= --distributed.rollout_workers)")
     return parser
 
 
 def cmd_train(argv: list[str]) -> int:
-    from rlvr.trainer import train
+    from rlvr.distributed import is_main_process, train  # the DDP learner when run by torchrun
 
     args, rest = train_parser().parse_known_args(argv)
     overrides = parse_overrides(rest)
@@ -78,9 +80,15 @@ def cmd_train(argv: list[str]) -> int:
         overrides["seed"] = args.seed
     if args.run_dir is not None:
         overrides["run_dir"] = args.run_dir
+    if args.backend is not None:
+        overrides["distributed.backend"] = args.backend
+    if args.rollout_workers is not None:
+        overrides["distributed.rollout_workers"] = args.rollout_workers
     path = resolve_config_path(args.config) if args.config else None
     cfg = load_config(path, overrides)
     summary = train(cfg, show_progress=not args.quiet)
+    if not is_main_process():
+        return 0
     final = "  ".join(f"{k} {v:.3f}" for k, v in summary["final"].items())
     print(f"done in {summary['wall_seconds']:.1f}s: {final}\nrun directory: {summary['run_dir']}")
     return 0

@@ -16,6 +16,7 @@ import copy
 import random
 import time
 from collections import defaultdict
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,11 @@ from torch import Tensor
 
 from rlvr.algorithms import aggregate, compute_deltas, kl_penalty, policy_loss, schedule_value
 from rlvr.config import AlgoConfig, Config, OptimConfig, to_dict
+from rlvr.distributed import build_rollout_backend
 from rlvr.evaluation import evaluate
 from rlvr.policies import Policy, build_policy
-from rlvr.rollout import PromptSource, Rollouts, generate
+from rlvr.rollout import PromptSource, Rollouts
 from rlvr.runs import RunDir
-from rlvr.runs.plots import plot_curves
 from rlvr.runs.progress import Progress
 from rlvr.tasks import build_task
 
@@ -43,6 +44,7 @@ class Batch:
     deltas: Tensor               # (B, G)
     advantages: Tensor           # (N, T) delta broadcast over each response's tokens
     ref_logprobs: Tensor | None  # (N, T) under the frozen reference, or None without KL
+    loss_weights: Tensor | None = None  # (N, T) a data-parallel rank's share of the aggregate (ddp.py)
 
 
 def build_optimizer(cfg: OptimConfig, params: Any) -> torch.optim.Optimizer:
@@ -75,6 +77,8 @@ def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature:
         clip_eps_high=algo.clip_eps_low if algo.clip_eps_high is None else algo.clip_eps_high)
 
     def agg(values: Tensor) -> Tensor:
+        if batch.loss_weights is not None:  # these rows' share of the whole batch's aggregate
+            return (values * batch.loss_weights).sum()
         return aggregate(values, r.mask, algo.aggregation, constant=aggregation_constant)
 
     pg_loss = agg(per_token)
@@ -102,7 +106,7 @@ class Trainer:
         self.reference = frozen_copy(self.policy)
         self.optimizer = build_optimizer(cfg.optim, self.policy.parameters())
         self.prompts = PromptSource(self.task, cfg.seed)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.rollout_backend = build_rollout_backend(cfg, self.task, self.policy, self.prompts)
         self.aggregation_constant = cfg.algo.aggregation_constant or float(self.policy.response_length)
         self.run_dir = RunDir(cfg.run_dir or default_run_dir(cfg.name))
         self.progress = Progress(total=cfg.train.outer_steps, enabled=show_progress)
@@ -116,12 +120,12 @@ class Trainer:
         initial = {"step": 0, **self.evaluate(0)}  # the starting point of every evaluation curve
         self.history.append(initial)
         self.run_dir.append_jsonl("metrics.jsonl", initial)
-        with self.progress:
+        with self.progress, closing(self.rollout_backend):
             for step in range(1, cfg.train.outer_steps + 1):
                 row = self.outer_step(step)
                 if step % cfg.eval.every == 0 or step == cfg.train.outer_steps:
                     row.update(self.evaluate(step))
-                    plot_curves(self.history + [row], self.run_dir.path / "curves.png", title=cfg.name)
+                    self.run_dir.write_plot(self.history + [row], title=cfg.name)
                 self.history.append(row)
                 self.run_dir.append_jsonl("metrics.jsonl", row)
                 self.progress.update(step, row)
@@ -140,9 +144,7 @@ class Trainer:
             self.reference.load_state_dict(self.policy.state_dict())
 
         # 2. rollout
-        prompts = self.prompts.next_batch(cfg.train.prompts_per_step)
-        rollouts = generate(self.policy, self.task, prompts, group_size=cfg.train.group_size,
-                            generator=self.generator, temperature=cfg.train.temperature)
+        rollouts = self.rollout_backend.rollouts(step)  # prompts from self.prompts, sampled in shards
         t1 = time.perf_counter()
 
         # 3-4. deltas and constants for the inner loop
@@ -156,12 +158,14 @@ class Trainer:
             for key, value in self.inner_step(batch, entropy_coef=entropy_coef).items():
                 sums[key] += value
         t2 = time.perf_counter()
+        self.rollout_backend.sync(self.policy)  # the samplers get the new weights
 
         # 6. metrics
         row: dict[str, Any] = {"step": step}
         row.update(reward_metrics(rollouts.rewards, batch.deltas))
         row.update({k: v / cfg.train.inner_steps for k, v in sorted(sums.items())})
         row["algo/entropy_coef"] = entropy_coef
+        row.update(self.rollout_backend.metrics())
         row.update({"time/rollout": t1 - t0, "time/train": t2 - t1, "time/step": t2 - t0})
         if step % cfg.eval.samples_every == 0 or step == 1:
             self.write_samples(step, batch)
@@ -180,8 +184,7 @@ class Trainer:
         return Batch(rollouts=rollouts, deltas=deltas, advantages=advantages, ref_logprobs=ref_logprobs)
 
     def inner_step(self, batch: Batch, *, entropy_coef: float) -> dict[str, float]:
-        loss, metrics = compute_loss(self.policy, batch, self.cfg.algo, temperature=self.cfg.train.temperature,
-                                     aggregation_constant=self.aggregation_constant, entropy_coef=entropy_coef)
+        loss, metrics = self.learner_loss(batch, entropy_coef=entropy_coef)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = self.cfg.optim.grad_clip or float("inf")
@@ -190,6 +193,11 @@ class Trainer:
         out = {k: float(v) for k, v in metrics.items()}
         out["policy/grad_norm"] = float(grad_norm)
         return out
+
+    def learner_loss(self, batch: Batch, *, entropy_coef: float) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss this process differentiates: the whole batch here, a rank's share under DDP."""
+        return compute_loss(self.policy, batch, self.cfg.algo, temperature=self.cfg.train.temperature,
+                            aggregation_constant=self.aggregation_constant, entropy_coef=entropy_coef)
 
     def evaluate(self, step: int) -> dict[str, float]:
         t0 = time.perf_counter()

@@ -1,0 +1,135 @@
+"""The data-parallel learner under torchrun: DistributedDataParallel around the policy's log-probs.
+
+    torchrun --standalone --nproc_per_node=2 -m rlvr train --config sort-toy
+
+Every rank builds the same policy (same seed; DDP also broadcasts rank 0's weights at the start),
+samples its own rollout shards and receives the others' (``local.py``), so rewards, deltas,
+metrics and samples are the whole batch's on every rank. Each rank differentiates only its rows:
+
+    loss_r = R * sum_{(i,t) in rank r} w_it l_it,     w = d aggregate(l) / d l  over the WHOLE batch
+
+Every aggregation is linear in the per-token loss l, so (1/R) sum_r loss_r is the whole batch's
+loss and DDP's averaged gradient (1/R) sum_r grad loss_r is exactly one process's gradient on the
+whole batch -- also when ranks hold different numbers of prompts or tokens (3 prompts on 2 ranks).
+Inner-loop metrics are averaged over ranks: exact for the aggregated losses, KL and entropy; a
+rank-average for the ratio metrics (exact when ranks hold equal token counts).
+
+Files are written once, by rank 0 (``RunDir(writer=...)``). Ranks evaluate redundantly (same
+weights, same seeds, same numbers) rather than broadcast. Models that do not fit one device need
+FSDP instead of DDP (docs/scaling.md); not implemented here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from rlvr.algorithms import aggregate
+from rlvr.config import Config
+from rlvr.errors import UserError
+from rlvr.trainer import Batch, Trainer, compute_loss, default_run_dir
+
+from .shards import response_rows, select_prompts, shard_prompt_rows
+
+
+def aggregation_weights(mask: Tensor, mode: str, *, constant: float) -> Tensor:
+    """mask (N, T) -> w (N, T) with aggregate(l, mask) = sum_it w_it l_it for every l (w = its gradient)."""
+    values = torch.zeros_like(mask, dtype=torch.float, requires_grad=True)
+    with torch.enable_grad():
+        aggregate(values, mask, mode, constant=constant).backward()
+    assert values.grad is not None
+    return values.grad
+
+
+class LogprobsModule(nn.Module):
+    """DDP all-reduces the gradients of what its forward() computed; the loss needs the policy's
+    ``logprobs``, so forward() is that."""
+
+    def __init__(self, policy: nn.Module) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor]:
+        return self.policy.logprobs(*args, **kwargs)
+
+
+class DDPPolicy:
+    """What ``compute_loss`` needs of a policy (``logprobs``), through DDP."""
+
+    def __init__(self, ddp: DistributedDataParallel) -> None:
+        self.ddp = ddp
+
+    def logprobs(self, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor]:
+        return self.ddp(*args, **kwargs)
+
+
+def init_process_group() -> tuple[int, int]:
+    """From torchrun's environment: gloo for CPU tensors, NCCL for CUDA ones."""
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group(backend="cpu:gloo,cuda:nccl")
+        else:
+            dist.init_process_group(backend="gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def shared_run_dir(cfg: Config) -> str:
+    """Rank 0's run directory (the default one holds a timestamp that ranks could disagree on)."""
+    chosen = [cfg.run_dir or str(default_run_dir(cfg.name))]
+    dist.broadcast_object_list(chosen, src=0)
+    return chosen[0]
+
+
+class DDPTrainer(Trainer):
+    def __init__(self, cfg: Config, *, show_progress: bool = True) -> None:
+        self.rank, self.world_size = init_process_group()
+        cfg = dataclasses.replace(cfg, run_dir=shared_run_dir(cfg))
+        super().__init__(cfg, show_progress=show_progress and self.rank == 0)
+        self.run_dir.writer = self.rank == 0
+        shards = self.rollout_backend.num_shards
+        if shards < self.world_size:
+            raise UserError(f"distributed.rollout_shards: {shards} shards leave some of the "
+                            f"{self.world_size} ranks without rollouts; use at least {self.world_size}")
+        owned = [s for s in range(shards) if s % self.world_size == self.rank]
+        self.prompt_rows = shard_prompt_rows(cfg.train.prompts_per_step, shards, owned)
+        self.ddp = DistributedDataParallel(LogprobsModule(self.policy))
+        self.local: tuple[Batch, Batch] | None = None  # (whole batch, this rank's rows), per outer step
+
+    def learner_loss(self, batch: Batch, *, entropy_coef: float) -> tuple[Tensor, dict[str, Tensor]]:
+        loss, metrics = compute_loss(DDPPolicy(self.ddp), self.rank_batch(batch), self.cfg.algo,
+                                     temperature=self.cfg.train.temperature,
+                                     aggregation_constant=self.aggregation_constant, entropy_coef=entropy_coef)
+        return loss, self.mean_over_ranks(metrics)
+
+    def rank_batch(self, batch: Batch) -> Batch:
+        """This rank's rows of the batch, weighted by their share of the whole batch's aggregate."""
+        if self.local is None or self.local[0] is not batch:
+            r = batch.rollouts
+            weights = aggregation_weights(r.mask, self.cfg.algo.aggregation, constant=self.aggregation_constant)
+            rows = response_rows(self.prompt_rows, r.group_size)
+            ref = None if batch.ref_logprobs is None else batch.ref_logprobs[rows]
+            self.local = (batch, Batch(
+                rollouts=select_prompts(r, self.prompt_rows), deltas=batch.deltas[self.prompt_rows],
+                advantages=batch.advantages[rows], ref_logprobs=ref,
+                loss_weights=weights[rows] * self.world_size))
+        return self.local[1]
+
+    def mean_over_ranks(self, metrics: dict[str, Tensor]) -> dict[str, Tensor]:
+        values = torch.stack([v.detach().float().reshape(()) for v in metrics.values()])
+        dist.all_reduce(values)
+        return dict(zip(metrics, values / self.world_size, strict=True))
+
+
+def train_ddp(cfg: Config, *, show_progress: bool = True) -> dict[str, Any]:
+    try:
+        return DDPTrainer(cfg, show_progress=show_progress).run()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -106,6 +106,8 @@ def test_too_many_shards_is_a_config_error():
         load_config(None, {"distributed.rollout_shards": 4, "train.prompts_per_step": 3})
     with pytest.raises(ConfigError, match="distributed.backend: 'rya' is not one of local, ray"):
         load_config(None, {"distributed.backend": "rya"})
+    with pytest.raises(ConfigError, match="distributed.off_policy: needs distributed.backend ray"):
+        load_config(None, {"distributed.off_policy": True})
 
 
 def test_a_non_writer_run_dir_writes_nothing(tmp_path):

@@ -290,6 +290,9 @@ def validate(cfg: Config) -> None:
     if shards is not None and shards > train.prompts_per_step:
         raise ConfigError(f"distributed.rollout_shards: {shards} must be <= train.prompts_per_step "
                           f"({train.prompts_per_step}); every shard holds at least one prompt")
+    if cfg.distributed.off_policy and cfg.distributed.backend != "ray":
+        raise ConfigError("distributed.off_policy: needs distributed.backend ray (rollouts sampled "
+                          f"while the learner trains), not {cfg.distributed.backend!r}")
     if cfg.eval.pass_samples < cfg.eval.pass_k:
         raise ConfigError(f"eval.pass_samples: {cfg.eval.pass_samples} must be >= eval.pass_k ({cfg.eval.pass_k})")
 

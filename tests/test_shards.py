@@ -51,21 +51,28 @@ def backend(shards, prompts_per_step=5, seed=3):
 def test_one_shard_samples_exactly_what_a_plain_run_samples():
     cfg, task, policy, local = backend(shards=1)
     prompts, generator = PromptSource(task, cfg.seed), torch.Generator().manual_seed(cfg.seed)
-    for step in (1, 2, 3):  # the stream continues across steps, like the single generator did
-        plain = generate(policy, task, prompts.next_batch(5), group_size=4, generator=generator, temperature=1.0)
-        sharded = local.rollouts(step)
+    for count in (5, 5, 2):  # the stream continues across steps, like the single generator did
+        plain = generate(policy, task, prompts.next_batch(count), group_size=4, generator=generator, temperature=1.0)
+        sharded = local.rollouts(count)
         assert torch.equal(plain.response_ids, sharded.response_ids) and plain.prompts == sharded.prompts
 
 
 def test_each_shard_is_sampled_from_its_own_stream():
     """Shard s of an S-shard batch does not depend on the other shards: sampling it alone gives it."""
     _, _, _, three = backend(shards=3)
-    batch = three.rollouts(1)
+    batch = three.rollouts(5)
     for s, shard in enumerate(three.streams.cut(batch.prompts)):
         shard.rng_state = None  # from the stream's seed, as at step 1
         alone, _ = sample_shard(three.policy, three.task, shard, three.cfg.seed, group_size=4, temperature=1.0)
         rows = shard_prompt_rows(5, 3, [s])
         assert torch.equal(select_prompts(batch, rows).response_ids, alone.response_ids)
+
+
+def test_a_draw_of_fewer_prompts_than_shards_uses_one_shard_per_prompt():
+    _, _, _, three = backend(shards=3)
+    batch = three.rollouts(2)
+    assert len(batch.prompts) == 2 and batch.rewards.shape == (2, 4)
+    assert three.streams.states[2] is None and all(s is not None for s in three.streams.states[:2])
 
 
 def rollouts(prompts, prompt_width, response_width, group=2):

@@ -144,7 +144,7 @@ class Trainer:
             self.reference.load_state_dict(self.policy.state_dict())
 
         # 2. rollout
-        rollouts = self.rollout_backend.rollouts(step)  # prompts from self.prompts, sampled in shards
+        rollouts = self.rollout_backend.rollouts(cfg.train.prompts_per_step)  # from self.prompts, in shards
         t1 = time.perf_counter()
 
         # 3-4. deltas and constants for the inner loop

@@ -3,7 +3,7 @@
 The trainer asks its backend for one batch per outer step and, after the optimizer steps, hands it
 the new weights:
 
-    rollouts = backend.rollouts(step)   # B prompts x G responses, scored, in prompt order
+    rollouts = backend.rollouts(B)      # the next B prompts x G responses, scored, in prompt order
     ... inner loop on the learner ...
     backend.sync(policy)                # the samplers get the new weights
 
@@ -22,7 +22,6 @@ from typing import Any
 from torch import Tensor
 
 from rlvr.config import Config
-from rlvr.errors import UserError
 from rlvr.policies import Policy
 from rlvr.registry import Registry
 from rlvr.rollout import PromptSource, Rollouts
@@ -36,13 +35,12 @@ ShardResult = tuple[int, Rollouts, Tensor]  # (shard index, its rollouts, its st
 class RolloutBackend(ABC):
     """Sharded rollouts: prompts from the learner's prompt source, one stream per shard."""
 
-    def __init__(self, cfg: Config, prompts: PromptSource, shards: int) -> None:
-        if shards > cfg.train.prompts_per_step:
-            raise UserError(f"train.prompts_per_step: {cfg.train.prompts_per_step} prompts cannot fill "
-                            f"{shards} rollout shards (one per worker or rank); use more prompts per step")
+    def __init__(self, cfg: Config, prompts: PromptSource, workers: int) -> None:
+        """workers: rollout workers or ranks; the default number of shards (at most B)."""
         self.cfg = cfg
         self.prompts = prompts
-        self.streams = ShardStreams(cfg.seed, shards)
+        self.streams = ShardStreams(cfg.seed, cfg.distributed.rollout_shards
+                                    or min(workers, cfg.train.prompts_per_step))
         self.last_metrics: dict[str, float] = {}
 
     @property
@@ -50,8 +48,8 @@ class RolloutBackend(ABC):
         return len(self.streams.states)
 
     @abstractmethod
-    def rollouts(self, step: int) -> Rollouts:
-        """The scored rollouts the learner trains on at outer step ``step``."""
+    def rollouts(self, count: int) -> Rollouts:
+        """The next ``count`` prompts' groups, sampled and scored."""
 
     def sync(self, policy: Policy) -> None:  # noqa: B027 (a hook: local backends need nothing)
         """Called after each outer step's optimizer steps (default: the learner samples itself)."""
@@ -62,14 +60,14 @@ class RolloutBackend(ABC):
     def close(self) -> None:  # noqa: B027 (a hook)
         """Release workers (default: nothing to release)."""
 
-    def next_shards(self) -> list[Shard]:
-        return self.streams.cut(self.prompts.next_batch(self.cfg.train.prompts_per_step))
+    def next_shards(self, count: int) -> list[Shard]:
+        return self.streams.cut(self.prompts.next_batch(count))
 
     def assemble(self, results: list[ShardResult]) -> Rollouts:
         """Shards in any order -> the batch in shard order; each shard exactly once."""
         indices = sorted(index for index, _, _ in results)
-        if indices != list(range(self.num_shards)):
-            raise RuntimeError(f"rollout shards lost or duplicated: got {indices} of {self.num_shards}")
+        if indices != list(range(len(results))) or not results:
+            raise RuntimeError(f"rollout shards lost or duplicated: got {indices}")
         by_index = {index: (rollouts, state) for index, rollouts, state in results}
         for index, (_, state) in by_index.items():
             self.streams.advance(index, state)

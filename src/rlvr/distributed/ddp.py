@@ -4,7 +4,8 @@
 
 Every rank builds the same policy (same seed; DDP also broadcasts rank 0's weights at the start),
 samples its own rollout shards and receives the others' (``local.py``), so rewards, deltas,
-metrics and samples are the whole batch's on every rank. Each rank differentiates only its rows:
+metrics and samples are the whole batch's on every rank. Each rank differentiates only its rows
+(the batch's prompts cut into R contiguous pieces whose sizes differ by at most one):
 
     loss_r = R * sum_{(i,t) in rank r} w_it l_it,     w = d aggregate(l) / d l  over the WHOLE batch
 
@@ -93,12 +94,9 @@ class DDPTrainer(Trainer):
         cfg = dataclasses.replace(cfg, run_dir=shared_run_dir(cfg))
         super().__init__(cfg, show_progress=show_progress and self.rank == 0)
         self.run_dir.writer = self.rank == 0
-        shards = self.rollout_backend.num_shards
-        if shards < self.world_size:
-            raise UserError(f"distributed.rollout_shards: {shards} shards leave some of the "
-                            f"{self.world_size} ranks without rollouts; use at least {self.world_size}")
-        owned = [s for s in range(shards) if s % self.world_size == self.rank]
-        self.prompt_rows = shard_prompt_rows(cfg.train.prompts_per_step, shards, owned)
+        if cfg.train.prompts_per_step < self.world_size:
+            raise UserError(f"train.prompts_per_step: {cfg.train.prompts_per_step} prompts leave some of the "
+                            f"{self.world_size} ranks without a group to learn from")
         self.ddp = DistributedDataParallel(LogprobsModule(self.policy))
         self.local: tuple[Batch, Batch] | None = None  # (whole batch, this rank's rows), per outer step
 
@@ -112,11 +110,12 @@ class DDPTrainer(Trainer):
         """This rank's rows of the batch, weighted by their share of the whole batch's aggregate."""
         if self.local is None or self.local[0] is not batch:
             r = batch.rollouts
+            prompt_rows = shard_prompt_rows(len(r.prompts), self.world_size, [self.rank])  # contiguous, sizes within 1
+            rows = response_rows(prompt_rows, r.group_size)
             weights = aggregation_weights(r.mask, self.cfg.algo.aggregation, constant=self.aggregation_constant)
-            rows = response_rows(self.prompt_rows, r.group_size)
             ref = None if batch.ref_logprobs is None else batch.ref_logprobs[rows]
             self.local = (batch, Batch(
-                rollouts=select_prompts(r, self.prompt_rows), deltas=batch.deltas[self.prompt_rows],
+                rollouts=select_prompts(r, prompt_rows), deltas=batch.deltas[prompt_rows],
                 advantages=batch.advantages[rows], ref_logprobs=ref,
                 loss_weights=weights[rows] * self.world_size))
         return self.local[1]

@@ -4,7 +4,7 @@ Alone, the process samples every shard (one by default: exactly the plain single
 Under torchrun each rank samples the shards s with s % world_size == rank, and the ranks exchange
 them (``all_gather_object``), so every rank holds the whole batch in shard order: rewards, deltas,
 metrics and samples are computed on the whole batch everywhere, and each rank's learner then
-differentiates only its own rows (``ddp.py``).
+differentiates its share of the batch's rows (``ddp.py``).
 """
 
 from __future__ import annotations
@@ -29,19 +29,19 @@ def rank_and_world() -> tuple[int, int]:
 class LocalRollouts(RolloutBackend):
     def __init__(self, cfg: Config, task: Task, policy: Policy, prompts: PromptSource) -> None:
         self.rank, self.world_size = rank_and_world()
-        super().__init__(cfg, prompts, cfg.distributed.rollout_shards or self.world_size)
+        super().__init__(cfg, prompts, self.world_size)
         self.task = task
         self.policy = policy
 
     def owned(self, shard: int) -> bool:
         return shard % self.world_size == self.rank
 
-    def rollouts(self, step: int) -> Rollouts:
+    def rollouts(self, count: int) -> Rollouts:
         train = self.cfg.train
         results: list[ShardResult] = [
             (shard.index, *sample_shard(self.policy, self.task, shard, self.cfg.seed,
                                         group_size=train.group_size, temperature=train.temperature))
-            for shard in self.next_shards() if self.owned(shard.index)]
+            for shard in self.next_shards(count) if self.owned(shard.index)]
         if self.world_size > 1:
             gathered: list[list[ShardResult] | None] = [None] * self.world_size
             dist.all_gather_object(gathered, results)

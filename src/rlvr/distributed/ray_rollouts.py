@@ -53,6 +53,7 @@ class Pending:
     shards: list[Shard]
     weights: Any
     version: int
+    count: int  # prompts
     refs: list[Any] = field(default_factory=list)
 
 
@@ -103,7 +104,7 @@ class RayRollouts(RolloutBackend):
     def __init__(self, cfg: Config, task: Task, policy: Policy, prompts: PromptSource,
                  *, worker_cls: type | None = None) -> None:
         dcfg = cfg.distributed
-        super().__init__(cfg, prompts, dcfg.rollout_shards or min(dcfg.rollout_workers, cfg.train.prompts_per_step))
+        super().__init__(cfg, prompts, dcfg.rollout_workers)
         t0 = time.perf_counter()
         self.started_ray = connect(dcfg.ray_address, num_cpus=max(os.cpu_count() or 1, dcfg.rollout_workers))
         actor = ray.remote(worker_cls or RolloutWorker).options(
@@ -123,19 +124,21 @@ class RayRollouts(RolloutBackend):
         self.version += 1
         self.last_metrics["time/weight_sync"] = time.perf_counter() - t0
 
-    def rollouts(self, step: int) -> Rollouts:
-        if self.pending is None:
-            self.pending = self.submit(self.next_shards())
+    def rollouts(self, count: int) -> Rollouts:
+        pending = self.pending if self.pending is not None and self.pending.count == count else None
+        if pending is None:
+            self.cancel()
+            pending = self.submit(self.next_shards(count))
         t0 = time.perf_counter()
-        batch = self.assemble(self.collect(self.pending))
+        batch = self.assemble(self.collect(pending))
         self.last_metrics["time/rollout_wait"] = time.perf_counter() - t0
-        self.last_metrics["rollout/policy_lag"] = float(self.version - self.pending.version)
-        prefetch = self.cfg.distributed.off_policy and step < self.cfg.train.outer_steps
-        self.pending = self.submit(self.next_shards()) if prefetch else None  # sampled while we train
+        self.last_metrics["rollout/policy_lag"] = float(self.version - pending.version)
+        # off-policy: the next batch is sampled with the current weights while the learner trains
+        self.pending = self.submit(self.next_shards(count)) if self.cfg.distributed.off_policy else None
         return batch
 
     def submit(self, shards: list[Shard]) -> Pending:
-        pending = Pending(shards, self.weights, self.version)
+        pending = Pending(shards, self.weights, self.version, sum(len(s.prompts) for s in shards))
         pending.refs = [self.task_for(pending, shard, shard.index) for shard in shards]
         return pending
 
@@ -157,7 +160,14 @@ class RayRollouts(RolloutBackend):
                     ref = self.task_for(pending, shard, shard.index + attempt)
         return results
 
+    def cancel(self) -> None:
+        """Drop a prefetched batch nobody will train on (its prompts are skipped)."""
+        for ref in self.pending.refs if self.pending is not None else []:
+            ray.cancel(ref)
+        self.pending = None
+
     def close(self) -> None:
+        self.cancel()
         for worker in self.workers:
             ray.kill(worker)
         self.workers = []

@@ -59,7 +59,8 @@ class ShardStreams:
         self.states: list[Tensor | None] = [None] * shards
 
     def cut(self, prompts: list[Prompt]) -> list[Shard]:
-        pieces = split_prompts(prompts, len(self.states))
+        """S shards (fewer when there are fewer prompts: one each, from streams 0, 1, ...)."""
+        pieces = split_prompts(prompts, min(len(self.states), len(prompts)))
         return [Shard(s, piece, self.states[s]) for s, piece in enumerate(pieces)]
 
     def advance(self, shard: int, state: Tensor) -> None:

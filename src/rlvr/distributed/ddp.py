@@ -48,6 +48,11 @@ def aggregation_weights(mask: Tensor, mode: str, *, constant: float) -> Tensor:
     return values.grad
 
 
+def aggregated_mask(batch: Batch) -> Tensor:
+    """The (N, T) mask ``compute_loss`` aggregates with."""
+    return batch.rollouts.mask
+
+
 class LogprobsModule(nn.Module):
     """DDP all-reduces the gradients of what its forward() computed; the loss needs the policy's
     ``logprobs``, so forward() is that."""
@@ -107,17 +112,19 @@ class DDPTrainer(Trainer):
         return loss, self.mean_over_ranks(metrics)
 
     def rank_batch(self, batch: Batch) -> Batch:
-        """This rank's rows of the batch, weighted by their share of the whole batch's aggregate."""
+        """This rank's rows of the batch, weighted by their share of the whole batch's aggregate.
+        Every tensor field is cut by its rows: (B, ...) by prompt, (N, ...) by response."""
         if self.local is None or self.local[0] is not batch:
             r = batch.rollouts
-            prompt_rows = shard_prompt_rows(len(r.prompts), self.world_size, [self.rank])  # contiguous, sizes within 1
+            prompt_rows = shard_prompt_rows(len(r.prompts), self.world_size, [self.rank])  # contiguous
             rows = response_rows(prompt_rows, r.group_size)
-            weights = aggregation_weights(r.mask, self.cfg.algo.aggregation, constant=self.aggregation_constant)
-            ref = None if batch.ref_logprobs is None else batch.ref_logprobs[rows]
-            self.local = (batch, Batch(
-                rollouts=select_prompts(r, prompt_rows), deltas=batch.deltas[prompt_rows],
-                advantages=batch.advantages[rows], ref_logprobs=ref,
-                loss_weights=weights[rows] * self.world_size))
+            weights = aggregation_weights(aggregated_mask(batch), self.cfg.algo.aggregation,
+                                          constant=self.aggregation_constant)
+            cut = {f.name: value[prompt_rows] if value.shape[0] == len(r.prompts) else value[rows]
+                   for f in dataclasses.fields(batch)
+                   if isinstance(value := getattr(batch, f.name), Tensor)}
+            self.local = (batch, dataclasses.replace(batch, **cut, rollouts=select_prompts(r, prompt_rows),
+                                                     loss_weights=weights[rows] * self.world_size))
         return self.local[1]
 
     def mean_over_ranks(self, metrics: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 EXTRAS  ?= dev
 
-.PHONY: demo test test-slow lint bench-lecture clean
+.PHONY: demo test test-slow test-distributed lint bench-lecture bench-scaling clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -25,11 +25,20 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
+# Ray rollout actors and a 2-rank gloo DDP learner on this machine; installs the ray extra first.
+test-distributed: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[ray,$(EXTRAS)]"
+	$(BIN)/python -m pytest -q -m distributed
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 bench-lecture: $(STAMP)
 	$(BIN)/python benchmarks/lecture_sort.py
+
+bench-scaling: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[ray,$(EXTRAS)]"
+	$(BIN)/python benchmarks/scaling.py
 
 clean:
 	rm -rf $(VENV) runs

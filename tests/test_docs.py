@@ -5,10 +5,15 @@ Every line of every ```bash block in README.md is run in order, from a temporary
 ``rlvr train`` shortened to 20 outer steps (what the full quickstart run reaches is checked by
 tests/test_cli.py::test_sort_toy_raises_evaluation_reward). Exempt, with
 the reason: ``make demo`` and ``make test`` (they create the environment this test runs in, and CI
-runs both); ``scripts/render_report.sh`` when Chromium is not installed. ``tensorboard`` serves
-until stopped: the test starts it, checks it lists the runs, and stops it.
+runs both); ``scripts/render_report.sh`` when Chromium is not installed; commands that need the
+optional Ray extra (``--backend ray``) when it is not installed -- the distributed suite
+(``make test-distributed``, run by CI with the extra) runs those lines itself
+(``test_readme_ray_commands_run``). ``tensorboard`` serves until stopped: the test starts it, checks
+it lists the runs, and stops it.
 """
 
+
+import importlib.util
 import json
 import re
 import shlex
@@ -86,10 +91,29 @@ def test_every_readme_command_runs(tmp_path):
             continue
         if words[0].startswith("scripts/render_report") and shutil.which("chromium") is None:
             continue
-        out = subprocess.run(resolve(words), cwd=tmp_path, capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, f"{shlex.join(words)}\n{out.stderr[-2000:]}"
+        if needs_ray(words) and importlib.util.find_spec("ray") is None:
+            continue
+        run_command(words, tmp_path)
     assert (tmp_path / "runs" / "quick" / "report.html").stat().st_size > 0
     assert (tmp_path / "runs" / "compare.html").stat().st_size > 0
+
+
+def needs_ray(words: list[str]) -> bool:
+    return "--backend" in words and words[words.index("--backend") + 1:][:1] == ["ray"]
+
+
+def run_command(words: list[str], cwd: Path) -> None:
+    out = subprocess.run(resolve(words), cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, f"{shlex.join(words)}\n{out.stderr[-2000:]}"
+
+
+@pytest.mark.distributed
+def test_readme_ray_commands_run(tmp_path):
+    pytest.importorskip("ray")
+    commands = [w for w in readme_commands() if needs_ray(w)]
+    assert commands, "the README lost its Ray example"
+    for words in commands:
+        run_command(words, tmp_path)
 
 
 def test_the_readme_maps_every_doc():

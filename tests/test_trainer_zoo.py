@@ -14,8 +14,7 @@ def trainer(tmp_path, **overrides):
 
 
 def fresh_rollouts(t):
-    from rlvr.rollout import generate
-    return generate(t.policy, t.task, t.prompts.next_batch(3), group_size=4, generator=t.generator, temperature=1.0)
+    return t.rollout_backend.rollouts(3)
 
 
 def test_truncated_responses_leave_the_loss_when_masked(tmp_path):

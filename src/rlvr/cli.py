@@ -74,11 +74,13 @@ def train_parser() -> Parser:
     parser.add_argument("--tracker", action="append", default=[], metavar="{wandb,trackio}",
                         help="also log to this tracker (an optional extra; repeatable). "
                              "metrics.jsonl and TensorBoard (RUN_DIR/tb) are always written")
+    parser.add_argument("--backend", help="where rollouts are sampled: local or ray (= --distributed.backend)")
+    parser.add_argument("--rollout-workers", help="Ray rollout actors (= --distributed.rollout_workers)")
     return parser
 
 
 def cmd_train(argv: list[str]) -> int:
-    from rlvr.trainer import train
+    from rlvr.distributed import is_main_process, train  # the DDP learner when run by torchrun
 
     args, rest = train_parser().parse_known_args(argv)
     overrides = parse_overrides(rest)
@@ -86,9 +88,15 @@ def cmd_train(argv: list[str]) -> int:
         overrides["seed"] = args.seed
     if args.run_dir is not None:
         overrides["run_dir"] = args.run_dir
+    if args.backend is not None:
+        overrides["distributed.backend"] = args.backend
+    if args.rollout_workers is not None:
+        overrides["distributed.rollout_workers"] = args.rollout_workers
     path = resolve_config_path(args.config) if args.config else None
     cfg = load_config(path, overrides, recipe=args.algo)
     summary = train(cfg, show_progress=not args.quiet, trackers=args.tracker, show_samples=args.show_samples)
+    if not is_main_process():
+        return 0
     final = "  ".join(f"{k} {v:.3f}" for k, v in summary["final"].items())
     print(f"done in {summary['wall_seconds']:.1f}s: {final}\nrun directory: {summary['run_dir']}")
     return 0

@@ -48,6 +48,11 @@ def _policies() -> list[str]:
     return POLICIES.names()
 
 
+def _backends() -> list[str]:
+    from rlvr.distributed import BACKENDS
+    return BACKENDS.names()
+
+
 def _registry_names(attr: str) -> Any:
     def names() -> list[str]:
         from rlvr import algorithms
@@ -156,6 +161,21 @@ class EvalConfig:
 
 
 @dataclass
+class DistributedConfig:
+    backend: str = opt("local", "where rollouts are generated: local (this process; each rank under "
+                       "torchrun) or ray (Ray actors that own copies of the policy)", choices=_backends)
+    rollout_workers: int = opt(2, "ray: rollout actors", ge=1)
+    rollout_shards: int | None = opt(None, "shards per rollout batch, each with its own sampling stream; "
+                                     "a seed's metrics depend on this, never on the backend "
+                                     "(none: one per rollout worker, learner rank or 1 locally)", ge=1)
+    off_policy: bool = opt(False, "ray: generate batch k+1 with the previous weights while the learner "
+                           "trains on batch k (one step stale; the ratio uses the sampler's log-probs)")
+    ray_address: str | None = opt(None, "ray: address of a running Ray cluster (none: start a local one)")
+    worker_gpus: float = opt(0.0, "ray: GPUs reserved per rollout actor", ge=0.0)
+    max_restarts: int = opt(3, "ray: restarts of a dead rollout actor (its shard is retried)", ge=0)
+
+
+@dataclass
 class Config:
     seed: int = opt(0, "seed of everything random in the run")
     run_dir: str | None = opt(None, "run directory (default: runs/<name>-<time>)")
@@ -166,6 +186,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 # ----------------------------------------------------------------------------- building
@@ -305,6 +326,13 @@ def validate(cfg: Config) -> None:
                           "algo.dynamic_sampling needs group_size >= 2")
     if algo.kl_target is not None and algo.kl_coef == 0:
         raise ConfigError("algo.kl_target: an adaptive coefficient starts from algo.kl_coef, which is 0")
+    shards = cfg.distributed.rollout_shards
+    if shards is not None and shards > train.prompts_per_step:
+        raise ConfigError(f"distributed.rollout_shards: {shards} must be <= train.prompts_per_step "
+                          f"({train.prompts_per_step}); every shard holds at least one prompt")
+    if cfg.distributed.off_policy and cfg.distributed.backend != "ray":
+        raise ConfigError("distributed.off_policy: needs distributed.backend ray (rollouts sampled "
+                          f"while the learner trains), not {cfg.distributed.backend!r}")
     if cfg.eval.pass_samples < cfg.eval.pass_k:
         raise ConfigError(f"eval.pass_samples: {cfg.eval.pass_samples} must be >= eval.pass_k ({cfg.eval.pass_k})")
 

@@ -20,6 +20,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,11 @@ from rlvr.algorithms import (
 from rlvr.analysis.diagnostics import gradient_agreement, importance_ess
 from rlvr.analysis.param_baseline import build_param_baseline
 from rlvr.config import AlgoConfig, Config, OptimConfig, to_dict
+from rlvr.distributed import build_rollout_backend
 from rlvr.evaluation import evaluate
 from rlvr.policies import Policy, build_policy
-from rlvr.rollout import PromptSource, Rollouts, generate
+from rlvr.rollout import PromptSource, Rollouts
 from rlvr.runs import RunDir
-from rlvr.runs.plots import plot_curves
 from rlvr.runs.progress import Progress
 from rlvr.runs.trackers import build_trackers
 from rlvr.sampling import dynamic_sample, length_penalty, token_reward_tensor
@@ -62,6 +63,7 @@ class Batch:
     ref_logprobs: Tensor | None  # (N, T) under the frozen reference, or None without KL
     loss_mask: Tensor            # (N, T) the tokens the loss sees (mask, minus filtered responses)
     kl_loss_coef: float = 0.0    # beta of the KL term in the loss (0 when the KL is in the reward)
+    loss_weights: Tensor | None = None  # (N, T) a data-parallel rank's share of the aggregate (ddp.py)
 
 
 def build_optimizer(cfg: OptimConfig, params: Any) -> torch.optim.Optimizer:
@@ -95,6 +97,8 @@ def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature:
         dual_clip_c=algo.dual_clip_c)
 
     def agg(values: Tensor) -> Tensor:
+        if batch.loss_weights is not None:  # these rows' share of the whole batch's aggregate
+            return (values * batch.loss_weights).sum()
         return aggregate(values, batch.loss_mask, algo.aggregation, constant=aggregation_constant)
 
     pg_loss = agg(per_token)
@@ -124,13 +128,17 @@ class Trainer:
         self.param_baseline = build_param_baseline(cfg, self.task)  # gradient correction hook ("none": no-op)
         self.optimizer = build_optimizer(cfg.optim, self.policy.parameters())
         self.prompts = PromptSource(self.task, cfg.seed)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.rollout_backend = build_rollout_backend(cfg, self.task, self.policy, self.prompts)
         self.aggregation_constant = cfg.algo.aggregation_constant or float(self.policy.response_length)
         self.kl_coef = cfg.algo.kl_coef  # beta; changes over training when algo.kl_target is set
-        self.run_dir = RunDir(cfg.run_dir or default_run_dir(cfg.name))
+        self.run_dir = RunDir(cfg.run_dir or default_run_dir(cfg.name), writer=self.writes_files())
         self.progress = Progress(total=cfg.train.outer_steps, enabled=show_progress, show_samples=show_samples)
         self.trackers = build_trackers(self.run_dir, extra=trackers, name=cfg.name, config=to_dict(cfg))
         self.history: list[dict[str, Any]] = []
+
+    def writes_files(self) -> bool:
+        """Whether this process writes the run directory (under torchrun: rank 0 only)."""
+        return True
 
     # ---------------------------------------------------------------- the outer loop
     def run(self) -> dict[str, Any]:
@@ -140,13 +148,13 @@ class Trainer:
         initial = {"step": 0, **self.evaluate(0)}  # the starting point of every evaluation curve
         self.history.append(initial)
         self.trackers.log(0, initial)
-        with self.progress:
+        with self.progress, closing(self.rollout_backend):
             self.progress.update(0, initial)
             for step in range(1, cfg.train.outer_steps + 1):
                 row = self.outer_step(step)
                 if step % cfg.eval.every == 0 or step == cfg.train.outer_steps:
                     row.update(self.evaluate(step))
-                    plot_curves(self.history + [row], self.run_dir.path / "curves.png", title=cfg.name)
+                    self.run_dir.write_plot(self.history + [row], title=cfg.name)
                 self.history.append(row)
                 self.trackers.log(step, row)
                 self.progress.update(step, row)
@@ -167,8 +175,7 @@ class Trainer:
 
         # 2. rollout (with dynamic sampling: groups without a reward spread dropped and refilled)
         def draw(count: int) -> Rollouts:
-            return generate(self.policy, self.task, self.prompts.next_batch(count), group_size=cfg.train.group_size,
-                            generator=self.generator, temperature=cfg.train.temperature)
+            return self.rollout_backend.rollouts(count)  # prompts from self.prompts, sampled in shards
         rollouts, sampled_rewards, sampling = dynamic_sample(
             draw, cfg.train.prompts_per_step, max_refills=algo.max_refills, enabled=algo.dynamic_sampling)
         t1 = time.perf_counter()
@@ -190,6 +197,7 @@ class Trainer:
         if diagnose:
             diagnostics.update(importance_ess(self.policy, batch, temperature=cfg.train.temperature))
         t2 = time.perf_counter()
+        self.rollout_backend.sync(self.policy)  # the samplers get the new weights
 
         # 6. metrics
         row: dict[str, Any] = {"step": step}
@@ -204,6 +212,7 @@ class Trainer:
                 self.kl_coef = adaptive_kl_coef(self.kl_coef, row["policy/seq_kl"], target=algo.kl_target,
                                                 horizon=algo.kl_horizon, num_samples=batch.advantages.shape[0])
         row.update(diagnostics)
+        row.update(self.rollout_backend.metrics())
         row.update({"time/rollout": t1 - t0, "time/train": t2 - t1, "time/step": t2 - t0})
         row["perf/tokens_per_s"] = float(rollouts.mask.sum()) / max(t1 - t0, 1e-9)  # response tokens sampled
         if step % cfg.eval.samples_every == 0 or step == 1:
@@ -241,8 +250,7 @@ class Trainer:
         return ((batch.rollouts.logprobs - batch.ref_logprobs) * batch.rollouts.mask).sum(-1)
 
     def inner_step(self, batch: Batch, *, entropy_coef: float) -> dict[str, float]:
-        loss, metrics = compute_loss(self.policy, batch, self.cfg.algo, temperature=self.cfg.train.temperature,
-                                     aggregation_constant=self.aggregation_constant, entropy_coef=entropy_coef)
+        loss, metrics = self.learner_loss(batch, entropy_coef=entropy_coef)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         metrics.update(self.param_baseline(self.policy, batch, self.pg_loss))
@@ -258,6 +266,10 @@ class Trainer:
         batch = dataclasses.replace(batch, ref_logprobs=None)
         return compute_loss(self.policy, batch, self.cfg.algo, temperature=self.cfg.train.temperature,
                             aggregation_constant=self.aggregation_constant, entropy_coef=0.0)[0]
+    def learner_loss(self, batch: Batch, *, entropy_coef: float) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss this process differentiates: the whole batch here, a rank's share under DDP."""
+        return compute_loss(self.policy, batch, self.cfg.algo, temperature=self.cfg.train.temperature,
+                            aggregation_constant=self.aggregation_constant, entropy_coef=entropy_coef)
 
     def evaluate(self, step: int) -> dict[str, float]:
         t0 = time.perf_counter()

@@ -41,8 +41,14 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 class RunDir:
-    def __init__(self, path: str | Path) -> None:
+    """``writer=False`` (torchrun ranks > 0): the same directory, every write skipped, so each file
+    is written once by rank 0. Every write goes through a method here."""
+
+    def __init__(self, path: str | Path, *, writer: bool = True) -> None:
         self.path = Path(path)
+        self.writer = writer
+        if not writer:
+            return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write-test"
@@ -56,15 +62,27 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     def write_config(self, config: dict[str, Any]) -> None:
+        if not self.writer:
+            return
         atomic_write_text(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
 
     def append_jsonl(self, name: str, record: dict[str, Any]) -> None:
+        if not self.writer:
+            return
         with open(self.path / name, "a") as handle:
             handle.write(json.dumps(record) + "\n")
             handle.flush()
 
     def write_json(self, name: str, record: dict[str, Any]) -> None:
+        if not self.writer:
+            return
         atomic_write_text(self.path / name, json.dumps(record, indent=2) + "\n")
+
+    def write_plot(self, rows: list[dict[str, Any]], *, title: str) -> None:
+        if not self.writer:
+            return
+        from rlvr.runs.plots import plot_curves  # matplotlib: imported on first use
+        plot_curves(rows, self.path / "curves.png", title=title)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():

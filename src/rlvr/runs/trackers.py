@@ -129,5 +129,7 @@ def build_trackers(run_dir: RunDir, *, extra: Sequence[str] = (), name: str = "r
                    config: dict[str, Any] | None = None) -> Trackers:
     """metrics.jsonl + TensorBoard in RUN_DIR/tb, plus each named extra tracker (built first, so
     an unknown or missing one fails before anything is written)."""
+    if not run_dir.writer:  # a torchrun rank > 0: rank 0 logs for everyone
+        return Trackers([])
     extras = [TRACKERS.get(tracker)(run_dir, name, config or {}) for tracker in extra]
     return Trackers([JsonlSink(run_dir), TensorBoardSink(run_dir.path / "tb"), *extras])

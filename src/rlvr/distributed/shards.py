@@ -1,0 +1,153 @@
+"""Rollout shards: one outer step's B prompts cut into S pieces, each sampled with its own RNG stream.
+
+The learner draws the prompts and cuts them into S contiguous shards whose sizes differ by at most
+one (3 prompts in 2 shards: 2 + 1). Shard s is always sampled from stream s, a torch generator
+seeded once per run -- stream 0 with the run's seed, exactly like the single generator of a plain
+single-process run -- whose state travels with the shard and comes back advanced. Whoever samples
+shard s (this process, a Ray actor, a torchrun rank, a retry after a crash) therefore draws the same
+responses: a seed's metrics depend on S, never on the backend or the number of workers.
+
+Shapes as in ``rlvr.rollout``: per shard, prompt rows (B_s, P) and response rows (N_s, T), N_s = B_s * G.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlvr.policies import Policy
+from rlvr.rollout import Rollouts, generate
+from rlvr.tasks import Prompt, Task
+
+
+@dataclass
+class Shard:
+    """A piece of one outer step's rollout work: which prompts, and the stream that samples them."""
+
+    index: int                 # s in 0..S-1: the stream it is sampled from
+    prompts: list[Prompt]
+    rng_state: Tensor | None   # the stream's generator state; None before its first use
+
+
+def shard_sizes(count: int, shards: int) -> list[int]:
+    """count prompts in `shards` contiguous pieces, the first count % shards one larger."""
+    base, extra = divmod(count, shards)
+    return [base + (s < extra) for s in range(shards)]
+
+
+def split_prompts(prompts: list[Prompt], shards: int) -> list[list[Prompt]]:
+    bounds = np.cumsum([0, *shard_sizes(len(prompts), shards)])
+    return [prompts[bounds[s]:bounds[s + 1]] for s in range(shards)]
+
+
+def stream_seed(seed: int, shard: int) -> int:
+    """Stream 0 uses the run's seed (so one shard reproduces a plain run); others a derived seed."""
+    if shard == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, shard]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+class ShardStreams:
+    """The S generator states of a run, advanced as shards come back."""
+
+    def __init__(self, seed: int, shards: int) -> None:
+        self.seed = seed
+        self.states: list[Tensor | None] = [None] * shards
+
+    def cut(self, prompts: list[Prompt]) -> list[Shard]:
+        """S shards (fewer when there are fewer prompts: one each, from streams 0, 1, ...)."""
+        pieces = split_prompts(prompts, min(len(self.states), len(prompts)))
+        return [Shard(s, piece, self.states[s]) for s, piece in enumerate(pieces)]
+
+    def advance(self, shard: int, state: Tensor) -> None:
+        self.states[shard] = state
+
+    def state_dict(self) -> dict[str, object]:
+        return {"seed": self.seed, "states": list(self.states)}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.seed = int(state["seed"])  # type: ignore[arg-type]
+        self.states = list(state["states"])  # type: ignore[arg-type]
+
+
+def policy_device(policy: Policy) -> torch.device:
+    return next(iter(policy.parameters()), torch.empty(0)).device
+
+
+def sample_shard(policy: Policy, task: Task, shard: Shard, seed: int, *, group_size: int,
+                 temperature: float) -> tuple[Rollouts, Tensor]:
+    """Sample and score one shard; returns its rollouts (on the CPU) and the stream's new state."""
+    generator = torch.Generator(policy_device(policy))
+    if shard.rng_state is None:
+        generator.manual_seed(stream_seed(seed, shard.index))
+    else:
+        generator.set_state(shard.rng_state)
+    rollouts = generate(policy, task, shard.prompts, group_size=group_size, generator=generator,
+                        temperature=temperature)
+    return to_cpu(rollouts), generator.get_state()
+
+
+# ----------------------------------------------------------------------------- rollouts as rows
+
+
+def to_cpu(rollouts: Rollouts) -> Rollouts:
+    return dataclasses.replace(rollouts, **{
+        f.name: value.cpu() for f in dataclasses.fields(rollouts)
+        if isinstance(value := getattr(rollouts, f.name), Tensor)})
+
+
+def concat_rollouts(parts: list[Rollouts]) -> Rollouts:
+    """Shards in order -> one batch. Tensors are stacked along rows; when widths differ, prompt
+    tensors are left-padded and response tensors right-padded with 0 (mask 0: never counted)."""
+    if len(parts) == 1:
+        return parts[0]
+    merged: dict[str, object] = {}
+    for f in dataclasses.fields(parts[0]):
+        values = [getattr(p, f.name) for p in parts]
+        if isinstance(values[0], Tensor):
+            merged[f.name] = cat_padded(values, left=f.name.startswith("prompt"))
+        elif isinstance(values[0], list):
+            merged[f.name] = [item for value in values for item in value]
+        else:
+            if any(v != values[0] for v in values):
+                raise ValueError(f"shards disagree on {f.name}: {values}")
+            merged[f.name] = values[0]
+    return type(parts[0])(**merged)  # type: ignore[arg-type]
+
+
+def cat_padded(tensors: list[Tensor], *, left: bool) -> Tensor:
+    if tensors[0].dim() < 2 or len({t.shape[1] for t in tensors}) == 1:
+        return torch.cat(tensors)
+    width = max(t.shape[1] for t in tensors)
+    padded = []
+    for t in tensors:
+        pad = (width - t.shape[1], 0) if left else (0, width - t.shape[1])
+        padded.append(torch.nn.functional.pad(t, (0, 0) * (t.dim() - 2) + pad))
+    return torch.cat(padded)
+
+
+def select_prompts(rollouts: Rollouts, prompt_rows: Tensor) -> Rollouts:
+    """The rollouts of the given prompt rows (B') and their responses (B' * G), in that order."""
+    batch = len(rollouts.prompts)
+    responses = response_rows(prompt_rows, rollouts.group_size)
+    fields: dict[str, object] = {"prompts": [rollouts.prompts[i] for i in prompt_rows.tolist()]}
+    for f in dataclasses.fields(rollouts):
+        value = getattr(rollouts, f.name)
+        if isinstance(value, Tensor):
+            fields[f.name] = value[prompt_rows] if value.shape[0] == batch else value[responses]
+    return dataclasses.replace(rollouts, **fields)  # type: ignore[arg-type]
+
+
+def response_rows(prompt_rows: Tensor, group_size: int) -> Tensor:
+    """Rows of the responses (n = b * G + g) of the given prompt rows b, in that order."""
+    return (prompt_rows.unsqueeze(1) * group_size + torch.arange(group_size)).reshape(-1)
+
+
+def shard_prompt_rows(count: int, shards: int, owned: list[int]) -> Tensor:
+    """Prompt row indices of the owned shards, in shard order."""
+    bounds = np.cumsum([0, *shard_sizes(count, shards)])
+    return torch.cat([torch.arange(bounds[s], bounds[s + 1]) for s in owned]) if owned else torch.zeros(0, dtype=torch.long)

@@ -38,7 +38,7 @@ def config(tmp_path, name, **overrides):
 
 def rows_without_times(run_dir, drop=()):
     rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not k.startswith("time/") and k not in drop} for r in rows]
+    return [{k: v for k, v in r.items() if not k.startswith(("time/", "perf/")) and k not in drop} for r in rows]
 
 
 def assert_same_metrics(local, other, *, exact=True, drop=()):

@@ -141,7 +141,9 @@ class DDPTrainer(Trainer):
 def train_ddp(cfg: Config, *, show_progress: bool = True, trackers: Sequence[str] = (),
               show_samples: bool = False) -> dict[str, Any]:
     try:
-        return DDPTrainer(cfg, show_progress=show_progress, trackers=trackers, show_samples=show_samples).run()
+        summary = DDPTrainer(cfg, show_progress=show_progress, trackers=trackers, show_samples=show_samples).run()
+        dist.barrier()  # rank 0 still writes the run's files: no rank tears the group down before it is done
+        return summary
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -7,6 +7,8 @@
         4. cache constants: old log-probs (recorded by the sampler), reference log-probs (no grad)
         5. inner loop: K gradient steps on this fixed batch of rollouts
         6. log metrics; every E steps evaluate on the held-out prompts
+        7. every C steps write a checkpoint (``--resume`` continues from the newest good one)
+A non-finite loss or gradient skips its update; user reward code runs through ``rlvr.rewards``.
 Every algorithm choice is looked up in a registry by name; the loop never branches on one.
 """
 
@@ -26,10 +28,14 @@ from torch import Tensor
 
 from rlvr.algorithms import aggregate, compute_deltas, kl_penalty, policy_loss, schedule_value
 from rlvr.config import AlgoConfig, Config, OptimConfig, to_dict
+from rlvr.errors import RunStopped, UserError
 from rlvr.evaluation import evaluate
+from rlvr.plugins import check_task
 from rlvr.policies import Policy, build_policy
+from rlvr.rewards import RewardRunner
 from rlvr.rollout import PromptSource, Rollouts, generate
 from rlvr.runs import RunDir
+from rlvr.runs.checkpoint import Checkpoints, rng_state, set_rng_state
 from rlvr.runs.plots import plot_curves
 from rlvr.runs.progress import Progress
 from rlvr.tasks import build_task
@@ -98,6 +104,7 @@ class Trainer:
         torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.seed)
         self.task = build_task(cfg.task)
+        check_task(self.task)
         self.policy = build_policy(cfg.policy, self.task)
         self.reference = frozen_copy(self.policy)
         self.optimizer = build_optimizer(cfg.optim, self.policy.parameters())
@@ -107,17 +114,23 @@ class Trainer:
         self.run_dir = RunDir(cfg.run_dir or default_run_dir(cfg.name))
         self.progress = Progress(total=cfg.train.outer_steps, enabled=show_progress)
         self.history: list[dict[str, Any]] = []
+        rw, ck = cfg.rewards, cfg.checkpoint
+        self.rewards = RewardRunner(self.task.reward, fallback=rw.fallback, timeout=rw.timeout,
+                                    max_failure_rate=rw.max_failure_rate, workers=rw.workers)
+        self.checkpoints = Checkpoints(self.run_dir.path, keep=ck.keep, best_metric=ck.best_metric,
+                                       best_mode=ck.best_mode)
+        self.nonfinite_streak = 0     # non-finite losses/gradients in a row
+        self.earlier_seconds = 0.0    # wall time of the sessions before a resume
 
     # ---------------------------------------------------------------- the outer loop
-    def run(self) -> dict[str, Any]:
+    def run(self, *, resume: bool = False) -> dict[str, Any]:
         cfg = self.cfg
-        self.run_dir.write_config(to_dict(cfg))
-        start = time.perf_counter()
-        initial = {"step": 0, **self.evaluate(0)}  # the starting point of every evaluation curve
-        self.history.append(initial)
-        self.run_dir.append_jsonl("metrics.jsonl", initial)
+        self.start = start = time.perf_counter()
+        first = self.resume() if resume else None
+        if first is None:
+            first = self.begin(overwrite=resume)
         with self.progress:
-            for step in range(1, cfg.train.outer_steps + 1):
+            for step in range(first, cfg.train.outer_steps + 1):
                 row = self.outer_step(step)
                 if step % cfg.eval.every == 0 or step == cfg.train.outer_steps:
                     row.update(self.evaluate(step))
@@ -125,12 +138,74 @@ class Trainer:
                 self.history.append(row)
                 self.run_dir.append_jsonl("metrics.jsonl", row)
                 self.progress.update(step, row)
+                self.after_step(step, row)
         final = {k: v for k, v in self.history[-1].items() if k.startswith("eval/")}
         final["train/reward_mean"] = self.history[-1]["train/reward_mean"]
-        summary = {"steps": cfg.train.outer_steps, "wall_seconds": time.perf_counter() - start,
+        wall_seconds = self.earlier_seconds + time.perf_counter() - start
+        summary = {"steps": cfg.train.outer_steps, "wall_seconds": wall_seconds,
                    "final": final, "run_dir": str(self.run_dir.path)}
         self.run_dir.write_json("summary.json", summary)
         return summary
+
+    # ---------------------------------------------------------------- starting, checkpoints, resuming
+    def begin(self, *, overwrite: bool) -> int:
+        """A fresh run: its config, and the evaluation at step 0. Returns the first step to run.
+        Never silently overwrites the checkpoints of an unfinished run (unless resuming it failed)."""
+        if not overwrite and self.checkpoints.steps() and not (self.run_dir.path / "summary.json").exists():
+            raise UserError(f"run_dir: {str(self.run_dir.path)!r} holds an unfinished run; continue it with "
+                            f"--resume {self.run_dir.path}, or delete it")
+        self.checkpoints.drop_after(-1)
+        self.run_dir.clear()
+        self.run_dir.write_config(to_dict(self.cfg))
+        initial = {"step": 0, **self.evaluate(0)}  # the starting point of every evaluation curve
+        self.history.append(initial)
+        self.run_dir.append_jsonl("metrics.jsonl", initial)
+        return 1
+
+    def resume(self) -> int | None:
+        """Continue from the newest good checkpoint (None: there is none). Returns the next step;
+        metrics.jsonl and samples.jsonl are cut back to the checkpoint's step."""
+        found = self.checkpoints.latest()
+        if found is None:
+            return None
+        self.load_state_dict(found.state)
+        self.checkpoints.drop_after(found.step)
+        self.run_dir.rewrite_jsonl("metrics.jsonl", self.history)
+        self.run_dir.truncate_jsonl("samples.jsonl", last_step=found.step)
+        print(f"rlvr: resuming {self.run_dir.path} from step {found.step}", flush=True)
+        return found.step + 1
+
+    def after_step(self, step: int, row: dict[str, Any]) -> None:
+        """Checkpoint every C steps and at the end; stop, with a checkpoint, when rewards fail too often."""
+        stop = self.rewards.stop_reason()
+        every = self.cfg.checkpoint.every
+        if stop or step == self.cfg.train.outer_steps or (every and step % every == 0):
+            held_out = {k: v for k, v in row.items() if k.startswith("eval/")}
+            path = self.checkpoints.save(step, self.state_dict(), metrics=held_out)
+            if stop:
+                raise RunStopped(f"{stop}; checkpoint {path}")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything one outer step hands to the next: a checkpoint holds exactly this."""
+        return {"policy": self.policy.state_dict(), "reference": self.reference.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "prompts": self.prompts.state_dict(),
+                "rng": rng_state(self.generator), "rewards": self.rewards.state_dict(),
+                "nonfinite_streak": self.nonfinite_streak, "history": self.history,
+                "wall_seconds": self.earlier_seconds + time.perf_counter() - self.start}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.reference.load_state_dict(state["reference"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.prompts.load_state_dict(state["prompts"])
+        self.rewards.load_state_dict(state["rewards"])
+        self.nonfinite_streak = state["nonfinite_streak"]
+        self.history = state["history"]
+        self.earlier_seconds = state["wall_seconds"]
+        set_rng_state(state["rng"], self.generator)
+
+    def close(self) -> None:
+        self.rewards.close()
 
     def outer_step(self, step: int) -> dict[str, Any]:
         cfg, algo = self.cfg, self.cfg.algo
@@ -142,7 +217,7 @@ class Trainer:
         # 2. rollout
         prompts = self.prompts.next_batch(cfg.train.prompts_per_step)
         rollouts = generate(self.policy, self.task, prompts, group_size=cfg.train.group_size,
-                            generator=self.generator, temperature=cfg.train.temperature)
+                            generator=self.generator, temperature=cfg.train.temperature, rewards=self.rewards)
         t1 = time.perf_counter()
 
         # 3-4. deltas and constants for the inner loop
@@ -161,6 +236,7 @@ class Trainer:
         row: dict[str, Any] = {"step": step}
         row.update(reward_metrics(rollouts.rewards, batch.deltas))
         row.update({k: v / cfg.train.inner_steps for k, v in sorted(sums.items())})
+        row.update(self.rewards.pop_metrics())
         row["algo/entropy_coef"] = entropy_coef
         row.update({"time/rollout": t1 - t0, "time/train": t2 - t1, "time/step": t2 - t0})
         if step % cfg.eval.samples_every == 0 or step == 1:
@@ -186,16 +262,30 @@ class Trainer:
         loss.backward()
         max_norm = self.cfg.optim.grad_clip or float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm)
-        self.optimizer.step()
+        finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm))
+        if finite:  # a NaN/inf loss or gradient would poison the weights and the optimizer state
+            self.optimizer.step()
+        self.count_nonfinite(finite)
         out = {k: float(v) for k, v in metrics.items()}
         out["policy/grad_norm"] = float(grad_norm)
+        out["fault/skipped_updates"] = float(not finite)
         return out
+
+    def count_nonfinite(self, finite: bool) -> None:
+        self.nonfinite_streak = 0 if finite else self.nonfinite_streak + 1
+        patience = self.cfg.train.nonfinite_patience
+        if self.nonfinite_streak >= patience:
+            last = self.checkpoints.steps()
+            raise RunStopped(f"{self.nonfinite_streak} non-finite losses or gradients in a row "
+                             f"(train.nonfinite_patience {patience}); each update was skipped; last good "
+                             f"checkpoint: {last[0][1] if last else 'none yet'}")
 
     def evaluate(self, step: int) -> dict[str, float]:
         t0 = time.perf_counter()
         ev = self.cfg.eval
         metrics = evaluate(self.policy, self.task, pass_k=ev.pass_k, pass_samples=ev.pass_samples,
-                           seed=self.cfg.seed * 1_000_003 + step, temperature=self.cfg.train.temperature)
+                           seed=self.cfg.seed * 1_000_003 + step, temperature=self.cfg.train.temperature,
+                           rewards=self.rewards)
         metrics["time/eval"] = time.perf_counter() - t0
         return metrics
 
@@ -225,5 +315,9 @@ def default_run_dir(name: str) -> Path:
     return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def train(cfg: Config, *, show_progress: bool = True) -> dict[str, Any]:
-    return Trainer(cfg, show_progress=show_progress).run()
+def train(cfg: Config, *, show_progress: bool = True, resume: bool = False) -> dict[str, Any]:
+    trainer = Trainer(cfg, show_progress=show_progress)
+    try:
+        return trainer.run(resume=resume)
+    finally:
+        trainer.close()

@@ -5,7 +5,7 @@
     samples.jsonl   prompts with their group's responses, rewards and deltas, every S steps
     curves.png      learning curves
     summary.json    written last: {"steps", "wall_seconds", "final": {...}}
-Whole files are replaced atomically (temp file, fsync, rename); JSONL files are appended a line at
+Whole files are replaced atomically (temp file, fsync, rename, directory fsync); JSONL files are appended a line at
 a time and flushed, so a crash loses at most the line being written.
 """
 
@@ -21,6 +21,8 @@ import yaml
 
 from rlvr.errors import UserError
 
+PROBE_BYTES = 64 * 1024
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,6 +36,16 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -46,7 +58,7 @@ class RunDir:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write-test"
-            probe.write_text("")
+            atomic_write_bytes(probe, bytes(PROBE_BYTES))  # a few KiB: fails on a full disk too
             probe.unlink()
         except OSError as exc:
             raise UserError(f"--run-dir: cannot write to {str(self.path)!r} ({exc.strerror})") from None
@@ -66,13 +78,35 @@ class RunDir:
     def write_json(self, name: str, record: dict[str, Any]) -> None:
         atomic_write_text(self.path / name, json.dumps(record, indent=2) + "\n")
 
+    def rewrite_jsonl(self, name: str, records: list[dict[str, Any]]) -> None:
+        """Replace ``name`` by exactly ``records`` (resume: the rows of the checkpoint's history)."""
+        atomic_write_text(self.path / name, "".join(json.dumps(r) + "\n" for r in records))
+
+    def truncate_jsonl(self, name: str, *, last_step: int) -> None:
+        """Drop the records of steps after ``last_step`` (and a torn last line) from ``name``."""
+        path = self.path / name
+        if path.exists():
+            rows = [r for r in read_jsonl(path) if r.get("step", 0) <= last_step]
+            self.rewrite_jsonl(name, rows)
+
+    def clear(self) -> None:
+        """A fresh run owns its directory: empty the files an earlier run there left behind."""
+        (self.path / "summary.json").unlink(missing_ok=True)
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            if (self.path / name).exists():
+                open(self.path / name, "w").close()  # truncate in place
+
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
             return []
-        rows = []
-        for line in self.metrics_path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a torn last line after a crash
-                break
-        return rows
+        return read_jsonl(self.metrics_path)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a torn last line after a crash
+            break
+    return rows

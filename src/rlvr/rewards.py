@@ -28,7 +28,10 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from rlvr.errors import ConfigError
+
 RewardFn = Callable[[Any, Any], Any]
+STARTUP_SECONDS = 120.0
 KINDS = ("error", "type", "nonfinite", "timeout", "crash")
 
 
@@ -81,6 +84,7 @@ def call_with_alarm(fn: RewardFn, prompt: Any, response: Any, timeout: float | N
 
 def worker_main(conn: Connection, fn: RewardFn) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    conn.send("ready")  # timeouts count from here, not from the (slow) process start
     while True:
         message = conn.recv()
         if message is None:
@@ -90,12 +94,26 @@ def worker_main(conn: Connection, fn: RewardFn) -> None:
 
 
 class Worker:
+    """One spawned process running ``worker_main``; ready to take calls when the constructor returns."""
+
     def __init__(self, fn: RewardFn) -> None:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.process = context.Process(target=worker_main, args=(child, fn), daemon=True)
-        self.process.start()
+        try:
+            self.process.start()
+        except Exception as exc:  # the function could not be pickled for the new process
+            raise ConfigError(f"rewards.workers: the reward function cannot be sent to a worker process "
+                              f"({type(exc).__name__}: {exc}); use a module-level function or rewards.workers 0") from None
         child.close()
+        try:
+            ready = self.conn.poll(STARTUP_SECONDS) and self.conn.recv() == "ready"
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            self.process.kill()
+            raise ConfigError(f"rewards.workers: a reward worker process failed to start "
+                              f"(exit code {self.process.exitcode}); see the message above")
         self.job: tuple[int, float] | None = None  # (index, deadline) of the call it is running
 
     def stop(self, *, kill: bool = False) -> None:

@@ -15,6 +15,7 @@ import importlib
 import os
 import re
 import sys
+import traceback
 from typing import Any
 
 from rlvr.errors import ConfigError
@@ -49,14 +50,32 @@ def import_object(spec: str, *, field: str) -> Any:
     return obj
 
 
+def call_user_code(fn: Any, *args: Any, field: str) -> Any:
+    """``fn(*args)``; an exception in the user's code becomes one line naming ``field`` and the
+    place it was raised."""
+    try:
+        return fn(*args)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        raise ConfigError(f"{field}: {getattr(fn, '__qualname__', fn)} raised {type(exc).__name__}: {exc} "
+                          f"(at {where.filename}:{where.lineno})") from None
+
+
 def check_task(task: Any) -> None:
-    """Before any work: a task (built-in or the user's) must yield non-empty training and evaluation
-    prompts. Draws from its own generator, so the run's prompt stream is untouched."""
+    """Before any work: a task (built-in or the user's) must yield non-empty prompts, for training and
+    for evaluation. Draws from its own generator, so the run's prompt stream is untouched."""
     import numpy as np
 
     name = getattr(task, "name", type(task).__name__)
+    rng = np.random.default_rng(0)
     try:
-        train = task.train_prompt(np.random.default_rng(0))
+        drawn = list(task.fixed_prompts) if task.fixed_prompts is not None else [task.random_prompt(rng) for _ in range(4)]
+        for prompt in drawn:
+            if prompt is None or len(prompt) == 0:
+                raise ConfigError(f"task.name: task {name!r} yields an empty prompt {prompt!r}")
+        task.train_prompt(rng)
         held_out = task.eval_prompts()
     except ConfigError:
         raise
@@ -64,6 +83,3 @@ def check_task(task: Any) -> None:
         raise ConfigError(f"task.name: task {name!r} failed to produce prompts ({type(exc).__name__}: {exc})") from None
     if not held_out:
         raise ConfigError(f"task.name: task {name!r} yields no evaluation prompts")
-    for prompt in [train, *held_out]:
-        if prompt is None or len(prompt) == 0:
-            raise ConfigError(f"task.name: task {name!r} yields an empty prompt {prompt!r}")

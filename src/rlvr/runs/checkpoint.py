@@ -35,7 +35,7 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
-from rlvr.runs.rundir import fsync_dir
+from rlvr.runs.rundir import fsync_dir, naming
 
 TENSORS, STATE, MANIFEST = "tensors.safetensors", "state.json", "manifest.json"
 FORMAT = 1
@@ -109,9 +109,22 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
 
 
 def write_durable(path: Path, data: bytes) -> None:
-    with open(path, "wb") as handle:
+    with naming(path), open(path, "wb") as handle:
         handle.write(data)
         handle.flush()
+        os.fsync(handle.fileno())
+
+
+def save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
+    """safetensors.save_file, fsynced; its I/O errors (a full disk) become OSErrors naming ``path``."""
+    try:
+        safetensors.torch.save_file(tensors, str(path))
+    except safetensors.SafetensorError as exc:
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
+    with open(path, "rb") as handle:
         os.fsync(handle.fileno())
 
 
@@ -183,9 +196,7 @@ class Checkpoints:
 
     def _write(self, directory: Path, step: int, state: dict[str, Any], metrics: dict[str, float]) -> None:
         skeleton, tensors = split_tensors(state)
-        safetensors.torch.save_file(tensors, str(directory / TENSORS))
-        with open(directory / TENSORS, "rb") as handle:
-            os.fsync(handle.fileno())
+        save_tensors(tensors, directory / TENSORS)
         crash_point("tensors", step)
         write_durable(directory / STATE, json.dumps(skeleton).encode())
         crash_point("state", step)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rlvr.errors import ConfigError
-from rlvr.plugins import import_object, is_import_spec
+from rlvr.plugins import call_user_code, import_object, is_import_spec
 from rlvr.registry import Registry
 from rlvr.tasks.base import Prompt, Response, Task
 from rlvr.tasks.sorting import SortTask
@@ -26,8 +26,9 @@ def _sort(cfg: TaskConfig) -> Task:
 
 def build_task(cfg: TaskConfig) -> Task:
     """A registered task by name, or the user's ``module.path:factory`` (rlvr.plugins)."""
-    factory = import_object(cfg.name, field="task.name") if is_import_spec(cfg.name) else TASKS.get(cfg.name)
-    task = factory(cfg)
+    if not is_import_spec(cfg.name):
+        return TASKS.get(cfg.name)(cfg)
+    task = call_user_code(import_object(cfg.name, field="task.name"), cfg, field="task.name")
     if not isinstance(task, Task):
         raise ConfigError(f"task.name: {cfg.name!r} returned a {type(task).__name__}, not an rlvr.tasks.Task")
     return task

@@ -104,3 +104,22 @@ def test_a_broken_reward_stops_the_run_with_a_message_and_a_checkpoint(tmp_path)
     found = Checkpoints(tmp_path / "run", keep=2).latest()
     assert found is not None and found.step == 1
     assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_rewards_in_worker_processes_give_the_same_run(tmp_path):
+    """The pool changes where rewards run, never what they are: identical metrics, with and without."""
+    def rows(name, workers):
+        cfg = config(tmp_path / name, **{"run_dir": str(tmp_path / name), "rewards.workers": workers,
+                                         "task.reward": "reward_faults:flaky", "rewards.max_failure_rate": 1.0})
+        train(cfg, show_progress=False)
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in lines]
+    assert rows("pool", 2) == rows("inline", 0)
+
+
+def test_the_command_line_reports_a_stopped_run_in_one_line_with_exit_code_3(tmp_path, capsys):
+    from rlvr.cli import main
+    code = main(["train", "--config", "lecture-sort-centered", "--quiet", "--run-dir", str(tmp_path / "run"),
+                 "--task.reward", "reward_faults:always_raises"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3 and len(err) == 1 and err[0].startswith("rlvr: stopped: the reward function failed on 30 of 30")

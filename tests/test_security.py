@@ -60,6 +60,7 @@ def test_a_malicious_pickle_in_a_checkpoint_folder_is_never_loaded(tmp_path, cap
     assert not marker.exists()
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch notes the pickle protocol
 def test_a_malicious_torch_file_is_refused(tmp_path):
     path = tmp_path / "pytorch_model.bin"
     torch.save({"w": torch.ones(2)}, path)

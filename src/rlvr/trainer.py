@@ -125,7 +125,7 @@ class Trainer:
     # ---------------------------------------------------------------- the outer loop
     def run(self, *, resume: bool = False) -> dict[str, Any]:
         cfg = self.cfg
-        self.start = start = time.perf_counter()
+        self.started_at = start = time.perf_counter()
         first = self.resume() if resume else None
         if first is None:
             first = self.begin(overwrite=resume)
@@ -191,7 +191,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "prompts": self.prompts.state_dict(),
                 "rng": rng_state(self.generator), "rewards": self.rewards.state_dict(),
                 "nonfinite_streak": self.nonfinite_streak, "history": self.history,
-                "wall_seconds": self.earlier_seconds + time.perf_counter() - self.start}
+                "wall_seconds": self.earlier_seconds + time.perf_counter() - self.started_at}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])

@@ -5,8 +5,10 @@
     samples.jsonl   prompts with their group's responses, rewards and deltas, every S steps
     curves.png      learning curves
     summary.json    written last: {"steps", "wall_seconds", "final": {...}}
-Whole files are replaced atomically (temp file, fsync, rename, directory fsync); JSONL files are appended a line at
-a time and flushed, so a crash loses at most the line being written.
+    checkpoints/    step-NNNNNN/ directories (rlvr.runs.checkpoint)
+Whole files are replaced atomically (temp file, fsync, rename, directory fsync); JSONL files are
+appended a line at a time and flushed, so a crash loses at most the line being written (a resume
+rewrites them from the checkpoint).
 """
 
 from __future__ import annotations

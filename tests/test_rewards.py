@@ -4,9 +4,9 @@ import json
 import math
 
 import pytest
-import reward_faults as rf
 import torch
 
+import reward_faults as rf
 from rlvr.config import load_config
 from rlvr.errors import ConfigError, RunStopped
 from rlvr.rewards import RewardRunner, check_value

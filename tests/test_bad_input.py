@@ -154,3 +154,12 @@ def test_a_read_only_run_dir_is_one_line(read_only_dir, capsys):
 def test_a_custom_task_named_by_module_path_trains(tmp_path, capsys):
     code, _ = run_cli([*BASE, "--run-dir", str(tmp_path / "run"), "--task.name", "custom_tasks:reversed_sort"], capsys)
     assert code == 0 and (Path(tmp_path) / "run" / "summary.json").exists()
+
+
+def test_a_tokenizer_that_does_not_fit_the_model_is_named():
+    from rlvr.errors import UserError
+    from rlvr.safe_load import check_tokenizer
+
+    check_tokenizer(1000, 1024)  # padded embeddings are fine
+    with pytest.raises(UserError, match=r"^policy.tokenizer: the tokenizer has 50257 tokens but the model's embedding has only 1000 rows"):
+        check_tokenizer(50257, 1000)

@@ -154,7 +154,7 @@ class Trainer:
         if not overwrite and self.checkpoints.steps() and not (self.run_dir.path / "summary.json").exists():
             raise UserError(f"run_dir: {str(self.run_dir.path)!r} holds an unfinished run; continue it with "
                             f"--resume {self.run_dir.path}, or delete it")
-        self.checkpoints.drop_after(-1)
+        self.checkpoints.drop_after(0)  # every checkpoint of the finished run this one replaces
         self.run_dir.clear()
         self.run_dir.write_config(to_dict(self.cfg))
         initial = {"step": 0, **self.evaluate(0)}  # the starting point of every evaluation curve

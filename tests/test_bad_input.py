@@ -6,6 +6,7 @@ new interpreter per case); tests/test_cli.py checks the same in real subprocesse
 import errno
 import os
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -125,23 +126,39 @@ def test_a_full_disk_mid_run_is_one_line_naming_the_file(tmp_path, capsys):
     assert err == [f"rlvr: error: {run / 'metrics.jsonl'}: {os.strerror(errno.ENOSPC)}"]
 
 
-@pytest.fixture
-def read_only_dir(tmp_path):
-    """A directory nothing can be written to: chmod for users, a read-only tmpfs for root."""
-    path = tmp_path / "ro"
+@contextmanager
+def tmpfs(path, options):
+    """A small real file system at ``path`` (root only; skips elsewhere)."""
     path.mkdir()
-    if os.geteuid() != 0:
-        path.chmod(0o555)
-        yield path
-        path.chmod(0o755)
-        return
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
     if mounted.returncode != 0:
-        pytest.skip("cannot mount a read-only tmpfs here")
+        pytest.skip("cannot mount a tmpfs here")
     try:
         yield path
     finally:
         subprocess.run(["umount", str(path)], check=True)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory nothing can be written to: chmod for users, a read-only tmpfs for root."""
+    if os.geteuid() != 0:
+        path = tmp_path / "ro"
+        path.mkdir()
+        path.chmod(0o555)
+        yield path
+        path.chmod(0o755)
+        return
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as path:
+        yield path
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tiny file system needs root")
+def test_a_full_disk_at_the_start_is_one_line(tmp_path, capsys):
+    with tmpfs(tmp_path / "small", "size=16k") as path:
+        code, err = run_cli([*BASE, "--run-dir", str(path / "run")], capsys)
+    assert code == 2 and len(err) == 1
+    assert err[0].startswith("rlvr: error: --run-dir: cannot write to") and "No space left on device" in err[0]
 
 
 def test_a_read_only_run_dir_is_one_line(read_only_dir, capsys):

@@ -167,6 +167,7 @@ class Trainer:
         metrics.jsonl and samples.jsonl are cut back to the checkpoint's step."""
         found = self.checkpoints.latest()
         if found is None:
+            print(f"rlvr: no usable checkpoint in {self.run_dir.path}; starting over from its config", flush=True)
             return None
         self.load_state_dict(found.state)
         self.checkpoints.drop_after(found.step)

@@ -191,8 +191,14 @@ class Trainer:
         return {"policy": self.policy.state_dict(), "reference": self.reference.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "prompts": self.prompts.state_dict(),
                 "rng": rng_state(self.generator), "rewards": self.rewards.state_dict(),
-                "nonfinite_streak": self.nonfinite_streak, "history": self.history,
+                "scalars": self.scalar_state(), "history": self.history,
                 "wall_seconds": self.earlier_seconds + time.perf_counter() - self.started_at}
+
+    def scalar_state(self) -> dict[str, bool | int | float]:
+        """Every number the trainer carries from step to step (the non-finite streak, an adaptive KL
+        coefficient, ...), taken whole: a scalar that the loop gains later is resumed exactly too."""
+        return {name: value for name, value in vars(self).items()
+                if isinstance(value, (bool, int, float)) and name not in ("started_at", "earlier_seconds")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
@@ -200,7 +206,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.prompts.load_state_dict(state["prompts"])
         self.rewards.load_state_dict(state["rewards"])
-        self.nonfinite_streak = state["nonfinite_streak"]
+        for name, value in state["scalars"].items():
+            setattr(self, name, value)
         self.history = state["history"]
         self.earlier_seconds = state["wall_seconds"]
         set_rng_state(state["rng"], self.generator)

@@ -13,8 +13,8 @@ from rlvr.runs.checkpoint import MANIFEST, STATE, TENSORS, Checkpoints, join_ten
 from rlvr.trainer import Trainer, train
 
 
-def comparable(rows):
-    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+def comparable(rows):  # timings (time/*, perf/*) differ between any two runs
+    return [{k: v for k, v in r.items() if not k.startswith(("time/", "perf/"))} for r in rows]
 
 
 def metrics(run_dir):

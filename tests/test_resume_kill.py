@@ -31,7 +31,7 @@ def rlvr(*args, crash=None):
 def outcome(run):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return {"final": json.loads((run / "summary.json").read_text())["final"],
-            "metrics": [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows],
+            "metrics": [{k: v for k, v in r.items() if not k.startswith(("time/", "perf/"))} for r in rows],
             "samples": (run / "samples.jsonl").read_text()}
 
 

@@ -23,10 +23,10 @@ def test_each_kind_of_failure_gets_the_fallback_and_is_counted_by_kind():
     rewards = runner([(1, 2, 3)] * 5, RESPONSES)
     assert rewards == [-7.0, -7.0, -7.0, -7.0, 4.0]
     metrics = runner.pop_metrics()
-    assert metrics["reward/failures"] == 4
-    assert (metrics["reward/failures_error"], metrics["reward/failures_nonfinite"], metrics["reward/failures_type"]) == (1, 2, 1)
-    assert metrics["reward/failure_rate"] == pytest.approx(0.8)
-    assert runner.pop_metrics()["reward/failures"] == 0  # per step; the rate is over the whole run
+    assert metrics["fault/reward_failures"] == 4
+    assert (metrics["fault/reward_failures_error"], metrics["fault/reward_failures_nonfinite"], metrics["fault/reward_failures_type"]) == (1, 2, 1)
+    assert metrics["fault/reward_failure_rate"] == pytest.approx(0.8)
+    assert runner.pop_metrics()["fault/reward_failures"] == 0  # per step; the rate is over the whole run
     assert runner.failure_rate() == pytest.approx(0.8)
 
 
@@ -41,7 +41,7 @@ def test_only_finite_real_numbers_are_rewards(value, ok):
 def test_a_hang_in_process_is_interrupted_by_the_timeout():
     runner = RewardRunner(rf.hangs_on_zero, fallback=-1.0, timeout=0.2)
     assert runner([()] * 3, [[1], [0], [2]]) == [1.0, -1.0, 2.0]
-    assert runner.pop_metrics()["reward/failures_timeout"] == 1
+    assert runner.pop_metrics()["fault/reward_failures_timeout"] == 1
 
 
 def test_the_timeout_gets_through_a_reward_that_catches_every_exception():
@@ -54,7 +54,7 @@ def test_worker_pool_kills_hung_and_replaces_dead_workers():
     try:
         first = runner.pool.workers[0].process.pid
         assert runner([()] * 5, [[0], [1], [2], [0], [3]]) == [-1.0, 1.0, 2.0, -1.0, 3.0]
-        assert runner.pop_metrics()["reward/failures_timeout"] == 2
+        assert runner.pop_metrics()["fault/reward_failures_timeout"] == 2
         assert first not in [w.process.pid for w in runner.pool.workers]  # killed and replaced
         assert runner([()] * 2, [[4], [1]]) == [4.0, 1.0]                    # and the pool still works
     finally:
@@ -62,7 +62,7 @@ def test_worker_pool_kills_hung_and_replaces_dead_workers():
     dying = RewardRunner(rf.dies_on_zero, fallback=-1.0, timeout=10.0, workers=1)
     try:
         assert dying([()] * 3, [[0], [2], [3]]) == [-1.0, 2.0, 3.0]
-        assert dying.pop_metrics()["reward/failures_crash"] == 1
+        assert dying.pop_metrics()["fault/reward_failures_crash"] == 1
     finally:
         dying.close()
 
@@ -91,7 +91,7 @@ def test_a_rare_failing_reward_never_kills_the_run_and_is_logged(tmp_path):
                               "train.group_size": 20})
     summary = train(cfg, show_progress=False)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    failures = sum(r["reward/failures"] for r in rows[1:])
+    failures = sum(r["fault/reward_failures"] for r in rows[1:])
     assert failures > 0 and summary["steps"] == 6
     assert all(math.isfinite(r["train/reward_mean"]) for r in rows[1:])
 
@@ -113,7 +113,7 @@ def test_rewards_in_worker_processes_give_the_same_run(tmp_path):
                                          "task.reward": "reward_faults:flaky", "rewards.max_failure_rate": 1.0})
         train(cfg, show_progress=False)
         lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
-        return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in lines]
+        return [{k: v for k, v in json.loads(line).items() if not k.startswith(("time/", "perf/"))} for line in lines]
     assert rows("pool", 2) == rows("inline", 0)
 
 

@@ -220,9 +220,9 @@ class RewardRunner:
         """This step's failures (total and by kind) and the run's failure rate; starts a new step."""
         self.calls += self.step_calls
         self.failures.update(self.step_failures)
-        metrics = {"reward/failures": float(sum(self.step_failures.values())),
-                   "reward/failure_rate": self.failure_rate()}
-        metrics.update({f"reward/failures_{k}": float(n) for k, n in sorted(self.step_failures.items())})
+        metrics = {"fault/reward_failures": float(sum(self.step_failures.values())),
+                   "fault/reward_failure_rate": self.failure_rate()}
+        metrics.update({f"fault/reward_failures_{k}": float(n) for k, n in sorted(self.step_failures.items())})
         self.step_calls, self.step_failures = 0, Counter()
         return metrics
 

@@ -155,7 +155,7 @@ class Trainer:
             raise UserError(f"run_dir: {str(self.run_dir.path)!r} holds an unfinished run; continue it with "
                             f"--resume {self.run_dir.path}, or delete it")
         self.checkpoints.drop_after(0)  # every checkpoint of the finished run this one replaces
-        self.run_dir.clear()
+        self.run_dir.reset(keep_earlier=not overwrite)
         self.run_dir.write_config(to_dict(self.cfg))
         initial = {"step": 0, **self.evaluate(0)}  # the starting point of every evaluation curve
         self.history.append(initial)

@@ -105,17 +105,32 @@ class RunDir:
             rows = [r for r in read_jsonl(path) if r.get("step", 0) <= last_step]
             self.rewrite_jsonl(name, rows)
 
-    def clear(self) -> None:
-        """A fresh run owns its directory: empty the files an earlier run there left behind."""
+    def reset(self, *, keep_earlier: bool) -> None:
+        """Before a new attempt: no summary.json (it is not finished), and in the JSONL files either
+        the earlier attempts' records kept, minus a line torn by a crash (a new run in a reused
+        directory), or nothing (a resume that starts over)."""
         (self.path / "summary.json").unlink(missing_ok=True)
         for name in ("metrics.jsonl", "samples.jsonl"):
-            if (self.path / name).exists():
-                open(self.path / name, "w").close()  # truncate in place
+            path = self.path / name
+            if path.is_file():  # a regular file (not a device or a pipe someone linked there)
+                with naming(path), open(path, "r+b") as handle:
+                    handle.truncate(complete_length(handle) if keep_earlier else 0)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
             return []
         return read_jsonl(self.metrics_path)
+
+
+def complete_length(handle: Any, window: int = 1 << 16) -> int:
+    """The length of a file without its torn last line (if its end lies within ``window`` bytes)."""
+    size = handle.seek(0, os.SEEK_END)
+    start = max(0, size - window)
+    handle.seek(start)
+    tail = handle.read()
+    if not tail or tail.endswith(b"\n") or (b"\n" not in tail and start > 0):
+        return size
+    return start + tail.rfind(b"\n") + 1
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

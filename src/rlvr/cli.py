@@ -1,23 +1,27 @@
 """Command line: ``rlvr train``.
 
     rlvr train --config FILE [--algo RECIPE] [--seed N] [--run-dir DIR] [--section.key VALUE ...]
+    rlvr train --resume RUN_DIR
 
 Flags override the YAML; ``rlvr train --help`` lists every config field with its default and
-allowed values. A user mistake prints one line ``rlvr: error: ...`` and exits with code 2.
+allowed values. A user mistake prints one line ``rlvr: error: ...`` and exits with code 2; a run
+stopped by a guard (failing rewards, non-finite updates) prints ``rlvr: stopped: ...``, exit code 3.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 from typing import Any
 
 from rlvr.config import field_help, load_config
-from rlvr.errors import UserError
+from rlvr.errors import RunStopped, UserError
 from rlvr.recipes import RECIPES
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs"
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)  # a full or read-only disk
 
 
 class Parser(argparse.ArgumentParser):
@@ -76,6 +80,9 @@ def train_parser() -> Parser:
                              "metrics.jsonl and TensorBoard (RUN_DIR/tb) are always written")
     parser.add_argument("--backend", help="where rollouts are sampled: local or ray (= --distributed.backend)")
     parser.add_argument("--rollout-workers", help="Ray rollout actors (= --distributed.rollout_workers)")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue RUN_DIR from its newest good checkpoint with its saved config.yaml "
+                             "(from scratch if it has none; nothing to do if it finished)")
     return parser
 
 
@@ -84,6 +91,8 @@ def cmd_train(argv: list[str]) -> int:
 
     args, rest = train_parser().parse_known_args(argv)
     overrides = parse_overrides(rest)
+    if args.resume is not None:
+        return resume_train(args, overrides)
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.run_dir is not None:
@@ -97,9 +106,35 @@ def cmd_train(argv: list[str]) -> int:
     summary = train(cfg, show_progress=not args.quiet, trackers=args.tracker, show_samples=args.show_samples)
     if not is_main_process():
         return 0
+    report(summary)
+    return 0
+
+
+def resume_train(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from rlvr.trainer import train
+
+    if args.config or args.seed is not None or args.run_dir or args.algo or overrides:
+        raise UserError("--resume: a resumed run keeps its saved config.yaml; drop --config, --algo, --seed, "
+                        "--run-dir and field flags")
+    from rlvr.distributed.launch import launched_by_torchrun
+    if launched_by_torchrun():
+        raise UserError("--resume: resume a run with plain `rlvr train --resume RUN_DIR`, not under torchrun")
+    run = Path(args.resume)
+    if not (run / "config.yaml").is_file():
+        raise UserError(f"--resume: {args.resume!r} is not a run directory (no config.yaml)")
+    if (run / "summary.json").is_file():
+        print(f"run {args.resume} already finished ({run / 'summary.json'}); nothing to do")
+        return 0
+    cfg = load_config(run / "config.yaml", {"run_dir": str(run)})
+    summary = train(cfg, show_progress=not args.quiet, trackers=args.tracker, show_samples=args.show_samples,
+                    resume=True)
+    report(summary)
+    return 0
+
+
+def report(summary: dict[str, Any]) -> None:
     final = "  ".join(f"{k} {v:.3f}" for k, v in summary["final"].items())
     print(f"done in {summary['wall_seconds']:.1f}s: {final}\nrun directory: {summary['run_dir']}")
-    return 0
 
 
 def cmd_report(argv: list[str]) -> int:
@@ -133,6 +168,14 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[command](rest)
     except UserError as exc:
         print(f"rlvr: error: {exc}", file=sys.stderr)
+        return 2
+    except RunStopped as exc:
+        print(f"rlvr: stopped: {exc}", file=sys.stderr)
+        return 3
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        print(f"rlvr: error: {exc.filename or 'the run directory'}: {exc.strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rlvr: interrupted", file=sys.stderr)

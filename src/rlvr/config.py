@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,13 +22,15 @@ from typing import Any
 import yaml
 
 from rlvr.errors import ConfigError
+from rlvr.plugins import import_object, is_import_spec
 
 
 def opt(default: Any, help: str, *, choices: Any = None, ge: float | None = None,
-        gt: float | None = None, le: float | None = None) -> Any:
+        gt: float | None = None, le: float | None = None, imports: bool = False) -> Any:
     """A config field with help text and bounds. ``choices`` is a list or a zero-argument callable
-    (so registries are read after every entry has been registered)."""
-    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le}
+    (so registries are read after every entry has been registered). ``imports``: the value may also
+    name user code as ``module.path:factory`` (see ``rlvr.plugins``), imported while validating."""
+    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "imports": imports}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -67,15 +70,17 @@ def _param_baselines() -> list[str]:
 
 @dataclass
 class TaskConfig:
-    name: str = opt("sort", "verifiable task", choices=_tasks)
+    name: str = opt("sort", "verifiable task, or module.path:factory for your own (factory(task_config) -> Task)",
+                    choices=_tasks, imports=True)
     length: int = opt(3, "numbers per prompt (and per response)", ge=1)
     vocab_size: int = opt(5, "numbers are drawn from 0 .. vocab_size-1", ge=2)
-    reward: str = opt("inclusion-adjacency", "sorting reward", choices=_rewards)
+    reward: str = opt("inclusion-adjacency", "sorting reward, or module.path:function for your own "
+                      "(function(prompt, response) -> float)", choices=_rewards, imports=True)
     prompts: list | None = opt(None, "fixed prompt list, e.g. [[1,0,2],[3,2,4],[1,2,3]]; "
                                "training and evaluation then both use exactly this list")
     eval_fraction: float = opt(0.2, "share of the prompt space held out for evaluation", gt=0.0, le=0.9)
     num_eval_prompts: int = opt(32, "held-out prompts evaluated (fewer if the held-out split is smaller)", ge=1)
-    split_seed: int = opt(0, "seed of the train/held-out split and of the held-out prompts")
+    split_seed: int = opt(0, "seed of the train/held-out split and of the held-out prompts", ge=0, le=2**32 - 1)
 
 
 @dataclass
@@ -149,6 +154,8 @@ class TrainConfig:
     threads: int = opt(1, "torch CPU threads", ge=1)
     diagnostics_every: int = opt(1, "log variance diagnostics (half-batch gradient agreement, noise scale, "
                                  "importance-ratio ESS) every D outer steps (0: never)", ge=0)
+    nonfinite_patience: int = opt(3, "a non-finite loss or gradient skips its update; stop the run after "
+                                  "this many in a row (the last good checkpoint stays intact)", ge=1)
 
 
 @dataclass
@@ -176,8 +183,29 @@ class DistributedConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    every: int = opt(10, "write a checkpoint every C outer steps, and always at the end (0: only at the end)", ge=0)
+    keep: int = opt(2, "keep the newest N checkpoints (plus the best, see best_metric)", ge=1)
+    best_metric: str | None = opt("eval/reward_mean", "also keep the checkpoint with the best value of this "
+                                  "held-out metric, among checkpoints at evaluation steps (none: don't)")
+    best_mode: str = opt("max", "whether a larger or a smaller best_metric is better", choices=["max", "min"])
+
+
+@dataclass
+class RewardsConfig:
+    timeout: float | None = opt(10.0, "seconds one reward call may run before it gets the fallback (none: no limit)",
+                                gt=0.0)
+    fallback: float = opt(0.0, "reward of a response whose reward function raised, hung, or returned a "
+                          "non-number or a non-finite number")
+    max_failure_rate: float = opt(0.1, "stop the run (with a checkpoint) once more than this share of all "
+                                  "reward calls so far has failed", ge=0.0, le=1.0)
+    workers: int = opt(0, "reward worker processes (0: call rewards in the training process; >0: in "
+                       "parallel, and a hung call's worker is killed)", ge=0)
+
+
+@dataclass
 class Config:
-    seed: int = opt(0, "seed of everything random in the run")
+    seed: int = opt(0, "seed of everything random in the run", ge=0, le=2**32 - 1)
     run_dir: str | None = opt(None, "run directory (default: runs/<name>-<time>)")
     name: str = opt("run", "run name, used for the default run directory")
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -187,6 +215,8 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    rewards: RewardsConfig = field(default_factory=RewardsConfig)
 
 
 # ----------------------------------------------------------------------------- building
@@ -335,6 +365,21 @@ def validate(cfg: Config) -> None:
                           f"while the learner trains), not {cfg.distributed.backend!r}")
     if cfg.eval.pass_samples < cfg.eval.pass_k:
         raise ConfigError(f"eval.pass_samples: {cfg.eval.pass_samples} must be >= eval.pass_k ({cfg.eval.pass_k})")
+    check_run_fields(cfg)
+
+
+def check_run_fields(cfg: Config) -> None:
+    """Run name and directory, and the held-out metric that picks the best checkpoint."""
+    if not cfg.name or "/" in cfg.name or cfg.name in (".", ".."):
+        raise ConfigError(f"name: {cfg.name!r} must be a non-empty name without '/'")
+    if cfg.run_dir is not None and Path(cfg.run_dir).exists() and not Path(cfg.run_dir).is_dir():
+        raise ConfigError(f"run_dir: {cfg.run_dir!r} is a file, not a directory")
+    metrics = ["eval/reward_mean", "eval/exact_match", f"eval/pass@{cfg.eval.pass_k}"]
+    best = cfg.checkpoint.best_metric
+    if best is not None and best not in metrics:
+        close = difflib.get_close_matches(best, metrics, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"checkpoint.best_metric: {best!r} is not one of {', '.join(metrics)}, none{hint}")
 
 
 def check_fields(obj: Any, *, prefix: str) -> None:
@@ -346,6 +391,11 @@ def check_fields(obj: Any, *, prefix: str) -> None:
             continue
         meta = f.metadata
         if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{path}: {value!r} must be a finite number")
+        if meta.get("imports") and is_import_spec(value):
+            import_object(value, field=path)
             continue
         choices = meta.get("choices")
         if choices is not None:

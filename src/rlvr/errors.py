@@ -7,3 +7,8 @@ class UserError(Exception):
 
 class ConfigError(UserError):
     """An invalid configuration value; the message names the field and what is allowed."""
+
+
+class RunStopped(Exception):
+    """A run stopped on purpose by a guard (reward failures, non-finite updates); the message says
+    why and where its last good checkpoint is. The CLI prints it as one line and exits with code 3."""

@@ -13,6 +13,7 @@ from math import comb
 import torch
 
 from rlvr.policies import Policy
+from rlvr.rewards import RewardRunner
 from rlvr.rollout import encode_prompts, response_lists
 from rlvr.tasks import Task
 
@@ -25,12 +26,15 @@ def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
 
 @torch.no_grad()
 def evaluate(policy: Policy, task: Task, *, pass_k: int, pass_samples: int, seed: int,
-             temperature: float = 1.0) -> dict[str, float]:
+             temperature: float = 1.0, rewards: RewardRunner | None = None) -> dict[str, float]:
     prompts = task.eval_prompts()
     prompt_ids = encode_prompts(prompts)
     greedy_ids, greedy_mask = policy.greedy(prompt_ids)
     greedy = response_lists(greedy_ids, greedy_mask)
-    rewards = [task.reward(p, r) for p, r in zip(prompts, greedy, strict=True)]
+    if rewards is not None:  # user reward code: a failing call gets the fallback (not counted as training)
+        greedy_rewards = rewards(prompts, greedy, counted=False)
+    else:
+        greedy_rewards = [task.reward(p, r) for p, r in zip(prompts, greedy, strict=True)]
     exact = [task.is_correct(p, r) for p, r in zip(prompts, greedy, strict=True)]
 
     generator = torch.Generator().manual_seed(seed)  # its own stream: evaluating never shifts training
@@ -41,7 +45,7 @@ def evaluate(policy: Policy, task: Task, *, pass_k: int, pass_samples: int, seed
         group = sampled[i * pass_samples:(i + 1) * pass_samples]
         passes.append(pass_at_k(pass_samples, sum(task.is_correct(prompt, r) for r in group), pass_k))
     return {
-        "eval/reward_mean": sum(rewards) / len(rewards),
+        "eval/reward_mean": sum(greedy_rewards) / len(greedy_rewards),
         "eval/exact_match": sum(exact) / len(exact),
         f"eval/pass@{pass_k}": sum(passes) / len(passes),
     }

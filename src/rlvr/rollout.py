@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from rlvr.policies import Policy
+from rlvr.rewards import RewardRunner
 from rlvr.tasks import Prompt, Task
 
 
@@ -68,17 +69,20 @@ def response_lists(response_ids: Tensor, mask: Tensor) -> list[list[int]]:
             for row, row_mask in zip(response_ids.tolist(), mask.tolist(), strict=True)]
 
 
-def score(task: Task, prompts: Sequence[Prompt], responses: Sequence[Sequence[int]], group_size: int) -> Tensor:
-    """Rewards (B, G) of N = B * G responses, response n answering prompt n // G."""
-    rewards = [task.reward(prompts[n // group_size], response) for n, response in enumerate(responses)]
-    return torch.tensor(rewards, dtype=torch.float).reshape(len(prompts), group_size)
+def score(task: Task, prompts: Sequence[Prompt], responses: Sequence[Sequence[int]], group_size: int,
+          *, rewards: RewardRunner | None = None) -> Tensor:
+    """Rewards (B, G) of N = B * G responses, response n answering prompt n // G. With ``rewards``
+    (a RewardRunner around ``task.reward``), a failing reward call gets its fallback instead of raising."""
+    asked = [prompts[n // group_size] for n in range(len(responses))]
+    values = rewards(asked, responses) if rewards is not None else [task.reward(p, r) for p, r in zip(asked, responses, strict=True)]
+    return torch.tensor(values, dtype=torch.float).reshape(len(prompts), group_size)
 
 
 def generate(policy: Policy, task: Task, prompts: list[Prompt], *, group_size: int,
-             generator: torch.Generator, temperature: float) -> Rollouts:
+             generator: torch.Generator, temperature: float, rewards: RewardRunner | None = None) -> Rollouts:
     prompt_ids = encode_prompts(prompts)
     samples = policy.sample(prompt_ids, group_size, generator=generator, temperature=temperature)
-    rewards = score(task, prompts, response_lists(samples.response_ids, samples.mask), group_size)
+    scores = score(task, prompts, response_lists(samples.response_ids, samples.mask), group_size, rewards=rewards)
     return Rollouts(prompts=prompts, prompt_ids=prompt_ids, response_ids=samples.response_ids,
-                    mask=samples.mask, logprobs=samples.logprobs, rewards=rewards, group_size=group_size,
+                    mask=samples.mask, logprobs=samples.logprobs, rewards=scores, group_size=group_size,
                     truncated=samples.truncated)

@@ -9,6 +9,8 @@
         4. cache constants: old log-probs (recorded by the sampler), reference log-probs (no grad)
         5. inner loop: K gradient steps on this fixed batch of rollouts
         6. log metrics; adapt the KL coefficient; every E steps evaluate on the held-out prompts
+        7. every C steps write a checkpoint (``--resume`` continues from the newest good one)
+A non-finite loss or gradient skips its update; user reward code runs through ``rlvr.rewards``.
 Every algorithm choice is looked up in a registry by name; the loop never branches on one.
 """
 
@@ -43,10 +45,14 @@ from rlvr.analysis.diagnostics import gradient_agreement, importance_ess
 from rlvr.analysis.param_baseline import build_param_baseline
 from rlvr.config import AlgoConfig, Config, OptimConfig, to_dict
 from rlvr.distributed import build_rollout_backend
+from rlvr.errors import RunStopped, UserError
 from rlvr.evaluation import evaluate
+from rlvr.plugins import check_task
 from rlvr.policies import Policy, build_policy
+from rlvr.rewards import RewardRunner
 from rlvr.rollout import PromptSource, Rollouts
 from rlvr.runs import RunDir
+from rlvr.runs.checkpoint import Checkpoints, rng_state, set_rng_state
 from rlvr.runs.progress import Progress
 from rlvr.runs.trackers import build_trackers
 from rlvr.sampling import dynamic_sample, length_penalty, token_reward_tensor
@@ -123,34 +129,43 @@ class Trainer:
         torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.seed)
         self.task = build_task(cfg.task)
+        check_task(self.task)
+        rw = cfg.rewards
+        self.rewards = RewardRunner(self.task.reward, fallback=rw.fallback, timeout=rw.timeout,
+                                    max_failure_rate=rw.max_failure_rate, workers=rw.workers)
         self.policy = build_policy(cfg.policy, self.task)
         self.reference = frozen_copy(self.policy)
         self.param_baseline = build_param_baseline(cfg, self.task)  # gradient correction hook ("none": no-op)
         self.optimizer = build_optimizer(cfg.optim, self.policy.parameters())
         self.prompts = PromptSource(self.task, cfg.seed)
-        self.rollout_backend = build_rollout_backend(cfg, self.task, self.policy, self.prompts)
+        self.rollout_backend = build_rollout_backend(cfg, self.task, self.policy, self.prompts,
+                                                     rewards=self.rewards)
         self.aggregation_constant = cfg.algo.aggregation_constant or float(self.policy.response_length)
         self.kl_coef = cfg.algo.kl_coef  # beta; changes over training when algo.kl_target is set
         self.run_dir = RunDir(cfg.run_dir or default_run_dir(cfg.name), writer=self.writes_files())
         self.progress = Progress(total=cfg.train.outer_steps, enabled=show_progress, show_samples=show_samples)
         self.trackers = build_trackers(self.run_dir, extra=trackers, name=cfg.name, config=to_dict(cfg))
         self.history: list[dict[str, Any]] = []
+        ck = cfg.checkpoint
+        self.checkpoints = Checkpoints(self.run_dir.path, keep=ck.keep, best_metric=ck.best_metric,
+                                       best_mode=ck.best_mode)
+        self.nonfinite_streak = 0     # non-finite losses/gradients in a row
+        self.earlier_seconds = 0.0    # wall time of the sessions before a resume
 
     def writes_files(self) -> bool:
         """Whether this process writes the run directory (under torchrun: rank 0 only)."""
         return True
 
     # ---------------------------------------------------------------- the outer loop
-    def run(self) -> dict[str, Any]:
+    def run(self, *, resume: bool = False) -> dict[str, Any]:
         cfg = self.cfg
-        self.run_dir.write_config(to_dict(cfg))
-        start = time.perf_counter()
-        initial = {"step": 0, **self.evaluate(0)}  # the starting point of every evaluation curve
-        self.history.append(initial)
-        self.trackers.log(0, initial)
+        self.started_at = start = time.perf_counter()
+        first = self.resume() if resume else None
+        if first is None:
+            first = self.begin(overwrite=resume)
         with self.progress, closing(self.rollout_backend):
-            self.progress.update(0, initial)
-            for step in range(1, cfg.train.outer_steps + 1):
+            self.progress.update(first - 1, self.history[-1])
+            for step in range(first, cfg.train.outer_steps + 1):
                 row = self.outer_step(step)
                 if step % cfg.eval.every == 0 or step == cfg.train.outer_steps:
                     row.update(self.evaluate(step))
@@ -158,13 +173,86 @@ class Trainer:
                 self.history.append(row)
                 self.trackers.log(step, row)
                 self.progress.update(step, row)
+                self.after_step(step, row)
         self.trackers.close()
         final = {k: v for k, v in self.history[-1].items() if k.startswith("eval/")}
         final["train/reward_mean"] = self.history[-1]["train/reward_mean"]
-        summary = {"steps": cfg.train.outer_steps, "wall_seconds": time.perf_counter() - start,
+        wall_seconds = self.earlier_seconds + time.perf_counter() - start
+        summary = {"steps": cfg.train.outer_steps, "wall_seconds": wall_seconds,
                    "final": final, "run_dir": str(self.run_dir.path)}
         self.run_dir.write_json("summary.json", summary)
         return summary
+
+    # ---------------------------------------------------------------- starting, checkpoints, resuming
+    def begin(self, *, overwrite: bool) -> int:
+        """A fresh run: its config, and the evaluation at step 0. Returns the first step to run.
+        Never silently overwrites the checkpoints of an unfinished run (unless resuming it failed)."""
+        if not overwrite and self.checkpoints.steps() and not (self.run_dir.path / "summary.json").exists():
+            raise UserError(f"run_dir: {str(self.run_dir.path)!r} holds an unfinished run; continue it with "
+                            f"--resume {self.run_dir.path}, or delete it")
+        self.checkpoints.drop_after(0)  # every checkpoint of the finished run this one replaces
+        self.run_dir.reset(keep_earlier=not overwrite)
+        self.run_dir.write_config(to_dict(self.cfg))
+        initial = {"step": 0, **self.evaluate(0)}  # the starting point of every evaluation curve
+        self.history.append(initial)
+        self.trackers.log(0, initial)
+        return 1
+
+    def resume(self) -> int | None:
+        """Continue from the newest good checkpoint (None: there is none). Returns the next step;
+        metrics.jsonl and samples.jsonl are cut back to the checkpoint's step."""
+        found = self.checkpoints.latest()
+        if found is None:
+            print(f"rlvr: no usable checkpoint in {self.run_dir.path}; starting over from its config", flush=True)
+            return None
+        self.load_state_dict(found.state)
+        self.checkpoints.drop_after(found.step)
+        self.run_dir.rewrite_jsonl("metrics.jsonl", self.history)
+        self.run_dir.truncate_jsonl("samples.jsonl", last_step=found.step)
+        print(f"rlvr: resuming {self.run_dir.path} from step {found.step}", flush=True)
+        return found.step + 1
+
+    def after_step(self, step: int, row: dict[str, Any]) -> None:
+        """Checkpoint every C steps and at the end; stop, with a checkpoint, when rewards fail too often."""
+        stop = self.rewards.stop_reason()
+        every = self.cfg.checkpoint.every
+        due = stop or step == self.cfg.train.outer_steps or (every and step % every == 0)
+        if due and self.run_dir.writer:  # under torchrun rank 0 writes the one checkpoint
+            held_out = {k: v for k, v in row.items() if k.startswith("eval/")}
+            path = self.checkpoints.save(step, self.state_dict(), metrics=held_out)
+            if stop:
+                raise RunStopped(f"{stop}; checkpoint {path}")
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything one outer step hands to the next: a checkpoint holds exactly this."""
+        return {"policy": self.policy.state_dict(), "reference": self.reference.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "prompts": self.prompts.state_dict(),
+                "rng": rng_state(), "rollout": self.rollout_backend.state_dict(),
+                "rewards": self.rewards.state_dict(),
+                "scalars": self.scalar_state(), "history": self.history,
+                "wall_seconds": self.earlier_seconds + time.perf_counter() - self.started_at}
+
+    def scalar_state(self) -> dict[str, bool | int | float]:
+        """Every number the trainer carries from step to step (the non-finite streak, an adaptive KL
+        coefficient, ...), taken whole: a scalar that the loop gains later is resumed exactly too."""
+        return {name: value for name, value in vars(self).items()
+                if isinstance(value, (bool, int, float)) and name not in ("started_at", "earlier_seconds")}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.reference.load_state_dict(state["reference"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.prompts.load_state_dict(state["prompts"])
+        self.rewards.load_state_dict(state["rewards"])
+        for name, value in state["scalars"].items():
+            setattr(self, name, value)
+        self.history = state["history"]
+        self.earlier_seconds = state["wall_seconds"]
+        set_rng_state(state["rng"])
+        self.rollout_backend.load_state_dict(state["rollout"])
+
+    def close(self) -> None:
+        self.rewards.close()
 
     def outer_step(self, step: int) -> dict[str, Any]:
         cfg, algo = self.cfg, self.cfg.algo
@@ -204,6 +292,7 @@ class Trainer:
         row.update(reward_metrics(sampled_rewards, batch.deltas))
         row.update({k: v / cfg.train.inner_steps for k, v in sorted(sums.items())})
         row.update(sampling)
+        row.update(self.rewards.pop_metrics())
         row["algo/entropy_coef"] = entropy_coef
         row["algo/kl_coef"] = self.kl_coef
         if batch.ref_logprobs is not None:
@@ -256,9 +345,13 @@ class Trainer:
         metrics.update(self.param_baseline(self.policy, batch, self.pg_loss))
         max_norm = self.cfg.optim.grad_clip or float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm)
-        self.optimizer.step()
+        finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm))
+        if finite:  # a NaN/inf loss or gradient would poison the weights and the optimizer state
+            self.optimizer.step()
+        self.count_nonfinite(finite)
         out = {k: float(v) for k, v in metrics.items()}
         out["policy/grad_norm"] = float(grad_norm)
+        out["fault/skipped_updates"] = float(not finite)
         return out
 
     def pg_loss(self, batch: Batch) -> Tensor:
@@ -266,16 +359,27 @@ class Trainer:
         batch = dataclasses.replace(batch, ref_logprobs=None)
         return compute_loss(self.policy, batch, self.cfg.algo, temperature=self.cfg.train.temperature,
                             aggregation_constant=self.aggregation_constant, entropy_coef=0.0)[0]
+
     def learner_loss(self, batch: Batch, *, entropy_coef: float) -> tuple[Tensor, dict[str, Tensor]]:
         """The loss this process differentiates: the whole batch here, a rank's share under DDP."""
         return compute_loss(self.policy, batch, self.cfg.algo, temperature=self.cfg.train.temperature,
                             aggregation_constant=self.aggregation_constant, entropy_coef=entropy_coef)
 
+    def count_nonfinite(self, finite: bool) -> None:
+        self.nonfinite_streak = 0 if finite else self.nonfinite_streak + 1
+        patience = self.cfg.train.nonfinite_patience
+        if self.nonfinite_streak >= patience:
+            last = self.checkpoints.steps()
+            raise RunStopped(f"{self.nonfinite_streak} non-finite losses or gradients in a row "
+                             f"(train.nonfinite_patience {patience}); each update was skipped; last good "
+                             f"checkpoint: {last[0][1] if last else 'none yet'}")
+
     def evaluate(self, step: int) -> dict[str, float]:
         t0 = time.perf_counter()
         ev = self.cfg.eval
         metrics = evaluate(self.policy, self.task, pass_k=ev.pass_k, pass_samples=ev.pass_samples,
-                           seed=self.cfg.seed * 1_000_003 + step, temperature=self.cfg.train.temperature)
+                           seed=self.cfg.seed * 1_000_003 + step, temperature=self.cfg.train.temperature,
+                           rewards=self.rewards)
         metrics["time/eval"] = time.perf_counter() - t0
         return metrics
 
@@ -308,5 +412,9 @@ def default_run_dir(name: str) -> Path:
 
 
 def train(cfg: Config, *, show_progress: bool = True, trackers: Sequence[str] = (),
-          show_samples: bool = False) -> dict[str, Any]:
-    return Trainer(cfg, show_progress=show_progress, trackers=trackers, show_samples=show_samples).run()
+          show_samples: bool = False, resume: bool = False) -> dict[str, Any]:
+    trainer = Trainer(cfg, show_progress=show_progress, trackers=trackers, show_samples=show_samples)
+    try:
+        return trainer.run(resume=resume)
+    finally:
+        trainer.close()

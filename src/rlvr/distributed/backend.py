@@ -24,6 +24,7 @@ from torch import Tensor
 from rlvr.config import Config
 from rlvr.policies import Policy
 from rlvr.registry import Registry
+from rlvr.rewards import RewardRunner
 from rlvr.rollout import PromptSource, Rollouts
 from rlvr.tasks import Task
 
@@ -83,21 +84,25 @@ class RolloutBackend(ABC):
         self.streams.load_state_dict(state["streams"])
 
 
-BACKENDS: Registry[Callable[[Config, Task, Policy, PromptSource], RolloutBackend]] = Registry("rollout backend")
+BACKENDS: Registry[Callable[..., RolloutBackend]] = Registry("rollout backend")
 
 
 @BACKENDS.register("local")
-def _local(cfg: Config, task: Task, policy: Policy, prompts: PromptSource) -> RolloutBackend:
+def _local(cfg: Config, task: Task, policy: Policy, prompts: PromptSource,
+           rewards: RewardRunner | None) -> RolloutBackend:
     from .local import LocalRollouts
-    return LocalRollouts(cfg, task, policy, prompts)
+    return LocalRollouts(cfg, task, policy, prompts, rewards)
 
 
 @BACKENDS.register("ray")
-def _ray(cfg: Config, task: Task, policy: Policy, prompts: PromptSource) -> RolloutBackend:
+def _ray(cfg: Config, task: Task, policy: Policy, prompts: PromptSource,
+         rewards: RewardRunner | None) -> RolloutBackend:
     from .ray_rollouts import RayRollouts  # imports ray: only when asked for
-    return RayRollouts(cfg, task, policy, prompts)
+    return RayRollouts(cfg, task, policy, prompts, rewards)
 
 
-def build_rollout_backend(cfg: Config, task: Task, policy: Policy, prompts: PromptSource) -> RolloutBackend:
-    """The backend named by ``cfg.distributed.backend``."""
-    return BACKENDS.get(cfg.distributed.backend)(cfg, task, policy, prompts)
+def build_rollout_backend(cfg: Config, task: Task, policy: Policy, prompts: PromptSource, *,
+                          rewards: RewardRunner | None = None) -> RolloutBackend:
+    """The backend named by ``cfg.distributed.backend``. ``rewards`` guards the reward calls made in
+    this process (Ray actors guard theirs with a runner of their own, built from ``cfg.rewards``)."""
+    return BACKENDS.get(cfg.distributed.backend)(cfg, task, policy, prompts, rewards)

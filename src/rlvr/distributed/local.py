@@ -13,6 +13,7 @@ import torch.distributed as dist
 
 from rlvr.config import Config
 from rlvr.policies import Policy
+from rlvr.rewards import RewardRunner
 from rlvr.rollout import PromptSource, Rollouts
 from rlvr.tasks import Task
 
@@ -27,11 +28,13 @@ def rank_and_world() -> tuple[int, int]:
 
 
 class LocalRollouts(RolloutBackend):
-    def __init__(self, cfg: Config, task: Task, policy: Policy, prompts: PromptSource) -> None:
+    def __init__(self, cfg: Config, task: Task, policy: Policy, prompts: PromptSource,
+                 rewards: RewardRunner | None = None) -> None:
         self.rank, self.world_size = rank_and_world()
         super().__init__(cfg, prompts, self.world_size)
         self.task = task
         self.policy = policy
+        self.rewards = rewards
 
     def owned(self, shard: int) -> bool:
         return shard % self.world_size == self.rank
@@ -40,7 +43,8 @@ class LocalRollouts(RolloutBackend):
         train = self.cfg.train
         results: list[ShardResult] = [
             (shard.index, *sample_shard(self.policy, self.task, shard, self.cfg.seed,
-                                        group_size=train.group_size, temperature=train.temperature))
+                                        group_size=train.group_size, temperature=train.temperature,
+                                        rewards=self.rewards))
             for shard in self.next_shards(count) if self.owned(shard.index)]
         if self.world_size > 1:
             gathered: list[list[ShardResult] | None] = [None] * self.world_size

@@ -33,6 +33,7 @@ import torch
 from rlvr.config import Config
 from rlvr.errors import UserError
 from rlvr.policies import Policy, build_policy
+from rlvr.rewards import RewardRunner
 from rlvr.rollout import PromptSource, Rollouts
 from rlvr.tasks import Task, build_task
 
@@ -64,6 +65,9 @@ class RolloutWorker:
         torch.set_num_threads(cfg.train.threads)
         self.cfg = cfg
         self.task = build_task(cfg.task)
+        rw = cfg.rewards  # user reward code is guarded here too (in process: no pool inside an actor)
+        self.rewards = RewardRunner(self.task.reward, fallback=rw.fallback, timeout=rw.timeout,
+                                    max_failure_rate=1.0, workers=0)
         self.policy = build_policy(cfg.policy, self.task)
         if cfg.distributed.worker_gpus > 0 and torch.cuda.is_available():
             self.policy.cuda()
@@ -76,7 +80,8 @@ class RolloutWorker:
             self.version = version
         train = self.cfg.train
         rollouts, state = sample_shard(self.policy, self.task, shard, self.cfg.seed,
-                                       group_size=train.group_size, temperature=train.temperature)
+                                       group_size=train.group_size, temperature=train.temperature,
+                                       rewards=self.rewards)
         return shard.index, rollouts, state
 
     def pid(self) -> int:
@@ -102,7 +107,7 @@ def connect(address: str | None, num_cpus: int) -> bool:
 
 class RayRollouts(RolloutBackend):
     def __init__(self, cfg: Config, task: Task, policy: Policy, prompts: PromptSource,
-                 *, worker_cls: type | None = None) -> None:
+                 rewards: RewardRunner | None = None, *, worker_cls: type | None = None) -> None:
         dcfg = cfg.distributed
         super().__init__(cfg, prompts, dcfg.rollout_workers)
         t0 = time.perf_counter()

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from rlvr.policies import Policy
+from rlvr.rewards import RewardRunner
 from rlvr.rollout import Rollouts, generate
 from rlvr.tasks import Prompt, Task
 
@@ -79,7 +80,7 @@ def policy_device(policy: Policy) -> torch.device:
 
 
 def sample_shard(policy: Policy, task: Task, shard: Shard, seed: int, *, group_size: int,
-                 temperature: float) -> tuple[Rollouts, Tensor]:
+                 temperature: float, rewards: RewardRunner | None = None) -> tuple[Rollouts, Tensor]:
     """Sample and score one shard; returns its rollouts (on the CPU) and the stream's new state."""
     generator = torch.Generator(policy_device(policy))
     if shard.rng_state is None:
@@ -87,7 +88,7 @@ def sample_shard(policy: Policy, task: Task, shard: Shard, seed: int, *, group_s
     else:
         generator.set_state(shard.rng_state)
     rollouts = generate(policy, task, shard.prompts, group_size=group_size, generator=generator,
-                        temperature=temperature)
+                        temperature=temperature, rewards=rewards)
     return to_cpu(rollouts), generator.get_state()
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from rlvr.errors import ConfigError
+from rlvr.plugins import call_user_code, import_object, is_import_spec
 from rlvr.registry import Registry
 from rlvr.tasks.base import Prompt, Response, Task
 from rlvr.tasks.sorting import SortTask
@@ -23,7 +25,13 @@ def _sort(cfg: TaskConfig) -> Task:
 
 
 def build_task(cfg: TaskConfig) -> Task:
-    return TASKS.get(cfg.name)(cfg)
+    """A registered task by name, or the user's ``module.path:factory`` (rlvr.plugins)."""
+    if not is_import_spec(cfg.name):
+        return TASKS.get(cfg.name)(cfg)
+    task = call_user_code(import_object(cfg.name, field="task.name"), cfg, field="task.name")
+    if not isinstance(task, Task):
+        raise ConfigError(f"task.name: {cfg.name!r} returned a {type(task).__name__}, not an rlvr.tasks.Task")
+    return task
 
 
 __all__ = ["TASKS", "Prompt", "Response", "SortTask", "Task", "build_task"]

@@ -9,10 +9,12 @@ Three rewards, from sparse to shaped (the notes' reward-design trade-off):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from rlvr.plugins import import_object, is_import_spec
 from rlvr.registry import Registry
 from rlvr.tasks.base import Prompt, Response, Task
 
@@ -53,8 +55,12 @@ class SortTask(Task):
         self.prompt_length = self.response_length = length
         self.vocab_size = vocab_size
         self.reward_name = reward
-        self._reward = SORT_REWARDS.get(reward)
-        self.max_reward = MAX_REWARD[reward](length)
+        if is_import_spec(reward):  # the user's own reward function (rlvr.plugins)
+            self._reward = import_object(reward, field="task.reward")
+            self.max_reward = math.nan  # unknown
+        else:
+            self._reward = SORT_REWARDS.get(reward)
+            self.max_reward = MAX_REWARD[reward](length)
 
     def random_prompt(self, rng: np.random.Generator) -> Prompt:
         return tuple(int(x) for x in rng.integers(0, self.vocab_size, size=self.prompt_length))

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from rlvr.policies import Policy
+from rlvr.policies.base import response_lists
 from rlvr.tasks import Prompt, Task
 
 
@@ -27,6 +28,7 @@ class Rollouts:
     logprobs: Tensor         # (N, T) recorded by the sampler: pi_old, a constant
     rewards: Tensor          # (B, G)
     group_size: int
+    decoded: list[Any] | None = None  # N responses as the verifier read them (token lists or Completions)
 
     def responses(self) -> list[list[int]]:
         return response_lists(self.response_ids, self.mask)
@@ -61,13 +63,7 @@ def encode_prompts(prompts: Sequence[Prompt]) -> Tensor:
     return torch.tensor([list(p) for p in prompts], dtype=torch.long)
 
 
-def response_lists(response_ids: Tensor, mask: Tensor) -> list[list[int]]:
-    """(N, T) ids and mask -> N python lists of the real tokens."""
-    return [[int(t) for t, m in zip(row, row_mask, strict=True) if m > 0]
-            for row, row_mask in zip(response_ids.tolist(), mask.tolist(), strict=True)]
-
-
-def score(task: Task, prompts: Sequence[Prompt], responses: Sequence[Sequence[int]], group_size: int) -> Tensor:
+def score(task: Task, prompts: Sequence[Prompt], responses: Sequence[Any], group_size: int) -> Tensor:
     """Rewards (B, G) of N = B * G responses, response n answering prompt n // G."""
     rewards = [task.reward(prompts[n // group_size], response) for n, response in enumerate(responses)]
     return torch.tensor(rewards, dtype=torch.float).reshape(len(prompts), group_size)
@@ -75,8 +71,20 @@ def score(task: Task, prompts: Sequence[Prompt], responses: Sequence[Sequence[in
 
 def generate(policy: Policy, task: Task, prompts: list[Prompt], *, group_size: int,
              generator: torch.Generator, temperature: float) -> Rollouts:
-    prompt_ids = encode_prompts(prompts)
+    prompt_ids = policy.encode_prompts(prompts)
     samples = policy.sample(prompt_ids, group_size, generator=generator, temperature=temperature)
-    rewards = score(task, prompts, response_lists(samples.response_ids, samples.mask), group_size)
+    decoded = policy.decode_responses(samples.response_ids, samples.mask)
+    rewards = score(task, prompts, decoded, group_size)
     return Rollouts(prompts=prompts, prompt_ids=prompt_ids, response_ids=samples.response_ids,
-                    mask=samples.mask, logprobs=samples.logprobs, rewards=rewards, group_size=group_size)
+                    mask=samples.mask, logprobs=samples.logprobs, rewards=rewards, group_size=group_size,
+                    decoded=decoded)
+
+
+def as_json(value: Any) -> Any:
+    """A prompt, solution or decoded response as JSON: token tuples as lists, Completions as text."""
+    if isinstance(value, (tuple, list)):
+        return [int(v) for v in value]
+    if hasattr(value, "token_ids"):
+        body = value.body()
+        return body if body is not None else {"malformed": value.text, "ids": list(value.token_ids)}
+    return value

@@ -28,7 +28,8 @@ from rlvr.algorithms import aggregate, compute_deltas, kl_penalty, policy_loss, 
 from rlvr.config import AlgoConfig, Config, OptimConfig, to_dict
 from rlvr.evaluation import evaluate
 from rlvr.policies import Policy, build_policy
-from rlvr.rollout import PromptSource, Rollouts, generate
+from rlvr.policies.export import save_final
+from rlvr.rollout import PromptSource, Rollouts, as_json, generate
 from rlvr.runs import RunDir
 from rlvr.runs.plots import plot_curves
 from rlvr.runs.progress import Progress
@@ -125,6 +126,7 @@ class Trainer:
                 self.history.append(row)
                 self.run_dir.append_jsonl("metrics.jsonl", row)
                 self.progress.update(step, row)
+        save_final(self.policy, self.run_dir.path / "final")
         final = {k: v for k, v in self.history[-1].items() if k.startswith("eval/")}
         final["train/reward_mean"] = self.history[-1]["train/reward_mean"]
         summary = {"steps": cfg.train.outer_steps, "wall_seconds": time.perf_counter() - start,
@@ -201,11 +203,11 @@ class Trainer:
 
     def write_samples(self, step: int, batch: Batch) -> None:
         r = batch.rollouts
-        responses = r.responses()
+        responses = [as_json(x) for x in (r.decoded if r.decoded is not None else r.responses())]
         group = r.group_size
         for i, prompt in enumerate(r.prompts[: self.cfg.eval.samples_prompts]):
             self.run_dir.append_jsonl("samples.jsonl", {
-                "step": step, "prompt": list(prompt), "solution": list(self.task.solution(prompt)),
+                "step": step, "prompt": as_json(prompt), "solution": as_json(self.task.solution(prompt)),
                 "responses": responses[i * group:(i + 1) * group],
                 "rewards": r.rewards[i].tolist(), "deltas": batch.deltas[i].tolist()})
 

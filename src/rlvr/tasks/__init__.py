@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 from rlvr.registry import Registry
 from rlvr.tasks.base import Prompt, Response, Task
+from rlvr.tasks.sort_text import SortTextTask
 from rlvr.tasks.sorting import SortTask
+from rlvr.tasks.text import Completion, TextTask
 
 if TYPE_CHECKING:
     from rlvr.config import TaskConfig
@@ -22,8 +24,22 @@ def _sort(cfg: TaskConfig) -> Task:
                     num_eval_prompts=cfg.num_eval_prompts, split_seed=cfg.split_seed)
 
 
+def split_args(cfg: TaskConfig) -> dict:
+    return {"eval_fraction": cfg.eval_fraction, "num_eval_prompts": cfg.num_eval_prompts,
+            "split_seed": cfg.split_seed}
+
+
+@TASKS.register("sort-text")
+def _sort_text(cfg: TaskConfig) -> Task:
+    return SortTextTask(length=cfg.length, **split_args(cfg))
+
+
 def build_task(cfg: TaskConfig) -> Task:
+    if cfg.name.startswith("rg:"):
+        from rlvr.tasks.reasoning_gym import ReasoningGymTask
+        return ReasoningGymTask(cfg.name[3:], **split_args(cfg))
     return TASKS.get(cfg.name)(cfg)
 
 
-__all__ = ["TASKS", "Prompt", "Response", "SortTask", "Task", "build_task"]
+__all__ = ["TASKS", "Completion", "Prompt", "Response", "SortTask", "SortTextTask", "Task", "TextTask",
+           "build_task"]

@@ -59,41 +59,67 @@ def parse_overrides(tokens: list[str]) -> dict[str, Any]:
 def train_parser() -> Parser:
     rows = "\n".join(f"  {flag:<34} {text}" for flag, text in field_help())
     parser = Parser(
-        prog="rlvr train", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="rlvr train", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
         description="Train a policy with reinforcement learning from verifiable rewards.",
         epilog=f"config fields (each also settable in the YAML as section: {{key: value}}):\n{rows}")
     parser.add_argument("--config", help="YAML config file, or a preset name from configs/ (e.g. sort-toy)")
     parser.add_argument("--seed", help="seed of the run (same as --seed in the YAML)")
     parser.add_argument("--run-dir", help="where the run writes its files (default runs/<name>-<time>)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--task", help="task name, overriding the preset's (same as --task.name; rg:NAME for reasoning-gym)")
+    parser.add_argument("--policy", help="policy kind (same as --policy.kind: toy, transformer, hf)")
+    parser.add_argument("--model", help="local model folder (same as --policy.model)")
     return parser
+
+
+def config_from_args(args: argparse.Namespace, rest: list[str]) -> Any:
+    overrides = parse_overrides(rest)
+    shortcuts = {"seed": "seed", "run_dir": "run_dir", "task": "task.name", "policy": "policy.kind",
+                 "model": "policy.model"}
+    for attr, key in shortcuts.items():
+        if getattr(args, attr, None) is not None:
+            overrides[key] = getattr(args, attr)
+    path = resolve_config_path(args.config) if args.config else None
+    return load_config(path, overrides)
 
 
 def cmd_train(argv: list[str]) -> int:
     from rlvr.trainer import train
 
     args, rest = train_parser().parse_known_args(argv)
-    overrides = parse_overrides(rest)
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.run_dir is not None:
-        overrides["run_dir"] = args.run_dir
-    path = resolve_config_path(args.config) if args.config else None
-    cfg = load_config(path, overrides)
+    cfg = config_from_args(args, rest)
     summary = train(cfg, show_progress=not args.quiet)
     final = "  ".join(f"{k} {v:.3f}" for k, v in summary["final"].items())
     print(f"done in {summary['wall_seconds']:.1f}s: {final}\nrun directory: {summary['run_dir']}")
     return 0
 
 
-COMMANDS = {"train": cmd_train}
+def cmd_sft(argv: list[str]) -> int:
+    from rlvr.lm_commands import sft_command
+    return sft_command(argv)
+
+
+def cmd_eval(argv: list[str]) -> int:
+    from rlvr.lm_commands import eval_command
+    return eval_command(argv)
+
+
+def cmd_convert(argv: list[str]) -> int:
+    from rlvr.lm_commands import convert_command
+    return convert_command(argv)
+
+
+COMMANDS = {"train": cmd_train, "sft": cmd_sft, "eval": cmd_eval, "convert": cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: rlvr {" + ",".join(COMMANDS) + "} ...\n\n"
-              "  train   train a policy (rlvr train --help)")
+              "  train   train a policy (rlvr train --help)\n"
+              "  sft     supervised warm start on task demonstrations (rlvr sft --help)\n"
+              "  eval    evaluate a run or a model folder on a task (rlvr eval --help)\n"
+              "  convert convert a GGUF model into a local Hugging Face folder (rlvr convert --help)")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

@@ -114,6 +114,7 @@ class Trainer:
         cfg = self.cfg
         self.run_dir.write_config(to_dict(cfg))
         start = time.perf_counter()
+        sft_rows = self.warm_start()
         initial = {"step": 0, **self.evaluate(0)}  # the starting point of every evaluation curve
         self.history.append(initial)
         self.run_dir.append_jsonl("metrics.jsonl", initial)
@@ -131,8 +132,19 @@ class Trainer:
         final["train/reward_mean"] = self.history[-1]["train/reward_mean"]
         summary = {"steps": cfg.train.outer_steps, "wall_seconds": time.perf_counter() - start,
                    "final": final, "run_dir": str(self.run_dir.path)}
+        if sft_rows:
+            summary["sft_final"] = {k: v for k, v in sft_rows[-1].items() if k.startswith(("eval/", "sft/"))}
         self.run_dir.write_json("summary.json", summary)
         return summary
+
+    def warm_start(self) -> list[dict[str, Any]]:
+        """The config's SFT stage (sft.steps > 0), run first; the reference becomes its result."""
+        if not self.cfg.sft.steps:
+            return []
+        from rlvr.sft import run_sft
+        rows = run_sft(self.cfg, self.policy, self.task, self.run_dir, show_progress=self.progress.enabled)
+        self.reference.load_state_dict(self.policy.state_dict())
+        return rows
 
     def outer_step(self, step: int) -> dict[str, Any]:
         cfg, algo = self.cfg, self.cfg.algo

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rlvr.registry import Registry
+from rlvr.tasks.arithmetic import ArithTask, CountdownTask
 from rlvr.tasks.base import Prompt, Response, Task
 from rlvr.tasks.sort_text import SortTextTask
 from rlvr.tasks.sorting import SortTask
@@ -32,6 +33,16 @@ def split_args(cfg: TaskConfig) -> dict:
 @TASKS.register("sort-text")
 def _sort_text(cfg: TaskConfig) -> Task:
     return SortTextTask(length=cfg.length, **split_args(cfg))
+
+
+@TASKS.register("arith")
+def _arith(cfg: TaskConfig) -> Task:
+    return ArithTask(digits=cfg.digits, operations=cfg.operations, **split_args(cfg))
+
+
+@TASKS.register("countdown")
+def _countdown(cfg: TaskConfig) -> Task:
+    return CountdownTask(count=cfg.count, digits=cfg.digits, **split_args(cfg))
 
 
 def build_task(cfg: TaskConfig) -> Task:

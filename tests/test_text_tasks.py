@@ -102,3 +102,20 @@ def test_arith_reward_is_exact_and_strict():
     prompts = [task.train_prompt(rng) for _ in range(200)]
     assert all(not task.is_heldout(p) for p in prompts)
     assert not set(prompts) & set(task.eval_prompts())
+
+
+def test_reasoning_gym_adapter_scores_with_its_own_scorer_and_threshold():
+    pytest.importorskip("reasoning_gym")
+    from rlvr.errors import ConfigError
+    from rlvr.tasks.reasoning_gym import ReasoningGymTask
+
+    task = ReasoningGymTask("leg_counting", **SPLIT)
+    prompt = task.eval_prompts()[0]
+    assert task.is_heldout(prompt)
+    tok = CharTokenizer.from_texts(task.alphabet_texts())
+    answer = task.solution(prompt)
+    assert task.reward(prompt, completion(answer, tokenizer=tok)) == 1.0
+    assert task.reward(prompt, completion(answer + "0", tokenizer=tok)) == 0.0
+    assert task.reward(prompt, completion(answer, before_eos=[PAD_ID], tokenizer=tok)) == 0.0
+    with pytest.raises(ConfigError, match="rg:no_such_dataset"):
+        ReasoningGymTask("no_such_dataset", **SPLIT)

@@ -72,7 +72,7 @@ def run_sft(cfg: Config, policy: Policy, task: Task, run_dir: RunDir, *, show_pr
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.optim.grad_clip or float("inf"))
             optimizer.step()
-            row: dict[str, Any] = {"sft_step": step, "sft/loss": float(loss),
+            row: dict[str, Any] = {"sft_step": step, "sft/loss": float(loss.detach()),
                                    "sft/flawed_frac": sum(d[2] for d in demos) / len(demos),
                                    "time/step": time.perf_counter() - t0}
             if step % sft.eval_every == 0 or step == sft.steps:

@@ -177,6 +177,8 @@ class Trainer:
         row.update({k: v / cfg.train.inner_steps for k, v in sorted(sums.items())})
         row["algo/entropy_coef"] = entropy_coef
         row.update({"time/rollout": t1 - t0, "time/train": t2 - t1, "time/step": t2 - t0})
+        tokens = float(rollouts.mask.sum())  # sampled response tokens (LM policies: up to and incl. <eos>)
+        row.update({"train/response_length": tokens / rollouts.mask.shape[0], "time/tokens_per_s": tokens / (t2 - t0)})
         if step % cfg.eval.samples_every == 0 or step == 1:
             self.write_samples(step, batch)
         return row

@@ -139,3 +139,21 @@ def test_hf_export_untied(tmp_path):
     ids = policy.encode_prompts(["3 1 4>"])
     with torch.no_grad():
         torch.testing.assert_close(policy.full_logits(ids, ids != 0), model(ids).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_hf_policy_matches_our_policy_on_the_exported_model(tmp_path):
+    pytest.importorskip("transformers")
+    from rlvr.policies.hf import HFPolicy
+
+    policy = tiny_policy()
+    policy.save_hf(tmp_path)
+    hf = HFPolicy.from_folder(tmp_path, max_new_tokens=8)
+    ids = policy.encode_prompts(PROMPTS)
+    assert torch.equal(hf.encode_prompts(PROMPTS), ids)
+    ours = policy.sample(ids, 3, generator=torch.Generator().manual_seed(5))
+    theirs = hf.sample(ids, 3, generator=torch.Generator().manual_seed(5))   # HF cache, expanded G times
+    assert torch.equal(ours.response_ids, theirs.response_ids) and torch.equal(ours.mask, theirs.mask)
+    logp, _ = hf.logprobs(ids, ours.response_ids, ours.mask, group_size=3)
+    torch.testing.assert_close(logp * ours.mask, ours.logprobs, atol=1e-5, rtol=0)
+    decoded = hf.decode_responses(theirs.response_ids, theirs.mask)
+    assert [c.token_ids for c in decoded] == [c.token_ids for c in policy.decode_responses(ours.response_ids, ours.mask)]

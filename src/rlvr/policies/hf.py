@@ -9,6 +9,7 @@ Sampling prefills each prompt once and expands the model's cache G times, like o
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor
 
 from rlvr.errors import ConfigError, UserError
-from rlvr.policies.lm import LMPolicy, positions_of
+from rlvr.policies.lm import LMPolicy, positions_of, prompt_mask
 
 
 def import_transformers() -> Any:
@@ -95,6 +96,23 @@ class HFPolicy(LMPolicy):
 
     def full_logits(self, ids: Tensor, key_mask: Tensor) -> Tensor:
         return self._run(ids, positions_of(key_mask), key_mask, None, False).logits
+
+    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int) -> Tensor:
+        """One pass per row over prompt + response, projecting only the T positions that predict
+        response tokens onto the vocabulary (``logits_to_keep``), not the whole prompt."""
+        if not self.keeps_logits:
+            return super().response_logits(prompt_ids, response_ids, group_size)
+        pmask = prompt_mask(prompt_ids, self.codec.pad_id).repeat_interleave(group_size, 0)
+        ids = torch.cat([prompt_ids.repeat_interleave(group_size, 0), response_ids], 1)
+        key_mask = torch.cat([pmask, torch.ones_like(response_ids, dtype=torch.bool)], 1)
+        length = response_ids.shape[1]
+        logits = self.model(input_ids=ids, attention_mask=key_mask.long(), position_ids=positions_of(key_mask),
+                            use_cache=False, logits_to_keep=length + 1).logits
+        return logits[:, :length]
+
+    @property
+    def keeps_logits(self) -> bool:
+        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     def save_hf(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)

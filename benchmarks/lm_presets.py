@@ -1,6 +1,7 @@
 """Run language-model presets and record held-out exact match against wall-clock minutes.
 
     python benchmarks/lm_presets.py sort5 sort5-sft-rl [--threads 2] [--set section.key=value ...]
+    python benchmarks/lm_presets.py --from-run RUN_DIR [--name NAME]   # summarise a finished `rlvr train` run
 
 For each preset: one `rlvr train` run (the SFT stage first when the preset has one), then
 benchmarks/results/<preset>.json with the evaluation curve (SFT and RL rows, cumulative wall-clock
@@ -70,6 +71,18 @@ def plot(points: list[dict], title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def summarise_run(run_dir: Path, name: str) -> dict:
+    """The same record for a run made with `rlvr train --config PRESET --run-dir RUN_DIR`."""
+    summary = json.loads((run_dir / "summary.json").read_text())
+    points = curve(run_dir)
+    result = {"run_dir": str(run_dir), "config": (run_dir / "config.yaml").read_text(),
+              "wall_minutes": summary["wall_seconds"] / 60, "final": summary["final"],
+              "sft_final": summary.get("sft_final"), "curve": points}
+    atomic_write_text(RESULTS / f"{name}.json", json.dumps(result, indent=1) + "\n")
+    plot(points, name, IMAGES / f"{name}.png")
+    return result
+
+
 def run_preset(preset: str, threads: int, sets: list[str]) -> dict:
     overrides = dict(s.split("=", 1) for s in sets)
     overrides.update({"train.threads": threads, "run_dir": str(ROOT / "runs" / f"bench-{preset}")})
@@ -88,10 +101,16 @@ def run_preset(preset: str, threads: int, sets: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("presets", nargs="+")
+    parser.add_argument("presets", nargs="*")
+    parser.add_argument("--from-run", help="summarise this finished run directory instead of training")
+    parser.add_argument("--name", help="result name for --from-run (default: the directory's name)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], help="config override section.key=value")
     args = parser.parse_args()
+    if args.from_run:
+        run_dir = Path(args.from_run)
+        result = summarise_run(run_dir, args.name or run_dir.name)
+        print(json.dumps({k: result[k] for k in ("wall_minutes", "final", "sft_final")}, indent=1))
     for preset in args.presets:
         result = run_preset(preset, args.threads, args.set)
         print(json.dumps({k: result[k] for k in ("preset", "wall_minutes", "final", "sft_final")}, indent=1))

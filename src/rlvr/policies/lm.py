@@ -82,12 +82,14 @@ class LMPolicy(Policy):
 
     def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int) -> Tensor:
         """Logits predicting each response token (N, T, V): one pass over prompt + response per row."""
-        prompt_len = prompt_ids.shape[1]
+        ids, key_mask = self.joined(prompt_ids, response_ids, group_size)
+        return self.full_logits(ids, key_mask)[:, prompt_ids.shape[1] - 1: -1]
+
+    def joined(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int) -> tuple[Tensor, Tensor]:
+        """Each response after its prompt: ids (N, P + T) and the key mask (left pads off)."""
         pmask = prompt_mask(prompt_ids, self.codec.pad_id).repeat_interleave(group_size, 0)
         ids = torch.cat([prompt_ids.repeat_interleave(group_size, 0), response_ids], 1)
-        key_mask = torch.cat([pmask, torch.ones_like(response_ids, dtype=torch.bool)], 1)
-        logits = self.full_logits(ids, key_mask)
-        return logits[:, prompt_len - 1: -1]
+        return ids, torch.cat([pmask, torch.ones_like(response_ids, dtype=torch.bool)], 1)
 
     # ---------------------------------------------------------------- text <-> ids
     def encode_prompts(self, prompts: list[Any]) -> Tensor:

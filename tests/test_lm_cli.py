@@ -68,6 +68,8 @@ def test_rlvr_sft_alone_and_hf_policy_on_its_export(tmp_path):
     (["--config", "sort5", "--policy", "hf"], "policy.model: the hf policy needs a local model folder"),
     (["--config", "sort5", "--task", "nope"], "task.name: 'nope' is not one of"),
     (["--config", "sort5", "--policy.num_heads", "3"], "policy.num_heads: 3 does not divide"),
+    (["--config", "sort5", "--policy.prompt_template", "Sort:"], "policy.prompt_template: 'Sort:' has no {prompt}"),
+    (["--config", "sort5", "--policy.model", "/nonexistent"], "policy.model: '/nonexistent' is not a model folder"),
 ])
 def test_lm_user_mistakes_are_one_line_errors(tmp_path, capsys, args, needle):
     assert main(["train", *args, "--run-dir", str(tmp_path / "r"), "--quiet"]) == 2

@@ -157,3 +157,11 @@ def test_hf_policy_matches_our_policy_on_the_exported_model(tmp_path):
     torch.testing.assert_close(logp * ours.mask, ours.logprobs, atol=1e-5, rtol=0)
     decoded = hf.decode_responses(theirs.response_ids, theirs.mask)
     assert [c.token_ids for c in decoded] == [c.token_ids for c in policy.decode_responses(ours.response_ids, ours.mask)]
+
+
+def test_prompt_template_changes_what_the_model_sees_not_the_task_prompt():
+    policy = tiny_policy()
+    plain = policy.encode_prompts(["9>"])
+    policy.prompt_template = "0 0 {prompt}"
+    templated = policy.encode_prompts(["9>"])
+    assert templated.tolist() == [[1] + policy.codec.encode_answer("0 0 9>")] and plain.tolist() == [policy.codec.encode_prompt("9>")]

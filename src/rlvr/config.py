@@ -96,6 +96,8 @@ class PolicyConfig:
                             "this exported folder instead of a random init)")
     trust_remote_code: bool = opt(False, "hf: allow the model folder's own Python code to run")
     chat_template: bool = opt(True, "hf: wrap prompts in the tokenizer's chat template when it has one")
+    prompt_template: str = opt("{prompt}", "LM policies: how a task prompt is shown to the model, e.g. "
+                               "'Compute {prompt} Reply with the number only.'")
 
 
 @dataclass

@@ -70,7 +70,12 @@ def _hf(cfg: PolicyConfig, task: Task) -> Policy:
 
 
 def build_policy(cfg: PolicyConfig, task: Task) -> Policy:
-    return POLICIES.get(cfg.kind)(cfg, task)
+    policy = POLICIES.get(cfg.kind)(cfg, task)
+    if cfg.prompt_template != "{prompt}":
+        if "{prompt}" not in cfg.prompt_template:
+            raise ConfigError(f"policy.prompt_template: {cfg.prompt_template!r} has no {{prompt}} placeholder")
+        policy.prompt_template = cfg.prompt_template  # type: ignore[assignment]
+    return policy
 
 
 __all__ = ["POLICIES", "Policy", "Samples", "ToyPolicy", "build_policy"]

@@ -61,6 +61,7 @@ class LMPolicy(Policy):
     max_new_tokens: int
     top_p: float = 1.0
     use_cache: bool = True      # False: recompute the whole sequence each step (the reference path)
+    prompt_template: str = "{prompt}"   # how a task prompt is shown to the model
 
     @property
     def response_length(self) -> int:  # type: ignore[override]
@@ -93,7 +94,7 @@ class LMPolicy(Policy):
 
     # ---------------------------------------------------------------- text <-> ids
     def encode_prompts(self, prompts: list[Any]) -> Tensor:
-        rows = [self.codec.encode_prompt(p) for p in prompts]
+        rows = [self.codec.encode_prompt(self.prompt_template.replace("{prompt}", p)) for p in prompts]
         width = max(len(r) for r in rows)
         return torch.tensor([[self.codec.pad_id] * (width - len(r)) + r for r in rows], dtype=torch.long)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-from rich.progress import Progress as RichProgress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
 
 SHOWN = [("train/reward_mean", "reward"), ("eval/reward_mean", "eval"), ("eval/exact_match", "exact"),
          ("policy/kl", "kl"), ("policy/clip_frac", "clip")]

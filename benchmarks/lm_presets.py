@@ -73,10 +73,16 @@ def plot(points: list[dict], title: str, path: Path) -> None:
 
 def summarise_run(run_dir: Path, name: str) -> dict:
     """The same record for a run made with `rlvr train --config PRESET --run-dir RUN_DIR`."""
-    summary = json.loads((run_dir / "summary.json").read_text())
     points = curve(run_dir)
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+    else:  # a run stopped early: its last evaluation, and the minutes up to it
+        summary = {"wall_seconds": points[-1]["minutes"] * 60, "stopped_at_step": points[-1]["step"],
+                   "final": {k: v for k, v in points[-1].items() if k.startswith(("eval/", "train/"))}}
     result = {"run_dir": str(run_dir), "config": (run_dir / "config.yaml").read_text(),
               "wall_minutes": summary["wall_seconds"] / 60, "final": summary["final"],
+              "stopped_at_step": summary.get("stopped_at_step"),
               "sft_final": summary.get("sft_final"), "curve": points}
     atomic_write_text(RESULTS / f"{name}.json", json.dumps(result, indent=1) + "\n")
     plot(points, name, IMAGES / f"{name}.png")

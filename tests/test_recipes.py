@@ -50,11 +50,37 @@ def test_cli_algo_flag_applies_the_recipe_under_the_flags(tmp_path, capsys):
     assert err.startswith("rlvr: error: unknown recipe 'ppo'") and len(err.splitlines()) == 1
 
 
+TINY_LM = {"task.name": "sort-text", "policy.hidden_size": 16, "policy.intermediate_size": 32,
+           "policy.num_layers": 1, "policy.num_heads": 2}
+
+
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory):
+    """A tiny model folder in the Hugging Face format: our transformer, exported."""
+    pytest.importorskip("transformers")
+    from rlvr.policies import build_policy
+    from rlvr.policies.export import save_final
+    from rlvr.tasks import build_task
+    cfg = load_config(None, {**TINY_LM, "policy.kind": "transformer", "task.length": 3})
+    folder = tmp_path_factory.mktemp("hf") / "model"
+    save_final(build_policy(cfg.policy, build_task(cfg.task)), folder)
+    return folder
+
+
+def kind_settings(kind, request):
+    """What each policy kind needs: the toy reads token prompts; LMs read text (hf: a model folder)."""
+    if kind == "toy":
+        return {"task.vocab_size": 5, "task.reward": "position-match"}
+    if kind == "hf":
+        return {"task.name": "sort-text", "policy.model": str(request.getfixturevalue("hf_folder"))}
+    return dict(TINY_LM)
+
+
 @pytest.mark.parametrize("kind", POLICIES.names())
 @pytest.mark.parametrize("recipe", RECIPES.names())
-def test_every_recipe_trains_every_policy_kind(recipe, kind, tmp_path):
+def test_every_recipe_trains_every_policy_kind(recipe, kind, tmp_path, request):
     cfg = load_config(None, {
-        "policy.kind": kind, "task.length": 3, "task.vocab_size": 5, "task.reward": "position-match",
+        "policy.kind": kind, "task.length": 3, **kind_settings(kind, request),
         "train.outer_steps": 2, "train.inner_steps": 2, "train.prompts_per_step": 2, "train.group_size": 4,
         "eval.every": 2, "eval.pass_samples": 5, "task.num_eval_prompts": 2,
         "optim.lr": 1e-2, "run_dir": str(tmp_path / "run")}, recipe=recipe)

@@ -64,7 +64,7 @@ def parse_overrides(tokens: list[str]) -> dict[str, Any]:
 def train_parser() -> Parser:
     rows = "\n".join(f"  {flag:<34} {text}" for flag, text in field_help())
     parser = Parser(
-        prog="rlvr train", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="rlvr train", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
         description="Train a policy with reinforcement learning from verifiable rewards.",
         epilog=f"config fields (each also settable in the YAML as section: {{key: value}}):\n{rows}")
     parser.add_argument("--config", help="YAML config file, or a preset name from configs/ (e.g. sort-toy)")
@@ -83,26 +83,31 @@ def train_parser() -> Parser:
     parser.add_argument("--resume", metavar="RUN_DIR",
                         help="continue RUN_DIR from its newest good checkpoint with its saved config.yaml "
                              "(from scratch if it has none; nothing to do if it finished)")
+    parser.add_argument("--task", help="task name, overriding the preset's (same as --task.name; rg:NAME for reasoning-gym)")
+    parser.add_argument("--policy", help="policy kind (same as --policy.kind: toy, transformer, hf)")
+    parser.add_argument("--model", help="local model folder (same as --policy.model)")
     return parser
+
+
+def config_from_args(args: argparse.Namespace, rest: list[str]) -> Any:
+    overrides = parse_overrides(rest)
+    shortcuts = {"seed": "seed", "run_dir": "run_dir", "task": "task.name", "policy": "policy.kind",
+                 "model": "policy.model", "backend": "distributed.backend",
+                 "rollout_workers": "distributed.rollout_workers"}
+    for attr, key in shortcuts.items():
+        if getattr(args, attr, None) is not None:
+            overrides[key] = getattr(args, attr)
+    path = resolve_config_path(args.config) if args.config else None
+    return load_config(path, overrides, recipe=getattr(args, "algo", None))
 
 
 def cmd_train(argv: list[str]) -> int:
     from rlvr.distributed import is_main_process, train  # the DDP learner when run by torchrun
 
     args, rest = train_parser().parse_known_args(argv)
-    overrides = parse_overrides(rest)
     if args.resume is not None:
-        return resume_train(args, overrides)
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.run_dir is not None:
-        overrides["run_dir"] = args.run_dir
-    if args.backend is not None:
-        overrides["distributed.backend"] = args.backend
-    if args.rollout_workers is not None:
-        overrides["distributed.rollout_workers"] = args.rollout_workers
-    path = resolve_config_path(args.config) if args.config else None
-    cfg = load_config(path, overrides, recipe=args.algo)
+        return resume_train(args, parse_overrides(rest))
+    cfg = config_from_args(args, rest)
     summary = train(cfg, show_progress=not args.quiet, trackers=args.tracker, show_samples=args.show_samples)
     if not is_main_process():
         return 0
@@ -149,7 +154,24 @@ def cmd_variance(argv: list[str]) -> int:
     return run(argv)
 
 
-COMMANDS = {"train": cmd_train, "report": cmd_report, "variance": cmd_variance}
+def cmd_sft(argv: list[str]) -> int:
+    from rlvr.lm_commands import sft_command
+    return sft_command(argv)
+
+
+def cmd_eval(argv: list[str]) -> int:
+    from rlvr.lm_commands import eval_command
+    return eval_command(argv)
+
+
+def cmd_convert(argv: list[str]) -> int:
+    from rlvr.lm_commands import convert_command
+    return convert_command(argv)
+
+
+COMMANDS = {"train": cmd_train, "sft": cmd_sft, "eval": cmd_eval, "convert": cmd_convert,
+            "report": cmd_report, "variance": cmd_variance}
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: rlvr {" + ",".join(COMMANDS) + "} ...\n\n"
               "  train     train a policy (rlvr train --help)\n"
+              "  sft       supervised warm start on task demonstrations (rlvr sft --help)\n"
+              "  eval      evaluate a run or a model folder on a task (rlvr eval --help)\n"
+              "  convert   convert a GGUF model into a local Hugging Face folder (rlvr convert --help)\n"
               "  report    an HTML report of one or more runs (rlvr report --help)\n"
               "  variance  gradient variance under baselines and delta modes (rlvr variance --help)")
         return 0 if argv else 2

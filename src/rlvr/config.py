@@ -36,9 +36,16 @@ def opt(default: Any, help: str, *, choices: Any = None, ge: float | None = None
     return field(default=default, metadata=meta)
 
 
+class _TaskNames(list):
+    """Registered task names; any ``rg:NAME`` (a reasoning-gym dataset) is also accepted."""
+
+    def __contains__(self, value: object) -> bool:
+        return list.__contains__(self, value) or (isinstance(value, str) and value.startswith("rg:"))
+
+
 def _tasks() -> list[str]:
     from rlvr.tasks import TASKS
-    return TASKS.names()
+    return _TaskNames(TASKS.names() + ["rg:NAME"])
 
 
 def _rewards() -> list[str]:
@@ -81,6 +88,9 @@ class TaskConfig:
     eval_fraction: float = opt(0.2, "share of the prompt space held out for evaluation", gt=0.0, le=0.9)
     num_eval_prompts: int = opt(32, "held-out prompts evaluated (fewer if the held-out split is smaller)", ge=1)
     split_seed: int = opt(0, "seed of the train/held-out split and of the held-out prompts", ge=0, le=2**32 - 1)
+    digits: int = opt(2, "arith: digits per operand; countdown: largest number has this many digits", ge=1)
+    operations: str = opt("+*", "arith: operations drawn from (any of + - *)")
+    count: int = opt(4, "countdown: how many numbers are given", ge=2)
 
 
 @dataclass
@@ -89,6 +99,21 @@ class PolicyConfig:
     embedding_dim: int = opt(10, "toy policy: embedding dimension", ge=1)
     init_scale: float = opt(1.0, "toy policy: multiplier on the initial decode matrices "
                             "(1: the notes' init; small: a near-uniform initial policy)", ge=0.0)
+    hidden_size: int = opt(128, "transformer: hidden size D", ge=1)
+    intermediate_size: int = opt(512, "transformer: SwiGLU inner size", ge=1)
+    num_layers: int = opt(4, "transformer: decoder blocks", ge=1)
+    num_heads: int = opt(4, "transformer: attention heads (must divide hidden_size)", ge=1)
+    tie_embeddings: bool = opt(True, "transformer: share the input embedding and the output head")
+    init_std: float = opt(0.02, "transformer: std of the initial weights", gt=0.0)
+    shared_prefix: bool = opt(True, "transformer: training log-probs prefill each prompt once per group")
+    max_new_tokens: int = opt(0, "LM policies: response length limit (0: the task's)", ge=0)
+    top_p: float = opt(1.0, "LM policies: nucleus sampling mass (1: plain sampling)", gt=0.0, le=1.0)
+    model: str | None = opt(None, "hf: a local Hugging Face model folder (transformer: start from "
+                            "this exported folder instead of a random init)")
+    trust_remote_code: bool = opt(False, "hf: allow the model folder's own Python code to run")
+    chat_template: bool = opt(True, "hf: wrap prompts in the tokenizer's chat template when it has one")
+    prompt_template: str = opt("{prompt}", "LM policies: how a task prompt is shown to the model, e.g. "
+                               "'Compute {prompt} Reply with the number only.'")
 
 
 @dataclass
@@ -204,6 +229,16 @@ class RewardsConfig:
 
 
 @dataclass
+class SFTConfig:
+    steps: int = opt(0, "supervised warm-start steps run before RL (0: no SFT stage)", ge=0)
+    batch_size: int = opt(32, "demonstrations per SFT step", ge=1)
+    lr: float = opt(1e-3, "SFT learning rate (AdamW)", gt=0.0)
+    flawed_fraction: float = opt(0.0, "share of demonstrations replaced by the task's flawed answer "
+                                 "(sort-text: one adjacent pair swapped)", ge=0.0, le=1.0)
+    eval_every: int = opt(50, "evaluate every E SFT steps (and at the end)", ge=1)
+
+
+@dataclass
 class Config:
     seed: int = opt(0, "seed of everything random in the run", ge=0, le=2**32 - 1)
     run_dir: str | None = opt(None, "run directory (default: runs/<name>-<time>)")
@@ -217,6 +252,7 @@ class Config:
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     rewards: RewardsConfig = field(default_factory=RewardsConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
 
 
 # ----------------------------------------------------------------------------- building
@@ -325,6 +361,11 @@ def coerce(value: Any, hint: Any, path: str) -> Any:
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{path}: expected a number, got {value!r}")
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):

@@ -14,7 +14,6 @@ import torch
 
 from rlvr.policies import Policy
 from rlvr.rewards import RewardRunner
-from rlvr.rollout import encode_prompts, response_lists
 from rlvr.tasks import Task
 
 
@@ -28,9 +27,9 @@ def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
 def evaluate(policy: Policy, task: Task, *, pass_k: int, pass_samples: int, seed: int,
              temperature: float = 1.0, rewards: RewardRunner | None = None) -> dict[str, float]:
     prompts = task.eval_prompts()
-    prompt_ids = encode_prompts(prompts)
+    prompt_ids = policy.encode_prompts(prompts)
     greedy_ids, greedy_mask = policy.greedy(prompt_ids)
-    greedy = response_lists(greedy_ids, greedy_mask)
+    greedy = policy.decode_responses(greedy_ids, greedy_mask)
     if rewards is not None:  # user reward code: a failing call gets the fallback (not counted as training)
         greedy_rewards = rewards(prompts, greedy, counted=False)
     else:
@@ -39,7 +38,7 @@ def evaluate(policy: Policy, task: Task, *, pass_k: int, pass_samples: int, seed
 
     generator = torch.Generator().manual_seed(seed)  # its own stream: evaluating never shifts training
     samples = policy.sample(prompt_ids, pass_samples, generator=generator, temperature=temperature)
-    sampled = response_lists(samples.response_ids, samples.mask)
+    sampled = policy.decode_responses(samples.response_ids, samples.mask)
     passes = []
     for i, prompt in enumerate(prompts):
         group = sampled[i * pass_samples:(i + 1) * pass_samples]

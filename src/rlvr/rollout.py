@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from rlvr.policies import Policy
+from rlvr.policies.base import response_lists
 from rlvr.rewards import RewardRunner
 from rlvr.tasks import Prompt, Task
 
@@ -29,6 +30,7 @@ class Rollouts:
     rewards: Tensor          # (B, G)
     group_size: int
     truncated: Tensor | None = None  # (N,) bool, from the sampler (None: nothing truncated)
+    decoded: list[Any] | None = None  # N responses as the verifier read them (token lists or Completions)
 
     def responses(self) -> list[list[int]]:
         return response_lists(self.response_ids, self.mask)
@@ -63,13 +65,7 @@ def encode_prompts(prompts: Sequence[Prompt]) -> Tensor:
     return torch.tensor([list(p) for p in prompts], dtype=torch.long)
 
 
-def response_lists(response_ids: Tensor, mask: Tensor) -> list[list[int]]:
-    """(N, T) ids and mask -> N python lists of the real tokens."""
-    return [[int(t) for t, m in zip(row, row_mask, strict=True) if m > 0]
-            for row, row_mask in zip(response_ids.tolist(), mask.tolist(), strict=True)]
-
-
-def score(task: Task, prompts: Sequence[Prompt], responses: Sequence[Sequence[int]], group_size: int,
+def score(task: Task, prompts: Sequence[Prompt], responses: Sequence[Any], group_size: int,
           *, rewards: RewardRunner | None = None) -> Tensor:
     """Rewards (B, G) of N = B * G responses, response n answering prompt n // G. With ``rewards``
     (a RewardRunner around ``task.reward``), a failing reward call gets its fallback instead of raising."""
@@ -80,9 +76,20 @@ def score(task: Task, prompts: Sequence[Prompt], responses: Sequence[Sequence[in
 
 def generate(policy: Policy, task: Task, prompts: list[Prompt], *, group_size: int,
              generator: torch.Generator, temperature: float, rewards: RewardRunner | None = None) -> Rollouts:
-    prompt_ids = encode_prompts(prompts)
+    prompt_ids = policy.encode_prompts(prompts)
     samples = policy.sample(prompt_ids, group_size, generator=generator, temperature=temperature)
-    scores = score(task, prompts, response_lists(samples.response_ids, samples.mask), group_size, rewards=rewards)
+    decoded = policy.decode_responses(samples.response_ids, samples.mask)
+    scores = score(task, prompts, decoded, group_size, rewards=rewards)
     return Rollouts(prompts=prompts, prompt_ids=prompt_ids, response_ids=samples.response_ids,
                     mask=samples.mask, logprobs=samples.logprobs, rewards=scores, group_size=group_size,
-                    truncated=samples.truncated)
+                    truncated=samples.truncated, decoded=decoded)
+
+
+def as_json(value: Any) -> Any:
+    """A prompt, solution or decoded response as JSON: token tuples as lists, Completions as text."""
+    if isinstance(value, (tuple, list)):
+        return [int(v) for v in value]
+    if hasattr(value, "token_ids"):
+        body = value.body()
+        return body if body is not None else {"malformed": value.text, "ids": list(value.token_ids)}
+    return value

@@ -49,8 +49,9 @@ from rlvr.errors import RunStopped, UserError
 from rlvr.evaluation import evaluate
 from rlvr.plugins import check_task
 from rlvr.policies import Policy, build_policy
+from rlvr.policies.export import save_final
 from rlvr.rewards import RewardRunner
-from rlvr.rollout import PromptSource, Rollouts
+from rlvr.rollout import PromptSource, Rollouts, as_json
 from rlvr.runs import RunDir
 from rlvr.runs.checkpoint import Checkpoints, rng_state, set_rng_state
 from rlvr.runs.progress import Progress
@@ -151,6 +152,7 @@ class Trainer:
                                        best_mode=ck.best_mode)
         self.nonfinite_streak = 0     # non-finite losses/gradients in a row
         self.earlier_seconds = 0.0    # wall time of the sessions before a resume
+        self.sft_final: dict[str, float] = {}  # the SFT warm-start stage's last metrics, if it ran
 
     def writes_files(self) -> bool:
         """Whether this process writes the run directory (under torchrun: rank 0 only)."""
@@ -175,11 +177,15 @@ class Trainer:
                 self.progress.update(step, row)
                 self.after_step(step, row)
         self.trackers.close()
+        if self.run_dir.writer:
+            save_final(self.policy, self.run_dir.path / "final")
         final = {k: v for k, v in self.history[-1].items() if k.startswith("eval/")}
         final["train/reward_mean"] = self.history[-1]["train/reward_mean"]
         wall_seconds = self.earlier_seconds + time.perf_counter() - start
         summary = {"steps": cfg.train.outer_steps, "wall_seconds": wall_seconds,
                    "final": final, "run_dir": str(self.run_dir.path)}
+        if self.sft_final:
+            summary["sft_final"] = self.sft_final
         self.run_dir.write_json("summary.json", summary)
         return summary
 
@@ -193,6 +199,7 @@ class Trainer:
         self.checkpoints.drop_after(0)  # every checkpoint of the finished run this one replaces
         self.run_dir.reset(keep_earlier=not overwrite)
         self.run_dir.write_config(to_dict(self.cfg))
+        self.warm_start()
         initial = {"step": 0, **self.evaluate(0)}  # the starting point of every evaluation curve
         self.history.append(initial)
         self.trackers.log(0, initial)
@@ -229,7 +236,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "prompts": self.prompts.state_dict(),
                 "rng": rng_state(), "rollout": self.rollout_backend.state_dict(),
                 "rewards": self.rewards.state_dict(),
-                "scalars": self.scalar_state(), "history": self.history,
+                "scalars": self.scalar_state(), "history": self.history, "sft_final": self.sft_final,
                 "wall_seconds": self.earlier_seconds + time.perf_counter() - self.started_at}
 
     def scalar_state(self) -> dict[str, bool | int | float]:
@@ -247,12 +254,23 @@ class Trainer:
         for name, value in state["scalars"].items():
             setattr(self, name, value)
         self.history = state["history"]
+        self.sft_final = state["sft_final"]
         self.earlier_seconds = state["wall_seconds"]
         set_rng_state(state["rng"])
         self.rollout_backend.load_state_dict(state["rollout"])
 
     def close(self) -> None:
         self.rewards.close()
+
+    def warm_start(self) -> list[dict[str, Any]]:
+        """The config's SFT stage (sft.steps > 0), run first; the reference becomes its result."""
+        if not self.cfg.sft.steps:
+            return []
+        from rlvr.sft import run_sft
+        rows = run_sft(self.cfg, self.policy, self.task, self.run_dir, show_progress=self.progress.enabled)
+        self.reference.load_state_dict(self.policy.state_dict())
+        self.sft_final = {k: v for k, v in rows[-1].items() if k.startswith(("eval/", "sft/"))}
+        return rows
 
     def outer_step(self, step: int) -> dict[str, Any]:
         cfg, algo = self.cfg, self.cfg.algo
@@ -303,7 +321,9 @@ class Trainer:
         row.update(diagnostics)
         row.update(self.rollout_backend.metrics())
         row.update({"time/rollout": t1 - t0, "time/train": t2 - t1, "time/step": t2 - t0})
-        row["perf/tokens_per_s"] = float(rollouts.mask.sum()) / max(t1 - t0, 1e-9)  # response tokens sampled
+        tokens = float(rollouts.mask.sum())  # sampled response tokens (LM policies: up to and incl. <eos>)
+        row["train/response_length"] = tokens / rollouts.mask.shape[0]
+        row["perf/tokens_per_s"] = tokens / max(t1 - t0, 1e-9)  # response tokens sampled per second of rollout
         if step % cfg.eval.samples_every == 0 or step == 1:
             self.write_samples(step, batch)
         return row
@@ -385,9 +405,9 @@ class Trainer:
 
     def write_samples(self, step: int, batch: Batch) -> None:
         r = batch.rollouts
-        responses = r.responses()
+        responses = [as_json(x) for x in (r.decoded if r.decoded is not None else r.responses())]
         group = r.group_size
-        records = [{"step": step, "prompt": list(prompt), "solution": list(self.task.solution(prompt)),
+        records = [{"step": step, "prompt": as_json(prompt), "solution": as_json(self.task.solution(prompt)),
                     "responses": responses[i * group:(i + 1) * group],
                     "rewards": r.rewards[i].tolist(), "deltas": batch.deltas[i].tolist()}
                    for i, prompt in enumerate(r.prompts[: self.cfg.eval.samples_prompts])]

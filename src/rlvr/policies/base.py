@@ -7,10 +7,18 @@ prompt n // G; response_ids, masks and log-probs are (N, T) with N = B * G.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+
+def response_lists(response_ids: Tensor, mask: Tensor) -> list[list[int]]:
+    """(N, T) ids and mask -> N python lists of the real tokens."""
+    return [[int(t) for t, m in zip(row, row_mask, strict=True) if m > 0]
+            for row, row_mask in zip(response_ids.tolist(), mask.tolist(), strict=True)]
 
 
 @dataclass
@@ -37,6 +45,14 @@ class Policy(nn.Module, ABC):
     def logprobs(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor, *, group_size: int,
                  temperature: float = 1.0) -> tuple[Tensor, Tensor]:
         """Per-token log pi(y_t | prompt, y_<t) (N, T) with gradient, and per-token entropy (N, T)."""
+
+    def encode_prompts(self, prompts: Sequence[Any]) -> Tensor:
+        """Task prompts -> prompt_ids (B, P). Token-tuple prompts as they are; LM policies tokenize text."""
+        return torch.tensor([list(p) for p in prompts], dtype=torch.long)
+
+    def decode_responses(self, response_ids: Tensor, mask: Tensor) -> list[Any]:
+        """(N, T) ids and mask -> what the task's verifier reads: token lists here, ``Completion``s for LMs."""
+        return response_lists(response_ids, mask)
 
     @abstractmethod
     def greedy(self, prompt_ids: Tensor) -> tuple[Tensor, Tensor]:

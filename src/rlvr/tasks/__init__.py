@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING
 from rlvr.errors import ConfigError
 from rlvr.plugins import call_user_code, import_object, is_import_spec
 from rlvr.registry import Registry
+from rlvr.tasks.arithmetic import ArithTask, CountdownTask
 from rlvr.tasks.base import Prompt, Response, Task
+from rlvr.tasks.sort_text import SortTextTask
 from rlvr.tasks.sorting import SortTask
+from rlvr.tasks.text import Completion, TextTask
 
 if TYPE_CHECKING:
     from rlvr.config import TaskConfig
@@ -24,8 +27,32 @@ def _sort(cfg: TaskConfig) -> Task:
                     num_eval_prompts=cfg.num_eval_prompts, split_seed=cfg.split_seed)
 
 
+def split_args(cfg: TaskConfig) -> dict:
+    return {"eval_fraction": cfg.eval_fraction, "num_eval_prompts": cfg.num_eval_prompts,
+            "split_seed": cfg.split_seed}
+
+
+@TASKS.register("sort-text")
+def _sort_text(cfg: TaskConfig) -> Task:
+    return SortTextTask(length=cfg.length, **split_args(cfg))
+
+
+@TASKS.register("arith")
+def _arith(cfg: TaskConfig) -> Task:
+    return ArithTask(digits=cfg.digits, operations=cfg.operations, **split_args(cfg))
+
+
+@TASKS.register("countdown")
+def _countdown(cfg: TaskConfig) -> Task:
+    return CountdownTask(count=cfg.count, digits=cfg.digits, **split_args(cfg))
+
+
 def build_task(cfg: TaskConfig) -> Task:
-    """A registered task by name, or the user's ``module.path:factory`` (rlvr.plugins)."""
+    """A registered task by name, ``rg:NAME`` (reasoning-gym), or the user's ``module.path:factory``
+    (rlvr.plugins)."""
+    if cfg.name.startswith("rg:"):
+        from rlvr.tasks.reasoning_gym import ReasoningGymTask
+        return ReasoningGymTask(cfg.name[3:], **split_args(cfg))
     if not is_import_spec(cfg.name):
         return TASKS.get(cfg.name)(cfg)
     task = call_user_code(import_object(cfg.name, field="task.name"), cfg, field="task.name")
@@ -34,4 +61,5 @@ def build_task(cfg: TaskConfig) -> Task:
     return task
 
 
-__all__ = ["TASKS", "Prompt", "Response", "SortTask", "Task", "build_task"]
+__all__ = ["TASKS", "Completion", "Prompt", "Response", "SortTask", "SortTextTask", "Task", "TextTask",
+           "build_task"]

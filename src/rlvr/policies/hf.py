@@ -1,0 +1,130 @@
+"""Any local Hugging Face causal LM as a policy (``--policy hf --model PATH``), with its tokenizer.
+
+Needs the ``hf`` extra (transformers). Prompts go through the tokenizer's chat template when it has
+one (a single user turn, generation prompt added), else through the plain tokenizer (its own <bos>
+rule). <eos> is the tokenizer's eos token (for chat models the end-of-turn token); <pad> its pad
+token, or <eos> when it has none. ``trust_remote_code`` stays off unless the config turns it on.
+Sampling prefills each prompt once and expands the model's cache G times, like our transformer.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rlvr.errors import ConfigError, UserError
+from rlvr.policies.lm import LMPolicy, positions_of
+
+
+def import_transformers() -> Any:
+    try:
+        import transformers
+    except ImportError:
+        raise UserError("the hf policy needs the hf extra: pip install 'rlvr[hf]'") from None
+    return transformers
+
+
+class HFCodec:
+    """A Hugging Face tokenizer behind the ``Codec`` interface."""
+
+    def __init__(self, tokenizer: Any, *, chat_template: bool) -> None:
+        self.tokenizer = tokenizer
+        self.eos_id = int(tokenizer.eos_token_id)
+        self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id)
+        self.special_ids = frozenset(int(i) for i in tokenizer.all_special_ids)
+        self.vocab_size = len(tokenizer)
+        self.use_chat = chat_template and getattr(tokenizer, "chat_template", None) is not None
+
+    def encode_prompt(self, text: str) -> list[int]:
+        if self.use_chat:
+            text = self.tokenizer.apply_chat_template([{"role": "user", "content": text}],
+                                                      add_generation_prompt=True, tokenize=False)
+            return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+        return list(self.tokenizer(text).input_ids)
+
+    def encode_answer(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def save(self, path: Path) -> None:
+        self.tokenizer.save_pretrained(path)
+
+
+class HFPolicy(LMPolicy):
+    def __init__(self, model: Any, codec: HFCodec, *, max_new_tokens: int, top_p: float = 1.0) -> None:
+        super().__init__()
+        self.model = model
+        self.codec = codec
+        self.max_new_tokens = max_new_tokens
+        self.top_p = top_p
+
+    @classmethod
+    def from_folder(cls, path: Path, *, max_new_tokens: int, top_p: float = 1.0,
+                    trust_remote_code: bool = False, chat_template: bool = True) -> HFPolicy:
+        transformers = import_transformers()
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"policy.model: {str(path)!r} is not a Hugging Face model folder (no config.json)")
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            path, dtype=torch.float32, trust_remote_code=trust_remote_code)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        if tokenizer.eos_token_id is None:
+            raise ConfigError(f"policy.model: the tokenizer in {str(path)!r} has no eos token")
+        return cls(model, HFCodec(tokenizer, chat_template=chat_template), max_new_tokens=max_new_tokens, top_p=top_p)
+
+    def _run(self, ids: Tensor, positions: Tensor, key_mask: Tensor, cache: Any, use_cache: bool) -> Any:
+        return self.model(input_ids=ids, attention_mask=key_mask.long(), position_ids=positions,
+                          past_key_values=cache, use_cache=use_cache)
+
+    def prefill(self, ids: Tensor, key_mask: Tensor) -> tuple[Tensor, Any]:
+        out = self._run(ids, positions_of(key_mask), key_mask, None, True)
+        return out.logits[:, -1], out.past_key_values
+
+    def decode(self, ids: Tensor, positions: Tensor, key_mask: Tensor, cache: Any) -> tuple[Tensor, Any]:
+        out = self._run(ids, positions, key_mask, cache, True)
+        return out.logits[:, -1], out.past_key_values
+
+    def expand(self, cache: Any, group_size: int) -> Any:
+        cache.batch_repeat_interleave(group_size)   # in place, per layer: repeat_interleave on the batch dim
+        return cache
+
+    def full_logits(self, ids: Tensor, key_mask: Tensor) -> Tensor:
+        return self._run(ids, positions_of(key_mask), key_mask, None, False).logits
+
+    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int) -> Tensor:
+        """One pass per row over prompt + response, projecting only the T positions that predict
+        response tokens onto the vocabulary (``logits_to_keep``), not the whole prompt."""
+        if not self.keeps_logits:
+            return super().response_logits(prompt_ids, response_ids, group_size)
+        ids, key_mask = self.joined(prompt_ids, response_ids, group_size)
+        length = response_ids.shape[1]
+        logits = self.model(input_ids=ids, attention_mask=key_mask.long(), position_ids=positions_of(key_mask),
+                            use_cache=False, logits_to_keep=length + 1).logits
+        return logits[:, :length]
+
+    @property
+    def keeps_logits(self) -> bool:
+        return "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    def save_hf(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path)
+        self.codec.save(path)
+
+
+def load_policy_folder(path: Path, *, max_new_tokens: int, top_p: float = 1.0,
+                       trust_remote_code: bool = False, chat_template: bool = True) -> LMPolicy:
+    """A saved policy: our transformer when the folder holds rlvr's character tokenizer, else HF."""
+    from rlvr.policies.transformer import TransformerPolicy
+    from rlvr.tokenizer import is_char_tokenizer
+
+    if is_char_tokenizer(path):
+        return TransformerPolicy.load_hf(path, max_new_tokens=max_new_tokens, top_p=top_p)
+    return HFPolicy.from_folder(path, max_new_tokens=max_new_tokens, top_p=top_p,
+                                trust_remote_code=trust_remote_code, chat_template=chat_template)

@@ -1,0 +1,163 @@
+"""Autoregressive language-model policies: shared sampling and scoring on top of a model's hooks.
+
+Prompts are strings; the policy's tokenizer (``codec``) turns them into ids, left-padded with
+<pad> to a (B, P) tensor, so the last prompt token of every row sits at column P - 1 and the
+prompt mask is recovered from the ids (leading pads). Positions count real tokens only.
+Responses are (N, T) ids with a mask that is 1 up to and including the first <eos>, N = B * G.
+
+A model kind implements three hooks:
+    prefill(ids (B, P), key_mask (B, P))                     -> last logits (B, V), cache
+    decode(ids (N, 1), positions (N, 1), key_mask (N, S), cache) -> logits (N, V), cache
+    expand(cache, G)                                          -> the cache of each prompt repeated G times
+plus ``full_logits(ids, key_mask)`` (no cache: the reference path) and optionally a faster
+``response_logits`` for training.
+
+Sampling: each prompt is prefilled once, its cache expanded G times (the G responses of a group
+share the prompt), then one token per step for all N rows; a row stops at <eos>. The recorded
+log-prob of a token is log softmax(logits / temperature): the same quantity ``logprobs`` computes
+in training (top-p < 1 samples from the truncated distribution, a slightly off-policy choice that
+the ratio of a clipped loss then sees).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rlvr.algorithms.logprobs import token_entropy, token_logprobs
+from rlvr.policies.base import Policy, Samples
+from rlvr.tasks.text import Completion
+from rlvr.tokenizer import Codec
+
+
+def prompt_mask(prompt_ids: Tensor, pad_id: int) -> Tensor:
+    """(B, P) left-padded ids -> bool mask of real tokens (everything from the first non-pad on)."""
+    return (prompt_ids != pad_id).long().cumsum(-1) > 0
+
+
+def positions_of(key_mask: Tensor) -> Tensor:
+    """(B, S) bool -> (B, S) position of each token among the real tokens of its row (pads: 0)."""
+    return (key_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def top_p_filter(probs: Tensor, top_p: float) -> Tensor:
+    """(N, V) probabilities -> the smallest set of tokens with mass >= top_p, renormalised (nucleus)."""
+    if top_p >= 1.0:
+        return probs
+    sorted_probs, order = probs.sort(-1, descending=True)
+    before = sorted_probs.cumsum(-1) - sorted_probs          # mass of the strictly more likely tokens
+    sorted_probs = sorted_probs.masked_fill(before >= top_p, 0.0)
+    kept = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+    return kept / kept.sum(-1, keepdim=True)
+
+
+class LMPolicy(Policy):
+    """A causal LM with a tokenizer. Subclasses provide the model hooks."""
+
+    codec: Codec
+    max_new_tokens: int
+    top_p: float = 1.0
+    use_cache: bool = True      # False: recompute the whole sequence each step (the reference path)
+    prompt_template: str = "{prompt}"   # how a task prompt is shown to the model
+
+    @property
+    def response_length(self) -> int:  # type: ignore[override]
+        return self.max_new_tokens
+
+    # ---------------------------------------------------------------- hooks
+    @abstractmethod
+    def prefill(self, ids: Tensor, key_mask: Tensor) -> tuple[Tensor, Any]: ...
+
+    @abstractmethod
+    def decode(self, ids: Tensor, positions: Tensor, key_mask: Tensor, cache: Any) -> tuple[Tensor, Any]: ...
+
+    @abstractmethod
+    def expand(self, cache: Any, group_size: int) -> Any: ...
+
+    @abstractmethod
+    def full_logits(self, ids: Tensor, key_mask: Tensor) -> Tensor:
+        """(N, S) ids, (N, S) bool key mask -> logits (N, S, V) in one causal pass."""
+
+    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int) -> Tensor:
+        """Logits predicting each response token (N, T, V): one pass over prompt + response per row."""
+        ids, key_mask = self.joined(prompt_ids, response_ids, group_size)
+        return self.full_logits(ids, key_mask)[:, prompt_ids.shape[1] - 1: -1]
+
+    def joined(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int) -> tuple[Tensor, Tensor]:
+        """Each response after its prompt: ids (N, P + T) and the key mask (left pads off)."""
+        pmask = prompt_mask(prompt_ids, self.codec.pad_id).repeat_interleave(group_size, 0)
+        ids = torch.cat([prompt_ids.repeat_interleave(group_size, 0), response_ids], 1)
+        return ids, torch.cat([pmask, torch.ones_like(response_ids, dtype=torch.bool)], 1)
+
+    # ---------------------------------------------------------------- text <-> ids
+    def encode_prompts(self, prompts: list[Any]) -> Tensor:
+        rows = [self.codec.encode_prompt(self.prompt_template.replace("{prompt}", p)) for p in prompts]
+        width = max(len(r) for r in rows)
+        return torch.tensor([[self.codec.pad_id] * (width - len(r)) + r for r in rows], dtype=torch.long)
+
+    def decode_responses(self, response_ids: Tensor, mask: Tensor) -> list[Any]:
+        codec = self.codec
+        out = []
+        for row, row_mask in zip(response_ids.tolist(), mask.tolist(), strict=True):
+            ids = tuple(t for t, m in zip(row, row_mask, strict=True) if m > 0)
+            out.append(Completion(ids, codec.eos_id, codec.special_ids, codec.decode))
+        return out
+
+    # ---------------------------------------------------------------- the Policy interface
+    @torch.no_grad()
+    def sample(self, prompt_ids: Tensor, group_size: int, *, generator: torch.Generator,
+               temperature: float = 1.0) -> Samples:
+        return self.generate(prompt_ids, group_size, generator=generator, temperature=temperature)
+
+    @torch.no_grad()
+    def greedy(self, prompt_ids: Tensor) -> tuple[Tensor, Tensor]:
+        samples = self.generate(prompt_ids, 1, generator=None, temperature=1.0)
+        return samples.response_ids, samples.mask
+
+    def logprobs(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor, *, group_size: int,
+                 temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+        logits = self.response_logits(prompt_ids, response_ids, group_size).float() / temperature
+        return token_logprobs(logits, response_ids), token_entropy(logits)
+
+    def generate(self, prompt_ids: Tensor, group_size: int, *, generator: torch.Generator | None,
+                 temperature: float) -> Samples:
+        """G responses per prompt (generator None: greedy). Returns ids, mask, recorded log-probs (N, T)."""
+        pad, eos = self.codec.pad_id, self.codec.eos_id
+        pmask = prompt_mask(prompt_ids, pad)
+        seq = prompt_ids.repeat_interleave(group_size, 0)                   # (N, P) only for no-cache
+        key_mask = pmask.repeat_interleave(group_size, 0)                   # (N, S)
+        next_pos = key_mask.sum(-1, keepdim=True)                           # (N, 1)
+        cache = None
+        if self.use_cache:
+            logits, cache = self.prefill(prompt_ids, pmask)                 # once per prompt
+            logits, cache = logits.repeat_interleave(group_size, 0), self.expand(cache, group_size)
+        done = torch.zeros(seq.shape[0], dtype=torch.bool)
+        tokens, logps, masks = [], [], []
+        for _ in range(self.max_new_tokens):
+            if not self.use_cache:
+                logits = self.full_logits(seq, key_mask)[:, -1]
+            scaled = logits.float() / temperature                           # (N, V)
+            logp_all = torch.log_softmax(scaled, -1)
+            if generator is None:
+                token = scaled.argmax(-1)
+            else:
+                probs = top_p_filter(logp_all.exp(), self.top_p)
+                token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+            token = token.masked_fill(done, pad)
+            tokens.append(token)
+            logps.append(logp_all.gather(-1, token[:, None]).squeeze(-1))
+            masks.append(~done)
+            done = done | (token == eos)
+            if bool(done.all()):
+                break
+            seq = torch.cat([seq, token[:, None]], 1)
+            key_mask = torch.cat([key_mask, torch.ones_like(done)[:, None]], 1)
+            if self.use_cache:
+                logits, cache = self.decode(token[:, None], next_pos, key_mask, cache)
+            next_pos = next_pos + 1
+        mask = torch.stack(masks, 1).float()
+        return Samples(response_ids=torch.stack(tokens, 1), mask=mask,
+                       logprobs=torch.stack(logps, 1) * mask)

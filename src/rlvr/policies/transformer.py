@@ -1,0 +1,253 @@
+"""Our transformer: a small Llama-style decoder in one file (RMSNorm, rotary positions, SwiGLU,
+optionally tied embeddings), with a KV cache, exportable to the Hugging Face Llama format.
+
+Module and parameter names follow ``transformers.LlamaForCausalLM`` (model.embed_tokens,
+model.layers.i.self_attn.q_proj, ..., lm_head), so the HF export is a renaming-free copy of the
+state dict and ``AutoModelForCausalLM`` reproduces our logits exactly (tests/test_transformer.py).
+Shapes: B rows, S new tokens, K = cached + new tokens, D hidden, nh heads, hs = D / nh, V vocab.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from rlvr.policies.lm import LMPolicy, positions_of, prompt_mask
+from rlvr.runs.rundir import atomic_write_text
+from rlvr.tokenizer import CharTokenizer
+
+KVCache = list[tuple[Tensor, Tensor]]   # per layer: keys, values (B, nh, K, hs)
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_layers: int = 4
+    num_heads: int = 4
+    max_positions: int = 64
+    tie_embeddings: bool = True
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    init_std: float = 0.02
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.variance_epsilon = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.variance_epsilon)
+        return self.weight * x32.to(x.dtype)
+
+
+def rotary(positions: Tensor, head_size: int, theta: float) -> tuple[Tensor, Tensor]:
+    """positions (B, S) -> cos, sin (B, 1, S, hs), the Llama (rotate-half) layout."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_size, 2, dtype=torch.float) / head_size)
+    freqs = positions.float()[..., None] * inv_freq                       # (B, S, hs/2)
+    emb = torch.cat([freqs, freqs], -1)[:, None]                          # (B, 1, S, hs)
+    return emb.cos(), emb.sin()
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], -1)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        d = cfg.hidden_size
+        self.num_heads = cfg.num_heads
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, d, bias=False)
+        self.v_proj = nn.Linear(d, d, bias=False)
+        self.o_proj = nn.Linear(d, d, bias=False)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, allowed: Tensor,
+                past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        B, S, D = x.shape
+        heads = lambda t: t.view(B, S, self.num_heads, D // self.num_heads).transpose(1, 2)  # noqa: E731
+        q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))       # (B, nh, S, hs)
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)                  # (B, nh, K, hs)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)                      # (B, nh, S, hs)
+        return self.o_proj(y.transpose(1, 2).reshape(B, S, D)), (k, v)
+
+
+class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, allowed: Tensor,
+                past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        attn, kv = self.self_attn(self.input_layernorm(x), cos, sin, allowed, past)
+        x = x + attn
+        return x + self.mlp(self.post_attention_layernorm(x)), kv
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.model = Decoder(cfg)
+        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.apply(self._init)
+        for name, p in self.named_parameters():   # GPT-2: scale the residual projections by depth
+            if name.endswith(("o_proj.weight", "down_proj.weight")):
+                nn.init.normal_(p, std=cfg.init_std / math.sqrt(2 * cfg.num_layers))
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def _init(self, module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=self.config.init_std)
+
+    def forward(self, ids: Tensor, positions: Tensor, key_mask: Tensor,
+                cache: KVCache | None = None) -> tuple[Tensor, KVCache]:
+        """ids, positions (B, S); key_mask (B, K) bool over cached + new tokens -> hidden (B, S, D), cache."""
+        S, K = ids.shape[1], key_mask.shape[1]
+        q_index = torch.arange(K - S, K)[:, None]
+        k_index = torch.arange(K)[None]
+        # causal, no attention to padding; a padded query attends to itself (keeps softmax finite)
+        allowed = ((k_index <= q_index) & key_mask[:, None, None, :]) | (k_index == q_index)  # (B, 1, S, K)
+        cos, sin = rotary(positions, self.config.hidden_size // self.config.num_heads, self.config.rope_theta)
+        x = self.model.embed_tokens(ids)
+        new_cache: KVCache = []
+        for i, layer in enumerate(self.model.layers):
+            x, kv = layer(x, cos, sin, allowed, None if cache is None else cache[i])
+            new_cache.append(kv)
+        return self.model.norm(x), new_cache
+
+    # ---------------------------------------------------------------- Hugging Face Llama format
+    def hf_config(self, tokenizer: CharTokenizer | None = None) -> dict[str, Any]:
+        c = self.config
+        tok = tokenizer or CharTokenizer("")
+        return {
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": c.vocab_size,
+            "hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
+            "num_hidden_layers": c.num_layers, "num_attention_heads": c.num_heads,
+            "num_key_value_heads": c.num_heads, "head_dim": c.hidden_size // c.num_heads,
+            "max_position_embeddings": c.max_positions, "rms_norm_eps": c.rms_norm_eps,
+            "rope_theta": c.rope_theta, "hidden_act": "silu", "attention_bias": False, "mlp_bias": False,
+            "tie_word_embeddings": c.tie_embeddings, "initializer_range": c.init_std,
+            "bos_token_id": tok.bos_id, "eos_token_id": tok.eos_id, "pad_token_id": tok.pad_id,
+            "torch_dtype": "float32", "use_cache": True, "rlvr": asdict(c),
+        }
+
+    def save_hf(self, path: Path, tokenizer: CharTokenizer) -> None:
+        """config.json + model.safetensors (+ the tokenizer's files): a LlamaForCausalLM folder."""
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        if self.config.tie_embeddings:
+            state.pop("lm_head.weight")
+        tmp = path / ".model.safetensors.tmp"
+        save_file(state, str(tmp), metadata={"format": "pt"})
+        tmp.replace(path / "model.safetensors")
+        atomic_write_text(path / "config.json", json.dumps(self.hf_config(tokenizer), indent=1))
+        atomic_write_text(path / "generation_config.json", json.dumps(
+            {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id, "pad_token_id": tokenizer.pad_id}))
+        tokenizer.save(path)
+
+    @classmethod
+    def load_hf(cls, path: Path) -> Transformer:
+        cfg = TransformerConfig(**json.loads((path / "config.json").read_text())["rlvr"])
+        model = cls(cfg)
+        state = load_file(str(path / "model.safetensors"))
+        model.load_state_dict(state, strict=not cfg.tie_embeddings)
+        if cfg.tie_embeddings:
+            model.lm_head.weight = model.model.embed_tokens.weight
+        return model
+
+
+class TransformerPolicy(LMPolicy):
+    """Our transformer + the character tokenizer. ``shared_prefix``: training log-probs prefill each
+    prompt once per group (B prompt passes, not N); False: one pass over prompt + response per row."""
+
+    def __init__(self, net: Transformer, tokenizer: CharTokenizer, *, max_new_tokens: int,
+                 top_p: float = 1.0, shared_prefix: bool = True) -> None:
+        super().__init__()
+        self.net = net
+        self.codec = tokenizer
+        self.max_new_tokens = max_new_tokens
+        self.top_p = top_p
+        self.shared_prefix = shared_prefix
+
+    def head(self, hidden: Tensor) -> Tensor:
+        return self.net.lm_head(hidden)
+
+    def prefill(self, ids: Tensor, key_mask: Tensor) -> tuple[Tensor, KVCache]:
+        hidden, cache = self.net(ids, positions_of(key_mask), key_mask)
+        return self.head(hidden[:, -1]), cache                               # only the last position
+
+    def decode(self, ids: Tensor, positions: Tensor, key_mask: Tensor, cache: KVCache) -> tuple[Tensor, KVCache]:
+        hidden, cache = self.net(ids, positions, key_mask, cache)
+        return self.head(hidden[:, -1]), cache
+
+    def expand(self, cache: KVCache, group_size: int) -> KVCache:
+        return [(k.repeat_interleave(group_size, 0), v.repeat_interleave(group_size, 0)) for k, v in cache]
+
+    def full_logits(self, ids: Tensor, key_mask: Tensor) -> Tensor:
+        hidden, _ = self.net(ids, positions_of(key_mask), key_mask)
+        return self.head(hidden)
+
+    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int) -> Tensor:
+        """(N, T, V). Shared prefix: prefill B prompts (with gradient), expand the cache G times, then
+        run the N responses' first T - 1 tokens against it."""
+        if not self.shared_prefix:
+            return super().response_logits(prompt_ids, response_ids, group_size)
+        pmask = prompt_mask(prompt_ids, self.codec.pad_id)
+        last, cache = self.prefill(prompt_ids, pmask)                         # (B, V)
+        cache = self.expand(cache, group_size)
+        key_mask = pmask.repeat_interleave(group_size, 0)
+        start = key_mask.sum(-1, keepdim=True)                                # (N, 1)
+        inputs = response_ids[:, :-1]                                         # (N, T-1)
+        key_mask = torch.cat([key_mask, torch.ones_like(inputs, dtype=torch.bool)], 1)
+        positions = start + torch.arange(inputs.shape[1])[None]
+        hidden, _ = self.net(inputs, positions, key_mask, cache)               # (N, T-1, D)
+        return torch.cat([last.repeat_interleave(group_size, 0)[:, None], self.head(hidden)], 1)
+
+    def save_hf(self, path: Path) -> None:
+        self.net.save_hf(path, self.codec)
+
+    @classmethod
+    def load_hf(cls, path: Path, *, max_new_tokens: int, top_p: float = 1.0) -> TransformerPolicy:
+        return cls(Transformer.load_hf(path), CharTokenizer.load(path), max_new_tokens=max_new_tokens, top_p=top_p)

@@ -1,0 +1,84 @@
+"""Supervised warm start: maximise log pi(demonstration | prompt) on task demonstrations.
+
+A configurable share of the demonstrations is flawed (``TextTask.flawed_solution``, for sorting one
+adjacent pair swapped), so a run can show the notes' point: imitation of imperfect data stops short,
+RL with a verifier optimises past it. Loss per batch (token-mean over the demonstration tokens, <eos>
+included):
+    L = - sum_{n,t} m_nt log pi(y_nt | x_n, y_n,<t) / sum_{n,t} m_nt
+Used by ``rlvr sft`` and by ``rlvr train`` when the config declares ``sft.steps > 0`` (the stage runs
+first, in the same run directory: sft_metrics.jsonl, then RL's metrics.jsonl).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlvr.config import Config
+from rlvr.errors import ConfigError
+from rlvr.evaluation import evaluate
+from rlvr.policies import Policy
+from rlvr.runs import RunDir
+from rlvr.runs.progress import Progress
+from rlvr.tasks import Task
+
+
+def demonstrations(task: Task, rng: np.random.Generator, count: int, flawed_fraction: float) -> list[tuple[str, str, bool]]:
+    """(prompt, answer, flawed) triples from the training split."""
+    out = []
+    for _ in range(count):
+        prompt = task.train_prompt(rng)
+        flawed = bool(rng.random() < flawed_fraction)
+        answer = task.flawed_solution(prompt, rng) if flawed else task.solution(prompt)  # type: ignore[attr-defined]
+        out.append((prompt, answer, flawed))
+    return out
+
+
+def encode_answers(policy: Policy, answers: list[str]) -> tuple[Tensor, Tensor]:
+    """Answers -> response ids (N, T) = answer tokens + <eos>, right-padded, and their mask (N, T)."""
+    codec = policy.codec  # type: ignore[attr-defined]
+    rows = [codec.encode_answer(a) + [codec.eos_id] for a in answers]
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [codec.pad_id] * (width - len(r)) for r in rows], dtype=torch.long)
+    mask = torch.tensor([[1.0] * len(r) + [0.0] * (width - len(r)) for r in rows])
+    return ids, mask
+
+
+def sft_loss(policy: Policy, prompts: list[str], answers: list[str]) -> Tensor:
+    prompt_ids = policy.encode_prompts(prompts)
+    response_ids, mask = encode_answers(policy, answers)
+    logp, _ = policy.logprobs(prompt_ids, response_ids, mask, group_size=1)
+    return -(logp * mask).sum() / mask.sum()
+
+
+def run_sft(cfg: Config, policy: Policy, task: Task, run_dir: RunDir, *, show_progress: bool) -> list[dict[str, Any]]:
+    """The SFT stage: ``cfg.sft.steps`` AdamW steps; metrics to sft_metrics.jsonl. Returns its rows."""
+    sft = cfg.sft
+    if not hasattr(policy, "codec"):
+        raise ConfigError(f"sft.steps: SFT needs a language-model policy, not policy.kind {cfg.policy.kind!r}")
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=sft.lr, weight_decay=cfg.optim.weight_decay)
+    rng = np.random.default_rng([cfg.seed, 7])
+    rows: list[dict[str, Any]] = []
+    with Progress(total=sft.steps, enabled=show_progress) as progress:
+        for step in range(1, sft.steps + 1):
+            t0 = time.perf_counter()
+            demos = demonstrations(task, rng, sft.batch_size, sft.flawed_fraction)
+            loss = sft_loss(policy, [d[0] for d in demos], [d[1] for d in demos])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.optim.grad_clip or float("inf"))
+            optimizer.step()
+            row: dict[str, Any] = {"sft_step": step, "sft/loss": float(loss.detach()),
+                                   "sft/flawed_frac": sum(d[2] for d in demos) / len(demos),
+                                   "time/step": time.perf_counter() - t0}
+            if step % sft.eval_every == 0 or step == sft.steps:
+                row.update(evaluate(policy, task, pass_k=cfg.eval.pass_k, pass_samples=cfg.eval.pass_samples,
+                                    seed=cfg.seed * 1_000_003 + step, temperature=cfg.train.temperature))
+            rows.append(row)
+            run_dir.append_jsonl("sft_metrics.jsonl", row)
+            progress.update(step, row)
+    return rows

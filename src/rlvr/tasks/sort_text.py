@@ -1,0 +1,52 @@
+"""Sorting as text (workloads.md, W1): prompt "3 1 4 1 5>", correct completion "1 1 3 4 5" + <eos>.
+
+Reward = (positions matching sorted(prompt)) / n, read from the strict body of the completion
+(``Completion.body``: exactly one final <eos>, no other special token). Lenient spacing: spaces are
+ignored; any other character, or more than n digits, earns 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rlvr.tasks.text import TextTask
+
+
+def parse_digits(prompt: str) -> list[int]:
+    return [int(ch) for ch in prompt.rstrip(">").split()]
+
+
+class SortTextTask(TextTask):
+    name = "sort-text"
+
+    def __init__(self, *, length: int, max_digit: int = 9, **kwargs: object) -> None:
+        kwargs.setdefault("max_new_tokens", 2 * length + 2)
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.length = length
+        self.max_digit = max_digit
+
+    def random_prompt(self, rng: np.random.Generator) -> str:
+        digits = rng.integers(0, self.max_digit + 1, size=self.length)
+        return " ".join(str(int(d)) for d in digits) + ">"
+
+    def solution(self, prompt: str) -> str:
+        return " ".join(str(d) for d in sorted(parse_digits(prompt)))
+
+    def score_text(self, prompt: str, answer: str) -> float:
+        compact = answer.replace(" ", "")
+        if not compact.isdigit() or len(compact) > self.length:
+            return 0.0
+        target = sorted(parse_digits(prompt))
+        return sum(int(ch) == t for ch, t in zip(compact, target, strict=False)) / self.length
+
+    def alphabet_texts(self) -> list[str]:
+        return ["0123456789 >"]
+
+    def flawed_solution(self, prompt: str, rng: np.random.Generator) -> str:
+        """The sorted answer with one adjacent pair of different digits swapped (if there is one)."""
+        digits = sorted(parse_digits(prompt))
+        pairs = [i for i in range(len(digits) - 1) if digits[i] != digits[i + 1]]
+        if pairs:
+            i = int(rng.choice(pairs))
+            digits[i], digits[i + 1] = digits[i + 1], digits[i]
+        return " ".join(str(d) for d in digits)

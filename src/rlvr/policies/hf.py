@@ -19,6 +19,7 @@ from torch import Tensor
 
 from rlvr.errors import ConfigError, UserError
 from rlvr.policies.lm import LMPolicy, positions_of
+from rlvr.safe_load import check_model_folder, check_tokenizer, pretrained_kwargs
 
 
 def import_transformers() -> Any:
@@ -26,6 +27,7 @@ def import_transformers() -> Any:
         import transformers
     except ImportError:
         raise UserError("the hf policy needs the hf extra: pip install 'rlvr[hf]'") from None
+    transformers.utils.logging.disable_progress_bar()  # rlvr shows its own progress; errors stay one line
     return transformers
 
 
@@ -69,13 +71,15 @@ class HFPolicy(LMPolicy):
     def from_folder(cls, path: Path, *, max_new_tokens: int, top_p: float = 1.0,
                     trust_remote_code: bool = False, chat_template: bool = True) -> HFPolicy:
         transformers = import_transformers()
-        if not (path / "config.json").is_file():
-            raise ConfigError(f"policy.model: {str(path)!r} is not a Hugging Face model folder (no config.json)")
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch.float32, trust_remote_code=trust_remote_code)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        # a local folder only; one that ships its own code is refused unless trust_remote_code is on
+        check_model_folder(path, field="policy.model", trust_remote_code=trust_remote_code)
+        kwargs = pretrained_kwargs(path, trust_remote_code=trust_remote_code)
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **kwargs)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(
+            path, local_files_only=True, trust_remote_code=trust_remote_code)
         if tokenizer.eos_token_id is None:
             raise ConfigError(f"policy.model: the tokenizer in {str(path)!r} has no eos token")
+        check_tokenizer(len(tokenizer), model.get_input_embeddings().num_embeddings, field="policy.model")
         return cls(model, HFCodec(tokenizer, chat_template=chat_template), max_new_tokens=max_new_tokens, top_p=top_p)
 
     def _run(self, ids: Tensor, positions: Tensor, key_mask: Tensor, cache: Any, use_cache: bool) -> Any:

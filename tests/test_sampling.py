@@ -7,12 +7,11 @@ import torch
 from rlvr.algorithms import compute_deltas, token_advantages
 from rlvr.algorithms.shaping import overlong_penalty
 from rlvr.policies.toy import ToyPolicy
-from rlvr.rollout import generate
+from rlvr.rollout import generate, select_prompts
 from rlvr.sampling import (
     dynamic_sample,
     has_signal,
     length_penalty,
-    select_groups,
     token_reward_tensor,
 )
 from rlvr.tasks import SortTask
@@ -102,7 +101,7 @@ def test_selected_groups_carry_their_truncation_flags():
     draw, _ = drawer(task, policy, group_size=2, seed=2)
     rollouts = draw(3)
     rollouts.truncated = torch.tensor([False, False, True, False, False, True])
-    picked = select_groups(rollouts, [2, 1])
+    picked = select_prompts(rollouts, [2, 1])
     assert picked.truncated.tolist() == [False, True, True, False]
     assert picked.prompts == [rollouts.prompts[2], rollouts.prompts[1]]
 

@@ -1,5 +1,6 @@
 """Rollout shards and the data-parallel loss split, in one process (the default suite)."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,16 +11,14 @@ from rlvr.config import load_config
 from rlvr.distributed.ddp import aggregation_weights
 from rlvr.distributed.local import LocalRollouts
 from rlvr.distributed.shards import (
-    concat_rollouts,
     sample_shard,
-    select_prompts,
     shard_prompt_rows,
     shard_sizes,
     split_prompts,
 )
 from rlvr.errors import ConfigError
 from rlvr.policies import build_policy
-from rlvr.rollout import PromptSource, Rollouts, generate
+from rlvr.rollout import PromptSource, Rollouts, concat_rollouts, generate, select_prompts
 from rlvr.runs import RunDir
 from rlvr.tasks import build_task
 
@@ -91,6 +90,18 @@ def test_concat_pads_prompts_left_and_responses_right_and_select_inverts_it():
     assert merged.mask[4].tolist() == [1, 1, 1, 1, 1, 1] and merged.mask[0].tolist() == [1, 1, 1, 1, 0, 0]
     back = select_prompts(merged, torch.tensor([0, 1]))
     assert torch.equal(back.rewards, a.rewards) and torch.equal(back.response_ids[:, :4], a.response_ids)
+
+
+def test_concat_pads_prompts_with_the_policys_pad_id_and_cuts_every_per_row_list():
+    """An LM's <pad> need not be 0: a prompt padded with a real token id would be read as text."""
+    a = dataclasses.replace(rollouts([(1,), (2,)], prompt_width=3, response_width=4), prompt_pad_id=9,
+                            decoded=["a0", "a1", "b0", "b1"])
+    b = dataclasses.replace(rollouts([(3,)], prompt_width=2, response_width=4), prompt_pad_id=9,
+                            decoded=["c0", "c1"])
+    merged = concat_rollouts([a, b])
+    assert merged.prompt_ids[2].tolist() == [9, 7, 7] and merged.decoded == ["a0", "a1", "b0", "b1", "c0", "c1"]
+    back = select_prompts(merged, [2, 0])
+    assert back.prompts == [(3,), (1,)] and back.decoded == ["c0", "c1", "a0", "a1"]
 
 
 @pytest.mark.parametrize("mode", AGGREGATIONS.names())

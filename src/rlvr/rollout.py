@@ -6,6 +6,7 @@ responses of one prompt contiguous.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +32,57 @@ class Rollouts:
     group_size: int
     truncated: Tensor | None = None  # (N,) bool, from the sampler (None: nothing truncated)
     decoded: list[Any] | None = None  # N responses as the verifier read them (token lists or Completions)
+    prompt_pad_id: int = 0           # the id left-padding prompt_ids (the policy's <pad>)
 
     def responses(self) -> list[list[int]]:
         return response_lists(self.response_ids, self.mask)
+
+
+def select_prompts(rollouts: Rollouts, prompt_rows: Sequence[int]) -> Rollouts:
+    """The rollouts of the given prompt rows b and their responses n = b * G + g, in that order.
+    Every per-prompt field (B rows) and per-response field (N rows) is cut, tensors and lists alike."""
+    batch, group = len(rollouts.prompts), rollouts.group_size
+    prompts = [int(b) for b in prompt_rows]
+    responses = [b * group + g for b in prompts for g in range(group)]
+    cut: dict[str, Any] = {}
+    for f in dataclasses.fields(rollouts):
+        value = getattr(rollouts, f.name)
+        if isinstance(value, (Tensor, list)):
+            rows = prompts if len(value) == batch else responses
+            cut[f.name] = value[rows] if isinstance(value, Tensor) else [value[i] for i in rows]
+    return dataclasses.replace(rollouts, **cut)
+
+
+def concat_rollouts(parts: Sequence[Rollouts]) -> Rollouts:
+    """Several batches of groups -> one, in order. Widths that differ are padded: prompt tensors on
+    the left with ``prompt_pad_id``, response tensors on the right with 0 (mask 0: never counted)."""
+    if len(parts) == 1:
+        return parts[0]
+    merged: dict[str, Any] = {}
+    for f in dataclasses.fields(parts[0]):
+        values = [getattr(p, f.name) for p in parts]
+        if isinstance(values[0], Tensor):
+            left = f.name.startswith("prompt")
+            merged[f.name] = cat_padded(values, left=left, value=parts[0].prompt_pad_id if left else 0)
+        elif isinstance(values[0], list):
+            merged[f.name] = [item for value in values for item in value]
+        else:
+            if any(v != values[0] for v in values):
+                raise ValueError(f"rollouts disagree on {f.name}: {values}")
+            merged[f.name] = values[0]
+    return type(parts[0])(**merged)
+
+
+def cat_padded(tensors: Sequence[Tensor], *, left: bool, value: int = 0) -> Tensor:
+    """Concatenate along rows, padding dim 1 to the widest (on the left or the right)."""
+    if tensors[0].dim() < 2 or len({t.shape[1] for t in tensors}) == 1:
+        return torch.cat(list(tensors))
+    width = max(t.shape[1] for t in tensors)
+    padded = []
+    for t in tensors:
+        pad = (width - t.shape[1], 0) if left else (0, width - t.shape[1])
+        padded.append(torch.nn.functional.pad(t, (0, 0) * (t.dim() - 2) + pad, value=value))
+    return torch.cat(padded)
 
 
 class PromptSource:
@@ -82,7 +131,7 @@ def generate(policy: Policy, task: Task, prompts: list[Prompt], *, group_size: i
     scores = score(task, prompts, decoded, group_size, rewards=rewards)
     return Rollouts(prompts=prompts, prompt_ids=prompt_ids, response_ids=samples.response_ids,
                     mask=samples.mask, logprobs=samples.logprobs, rewards=scores, group_size=group_size,
-                    truncated=samples.truncated, decoded=decoded)
+                    truncated=samples.truncated, decoded=decoded, prompt_pad_id=policy.prompt_pad_id)
 
 
 def as_json(value: Any) -> Any:

@@ -16,42 +16,13 @@ import torch
 from torch import Tensor
 
 from rlvr.algorithms.shaping import overlong_penalty
-from rlvr.rollout import Rollouts
+from rlvr.rollout import Rollouts, concat_rollouts, select_prompts
 from rlvr.tasks import Task
 
 
 def has_signal(rewards: Tensor) -> Tensor:
     """rewards (B, G) -> (B,) bool: True where the group's rewards are not all equal."""
     return rewards.max(-1).values != rewards.min(-1).values
-
-
-def select_groups(rollouts: Rollouts, keep: list[int]) -> Rollouts:
-    """The rollouts of the groups (prompts) at indices ``keep``, in that order."""
-    group = rollouts.group_size
-    rows = [g * group + i for g in keep for i in range(group)]
-    def pick(x: Tensor | None) -> Tensor | None:
-        return None if x is None else x[rows]
-    return Rollouts(prompts=[rollouts.prompts[g] for g in keep], prompt_ids=rollouts.prompt_ids[keep],
-                    response_ids=rollouts.response_ids[rows], mask=rollouts.mask[rows],
-                    logprobs=rollouts.logprobs[rows], rewards=rollouts.rewards[keep],
-                    group_size=group, truncated=pick(rollouts.truncated))
-
-
-def concat_rollouts(parts: list[Rollouts]) -> Rollouts:
-    """Groups of several draws in one Rollouts (responses padded to the longest)."""
-    length = max(p.response_ids.shape[1] for p in parts)
-    def pad(x: Tensor) -> Tensor:
-        return torch.nn.functional.pad(x, (0, length - x.shape[1]))
-    truncated = [p.truncated for p in parts]
-    return Rollouts(
-        prompts=[q for p in parts for q in p.prompts],
-        prompt_ids=torch.cat([p.prompt_ids for p in parts]),
-        response_ids=torch.cat([pad(p.response_ids) for p in parts]),
-        mask=torch.cat([pad(p.mask) for p in parts]),
-        logprobs=torch.cat([pad(p.logprobs) for p in parts]),
-        rewards=torch.cat([p.rewards for p in parts]),
-        group_size=parts[0].group_size,
-        truncated=None if any(t is None for t in truncated) else torch.cat(truncated))  # type: ignore[arg-type]
 
 
 def dynamic_sample(draw: Callable[[int], Rollouts], batch_size: int, *, max_refills: int,
@@ -69,13 +40,13 @@ def dynamic_sample(draw: Callable[[int], Rollouts], batch_size: int, *, max_refi
         keep = [g for g, ok in enumerate(signal) if ok][: batch_size - count]
         dropped += signal.count(False)
         if keep:
-            kept.append(select_groups(current, keep))
+            kept.append(select_prompts(current, keep))
             count += len(keep)
         if count >= batch_size or draws > max_refills:
             break
         current = draw(batch_size)
         draws += 1
-    rollouts = concat_rollouts(kept) if kept else select_groups(first, [])
+    rollouts = concat_rollouts(kept) if kept else select_prompts(first, [])
     stats = {"sampling/draws": float(draws), "sampling/kept_groups": float(count),
              "sampling/dropped_groups": float(dropped)}
     return rollouts, first.rewards, stats

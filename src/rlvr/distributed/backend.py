@@ -25,10 +25,10 @@ from rlvr.config import Config
 from rlvr.policies import Policy
 from rlvr.registry import Registry
 from rlvr.rewards import RewardRunner
-from rlvr.rollout import PromptSource, Rollouts
+from rlvr.rollout import PromptSource, Rollouts, concat_rollouts
 from rlvr.tasks import Task
 
-from .shards import Shard, ShardStreams, concat_rollouts
+from .shards import Shard, ShardStreams
 
 ShardResult = tuple[int, Rollouts, Tensor]  # (shard index, its rollouts, its stream's new state)
 

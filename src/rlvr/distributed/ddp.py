@@ -35,9 +35,10 @@ from torch.nn.parallel import DistributedDataParallel
 from rlvr.algorithms import aggregate
 from rlvr.config import Config
 from rlvr.errors import UserError
+from rlvr.rollout import select_prompts
 from rlvr.trainer import Batch, Trainer, compute_loss, default_run_dir
 
-from .shards import response_rows, select_prompts, shard_prompt_rows
+from .shards import response_rows, shard_prompt_rows
 
 
 def aggregation_weights(mask: Tensor, mode: str, *, constant: float) -> Tensor:

@@ -101,48 +101,6 @@ def to_cpu(rollouts: Rollouts) -> Rollouts:
         if isinstance(value := getattr(rollouts, f.name), Tensor)})
 
 
-def concat_rollouts(parts: list[Rollouts]) -> Rollouts:
-    """Shards in order -> one batch. Tensors are stacked along rows; when widths differ, prompt
-    tensors are left-padded and response tensors right-padded with 0 (mask 0: never counted)."""
-    if len(parts) == 1:
-        return parts[0]
-    merged: dict[str, object] = {}
-    for f in dataclasses.fields(parts[0]):
-        values = [getattr(p, f.name) for p in parts]
-        if isinstance(values[0], Tensor):
-            merged[f.name] = cat_padded(values, left=f.name.startswith("prompt"))
-        elif isinstance(values[0], list):
-            merged[f.name] = [item for value in values for item in value]
-        else:
-            if any(v != values[0] for v in values):
-                raise ValueError(f"shards disagree on {f.name}: {values}")
-            merged[f.name] = values[0]
-    return type(parts[0])(**merged)  # type: ignore[arg-type]
-
-
-def cat_padded(tensors: list[Tensor], *, left: bool) -> Tensor:
-    if tensors[0].dim() < 2 or len({t.shape[1] for t in tensors}) == 1:
-        return torch.cat(tensors)
-    width = max(t.shape[1] for t in tensors)
-    padded = []
-    for t in tensors:
-        pad = (width - t.shape[1], 0) if left else (0, width - t.shape[1])
-        padded.append(torch.nn.functional.pad(t, (0, 0) * (t.dim() - 2) + pad))
-    return torch.cat(padded)
-
-
-def select_prompts(rollouts: Rollouts, prompt_rows: Tensor) -> Rollouts:
-    """The rollouts of the given prompt rows (B') and their responses (B' * G), in that order."""
-    batch = len(rollouts.prompts)
-    responses = response_rows(prompt_rows, rollouts.group_size)
-    fields: dict[str, object] = {"prompts": [rollouts.prompts[i] for i in prompt_rows.tolist()]}
-    for f in dataclasses.fields(rollouts):
-        value = getattr(rollouts, f.name)
-        if isinstance(value, Tensor):
-            fields[f.name] = value[prompt_rows] if value.shape[0] == batch else value[responses]
-    return dataclasses.replace(rollouts, **fields)  # type: ignore[arg-type]
-
-
 def response_rows(prompt_rows: Tensor, group_size: int) -> Tensor:
     """Rows of the responses (n = b * G + g) of the given prompt rows b, in that order."""
     return (prompt_rows.unsqueeze(1) * group_size + torch.arange(group_size)).reshape(-1)

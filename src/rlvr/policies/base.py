@@ -36,6 +36,11 @@ class Policy(nn.Module, ABC):
 
     response_length: int
 
+    @property
+    def prompt_pad_id(self) -> int:
+        """The id that left-pads prompt rows (LM policies: their tokenizer's <pad>)."""
+        return 0
+
     @abstractmethod
     def sample(self, prompt_ids: Tensor, group_size: int, *, generator: torch.Generator,
                temperature: float = 1.0) -> Samples:

@@ -64,6 +64,10 @@ class LMPolicy(Policy):
     prompt_template: str = "{prompt}"   # how a task prompt is shown to the model
 
     @property
+    def prompt_pad_id(self) -> int:
+        return self.codec.pad_id
+
+    @property
     def response_length(self) -> int:  # type: ignore[override]
         return self.max_new_tokens
 

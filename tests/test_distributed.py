@@ -71,6 +71,24 @@ def test_synchronous_ray_gives_the_local_backends_metrics(local_ray, tmp_path, w
     assert (tmp_path / "local" / "samples.jsonl").read_text() == (tmp_path / "ray" / "samples.jsonl").read_text()
 
 
+TINY_LM = {"task.name": "sort-text", "task.prompts": None, "task.length": 3, "policy.kind": "transformer",
+           "policy.hidden_size": 16, "policy.intermediate_size": 32, "policy.num_layers": 1, "policy.num_heads": 2,
+           "train.group_size": 4, "task.num_eval_prompts": 4}
+
+
+def test_ray_and_torchrun_train_our_transformer_like_the_local_backend(local_ray, tmp_path):
+    """Every policy kind goes through the same backends: a text task with a KV-cache LM policy."""
+    Trainer(config(tmp_path, "local", **TINY_LM), show_progress=False).run()
+    Trainer(config(tmp_path, "ray", **TINY_LM, **{"distributed.backend": "ray"}), show_progress=False).run()
+    assert_same_metrics(tmp_path / "local", tmp_path / "ray")
+    flags = ["--config", "sort-toy", "--quiet", *[f"--{k}={'null' if v is None else v}" for k, v in {
+        **TINY_LM, "train.outer_steps": 3, "eval.every": 3, "algo.kl_coef": 0.05, "distributed.rollout_shards": 2}.items()]]
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "rlvr")
+    local, ddp = run_cli(tmp_path, "local-cli", flags), run_cli(tmp_path, "ddp", flags, launcher=torchrun)
+    assert local.returncode == 0 and ddp.returncode == 0, (local.stderr + ddp.stderr)[-3000:]
+    assert_same_metrics(tmp_path / "local-cli", tmp_path / "ddp", exact=False, drop=RATIO_METRICS)
+
+
 def crashing_worker(marker: Path) -> type:
     """A rollout actor whose process is SIGKILLed mid-rollout (after sampling, before returning)
     the first time any actor samples shard 1."""

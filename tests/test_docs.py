@@ -2,7 +2,7 @@
 
 Every line of every ```bash block in README.md is run in order, from a temporary directory (so
 ``runs/...`` lands there), with ``.venv/bin/`` meaning this interpreter's environment and
-``rlvr train`` shortened to 20 outer steps (what the full quickstart run reaches is checked by
+``rlvr train`` and ``rlvr sft`` shortened (``shortened``: 20 outer steps, 10 SFT steps, 16 held-out prompts) (what the full quickstart run reaches is checked by
 tests/test_cli.py::test_sort_toy_raises_evaluation_reward). Exempt, with
 the reason: ``make demo`` and ``make test`` (they create the environment this test runs in, and CI
 runs both); ``scripts/render_report.sh`` when Chromium is not installed; commands that need the
@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -52,8 +53,22 @@ def resolve(words: list[str]) -> list[str]:
         program = str(BIN / program.removeprefix(".venv/bin/"))
     elif program.startswith("scripts/"):
         program = str(ROOT / program)
-    shorter = ["--train.outer_steps", "20"] if words[1:2] == ["train"] and "--help" not in words else []
-    return [program, *words[1:], *shorter]
+    return [program, *words[1:], *shortened(words)]
+
+
+def shortened(words: list[str]) -> list[str]:
+    """Flags that make a README training command quick: 20 RL steps, 10 SFT steps where the command
+    or its preset has an SFT stage, 16 held-out prompts."""
+    if words[1:2] not in (["train"], ["sft"]) or "--help" in words:
+        return []
+    flags = ["--train.outer_steps", "20"] if words[1] == "train" else []
+    preset = words[words.index("--config") + 1] if "--config" in words else None
+    sft = yaml.safe_load((ROOT / "configs" / f"{preset}.yaml").read_text()).get("sft", {}) if preset else {}
+    if words[1] == "sft" or "--sft.steps" in words or (sft or {}).get("steps"):
+        flags += ["--sft.steps", "10"]
+    if preset and preset.startswith(("sort5", "arith", "countdown")):
+        flags += ["--task.num_eval_prompts", "16"]
+    return flags
 
 
 def free_port() -> int:

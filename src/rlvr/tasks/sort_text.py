@@ -3,13 +3,18 @@
 Reward = (positions matching sorted(prompt)) / n, read from the strict body of the completion
 (``Completion.body``: exactly one final <eos>, no other special token). Lenient spacing: spaces are
 ignored; any other character, or more than n digits, earns 0.
+
+Process reward (``token_rewards``, for ``--algo.credit process``): 1/n on each response token whose
+digit is the right one of its position, and on the last token the correction that makes a
+response's token rewards sum to its (strict) outcome reward: a malformed response loses its matches
+where it ends, so emitting <eos> after good digits is what keeps them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from rlvr.tasks.text import TextTask
+from rlvr.tasks.text import Completion, TextTask
 
 
 def parse_digits(prompt: str) -> list[int]:
@@ -38,6 +43,23 @@ class SortTextTask(TextTask):
             return 0.0
         target = sorted(parse_digits(prompt))
         return sum(int(ch) == t for ch, t in zip(compact, target, strict=False)) / self.length
+
+    def token_rewards(self, prompt: str, response: Completion) -> list[float]:  # type: ignore[override]
+        """Per token: 1/n for each digit that is the right one of its position (the k-th digit of the
+        response vs the k-th of the sorted prompt; known once the token is written), plus, on the last
+        token, the correction (outcome reward - those matches): a malformed response takes its matches
+        back where it ends. Each value depends only on tokens up to its own, and they sum to the reward."""
+        target = sorted(parse_digits(prompt))
+        out = [0.0] * len(response.token_ids)
+        k = 0
+        for i, token in enumerate(response.token_ids):
+            for ch in response.decode((token,)):
+                if ch.isdigit():
+                    out[i] += float(k < len(target) and int(ch) == target[k]) / self.length
+                    k += 1
+        if out:
+            out[-1] += self.reward(prompt, response) - sum(out)
+        return out
 
     def alphabet_texts(self) -> list[str]:
         return ["0123456789 >"]

@@ -135,3 +135,15 @@ def test_reasoning_gym_adapter_scores_with_its_own_scorer_and_threshold():
     assert task.reward(prompt, completion(answer, before_eos=[PAD_ID], tokenizer=tok)) == 0.0
     with pytest.raises(ConfigError, match="rg:no_such_dataset"):
         ReasoningGymTask("no_such_dataset", **SPLIT)
+
+
+def test_sort_text_copy_shaping_rewards_prompt_digits_and_keeps_exact_match():
+    shaped = SortTextTask(length=5, copy_weight=0.5, **SPLIT)
+    prompt = "3 1 4 1 5>"
+    assert shaped.reward(prompt, completion("1 1 3 4 5")) == 1.0
+    assert shaped.reward(prompt, completion("5 4 3 1 1")) == pytest.approx(0.5 * 1.0 + 0.5 * 0.2)  # a copy, 1 place right
+    assert shaped.reward(prompt, completion("1 1 1 1 1")) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4)  # only two 1s to copy
+    for text in ["5 4 3 1 1", "1 1 1 1 1", "1 9"]:
+        response = completion(text)
+        assert sum(shaped.token_rewards(prompt, response)) == pytest.approx(shaped.reward(prompt, response))
+    assert not shaped.is_correct(prompt, completion("1 1 3 5 4"))

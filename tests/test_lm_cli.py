@@ -33,7 +33,8 @@ def test_transformer_run_saves_an_hf_final_policy_that_eval_reproduces(tmp_path)
 
 def test_sft_stage_then_rl_in_one_run_and_task_override(tmp_path):
     run = tmp_path / "run"
-    out = rlvr("train", "--config", "sort5", "--task", "arith", "--run-dir", str(run), "--train.outer_steps", "2",
+    out = rlvr("train", "--config", "sort5", "--task", "arith", "--algo.credit", "outcome", "--run-dir", str(run),
+               "--train.outer_steps", "2",
                "--eval.every", "2", "--sft.steps", "4", "--sft.eval_every", "2", "--sft.batch_size", "8",
                "--sft.flawed_fraction", "0.5", *TINY)
     assert out.returncode == 0, out.stderr

@@ -45,6 +45,22 @@ def test_sort_text_reward_is_strict_about_special_tokens_and_junk():
         assert not task.is_correct(prompt, bad)
 
 
+def test_sort_text_token_rewards_sum_to_reward_and_sit_on_the_right_digits():
+    task = SortTextTask(length=5, **SPLIT)
+    prompt = "3 1 4 1 5>"
+    good = completion("1 1 3 5 4")                       # ids: 1 _ 1 _ 3 _ 5 _ 4 <eos>
+    values = task.token_rewards(prompt, good)
+    assert len(values) == len(good.token_ids)
+    assert values == pytest.approx([0.2, 0, 0.2, 0, 0.2, 0, 0, 0, 0, 0])
+    for text, kwargs in [("11345", {}), ("1 1 3", {}), ("1 1 3 4 5", {"eos": 0}), ("1 1 3 4 5 9", {}),
+                         ("1 1 3 4 5>", {}), ("9 9", {"eos": 0}), ("", {})]:
+        response = completion(text, **kwargs)
+        values = task.token_rewards(prompt, response)
+        assert sum(values) == pytest.approx(task.reward(prompt, response)), text
+    unfinished = task.token_rewards(prompt, completion("1 1 3", eos=0))  # matches taken back at the end
+    assert unfinished[:4] == pytest.approx([0.2, 0, 0.2, 0]) and unfinished[-1] == pytest.approx(0.2 - 0.6)
+
+
 def test_flawed_sort_demonstration_swaps_one_pair():
     task = SortTextTask(length=5, **SPLIT)
     rng = np.random.default_rng(0)
@@ -119,3 +135,15 @@ def test_reasoning_gym_adapter_scores_with_its_own_scorer_and_threshold():
     assert task.reward(prompt, completion(answer, before_eos=[PAD_ID], tokenizer=tok)) == 0.0
     with pytest.raises(ConfigError, match="rg:no_such_dataset"):
         ReasoningGymTask("no_such_dataset", **SPLIT)
+
+
+def test_sort_text_copy_shaping_rewards_prompt_digits_and_keeps_exact_match():
+    shaped = SortTextTask(length=5, copy_weight=0.5, **SPLIT)
+    prompt = "3 1 4 1 5>"
+    assert shaped.reward(prompt, completion("1 1 3 4 5")) == 1.0
+    assert shaped.reward(prompt, completion("5 4 3 1 1")) == pytest.approx(0.5 * 1.0 + 0.5 * 0.2)  # a copy, 1 place right
+    assert shaped.reward(prompt, completion("1 1 1 1 1")) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4)  # only two 1s to copy
+    for text in ["5 4 3 1 1", "1 1 1 1 1", "1 9"]:
+        response = completion(text)
+        assert sum(shaped.token_rewards(prompt, response)) == pytest.approx(shaped.reward(prompt, response))
+    assert not shaped.is_correct(prompt, completion("1 1 3 5 4"))

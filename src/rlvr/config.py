@@ -91,6 +91,8 @@ class TaskConfig:
     digits: int = opt(2, "arith: digits per operand; countdown: largest number has this many digits", ge=1)
     operations: str = opt("+*", "arith: operations drawn from (any of + - *)")
     count: int = opt(4, "countdown: how many numbers are given", ge=2)
+    copy_weight: float = opt(0.0, "sort-text: share of the reward for answer digits taken from the prompt's "
+                             "digits (shaping towards copying; 0: W1's position reward)", ge=0.0, le=1.0)
 
 
 @dataclass

@@ -54,7 +54,7 @@ def dynamic_sample(draw: Callable[[int], Rollouts], batch_size: int, *, max_refi
 
 def token_reward_tensor(task: Task, rollouts: Rollouts) -> Tensor | None:
     """The task's per-token process rewards as (N, T) (0 on padding), or None if it has none."""
-    responses = rollouts.responses()
+    responses = rollouts.decoded if rollouts.decoded is not None else rollouts.responses()
     group = rollouts.group_size
     out = torch.zeros_like(rollouts.mask)
     for n, response in enumerate(responses):

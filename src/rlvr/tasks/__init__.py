@@ -34,7 +34,7 @@ def split_args(cfg: TaskConfig) -> dict:
 
 @TASKS.register("sort-text")
 def _sort_text(cfg: TaskConfig) -> Task:
-    return SortTextTask(length=cfg.length, **split_args(cfg))
+    return SortTextTask(length=cfg.length, copy_weight=cfg.copy_weight, **split_args(cfg))
 
 
 @TASKS.register("arith")

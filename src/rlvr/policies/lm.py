@@ -153,7 +153,8 @@ class LMPolicy(Policy):
             done = done | (token == eos)
             if bool(done.all()):
                 break
-            seq = torch.cat([seq, token[:, None]], 1)
+            if not self.use_cache:                                          # the cache holds the rest
+                seq = torch.cat([seq, token[:, None]], 1)
             key_mask = torch.cat([key_mask, torch.ones_like(done)[:, None]], 1)
             if self.use_cache:
                 logits, cache = self.decode(token[:, None], next_pos, key_mask, cache)

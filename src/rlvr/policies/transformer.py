@@ -27,6 +27,23 @@ from rlvr.tokenizer import CharTokenizer
 KVCache = list[tuple[Tensor, Tensor]]   # per layer: keys, values (B, nh, K, hs)
 
 
+class SlotCache:
+    """One layer's preallocated keys and values (N, nh, capacity, hs) for sampling: each decode step
+    writes its token's k, v in place instead of concatenating a new (N, nh, K + 1, hs) tensor."""
+
+    def __init__(self, k: Tensor, v: Tensor, capacity: int) -> None:
+        n, nh, length, hs = k.shape
+        self.k, self.v = k.new_empty(n, nh, capacity, hs), v.new_empty(n, nh, capacity, hs)
+        self.k[:, :, :length], self.v[:, :, :length] = k, v
+        self.length = length
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        end = self.length + k.shape[2]
+        self.k[:, :, self.length:end], self.v[:, :, self.length:end] = k, v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
 @dataclass
 class TransformerConfig:
     vocab_size: int
@@ -77,15 +94,17 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(d, d, bias=False)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, allowed: Tensor,
-                past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+                past: tuple[Tensor, Tensor] | SlotCache | None) -> tuple[Tensor, Any]:
         B, S, D = x.shape
         heads = lambda t: t.view(B, S, self.num_heads, D // self.num_heads).transpose(1, 2)  # noqa: E731
         q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))       # (B, nh, S, hs)
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        if past is not None:
+        if isinstance(past, SlotCache):
+            k, v = past.append(k, v)                                                        # (B, nh, K, hs)
+        elif past is not None:
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)                  # (B, nh, K, hs)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)                      # (B, nh, S, hs)
-        return self.o_proj(y.transpose(1, 2).reshape(B, S, D)), (k, v)
+        return self.o_proj(y.transpose(1, 2).reshape(B, S, D)), (past if isinstance(past, SlotCache) else (k, v))
 
 
 class MLP(nn.Module):
@@ -110,7 +129,7 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, allowed: Tensor,
-                past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+                past: Any) -> tuple[Tensor, Any]:
         attn, kv = self.self_attn(self.input_layernorm(x), cos, sin, allowed, past)
         x = x + attn
         return x + self.mlp(self.post_attention_layernorm(x)), kv
@@ -136,6 +155,18 @@ class Transformer(nn.Module):
                 nn.init.normal_(p, std=cfg.init_std / math.sqrt(2 * cfg.num_layers))
         if cfg.tie_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
+        table = torch.arange(2 * cfg.max_positions)[None]                  # positions 0..2M-1, computed once
+        cos, sin = rotary(table, cfg.hidden_size // cfg.num_heads, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos[0, 0], persistent=False)       # (2M, hs)
+        self.register_buffer("rope_sin", sin[0, 0], persistent=False)
+
+    def rope(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """positions (B, S) -> cos, sin (B, 1, S, hs): rows of the precomputed table (same values as
+        ``rotary``), computed afresh only past its end."""
+        if positions.numel() and int(positions.max()) >= self.rope_cos.shape[0]:
+            c = self.config
+            return rotary(positions, c.hidden_size // c.num_heads, c.rope_theta)
+        return self.rope_cos[positions][:, None], self.rope_sin[positions][:, None]
 
     def _init(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -149,7 +180,7 @@ class Transformer(nn.Module):
         k_index = torch.arange(K)[None]
         # causal, no attention to padding; a padded query attends to itself (keeps softmax finite)
         allowed = ((k_index <= q_index) & key_mask[:, None, None, :]) | (k_index == q_index)  # (B, 1, S, K)
-        cos, sin = rotary(positions, self.config.hidden_size // self.config.num_heads, self.config.rope_theta)
+        cos, sin = self.rope(positions)
         x = self.model.embed_tokens(ids)
         new_cache: KVCache = []
         for i, layer in enumerate(self.model.layers):
@@ -203,8 +234,9 @@ class TransformerPolicy(LMPolicy):
     prompt once per group (B prompt passes, not N); False: one pass over prompt + response per row."""
 
     def __init__(self, net: Transformer, tokenizer: CharTokenizer, *, max_new_tokens: int,
-                 top_p: float = 1.0, shared_prefix: bool = True) -> None:
+                 top_p: float = 1.0, shared_prefix: bool = True, static_cache: bool = True) -> None:
         super().__init__()
+        self.static_cache = static_cache
         self.net = net
         self.codec = tokenizer
         self.max_new_tokens = max_new_tokens
@@ -222,8 +254,13 @@ class TransformerPolicy(LMPolicy):
         hidden, cache = self.net(ids, positions, key_mask, cache)
         return self.head(hidden[:, -1]), cache
 
-    def expand(self, cache: KVCache, group_size: int) -> KVCache:
-        return [(k.repeat_interleave(group_size, 0), v.repeat_interleave(group_size, 0)) for k, v in cache]
+    def expand(self, cache: KVCache, group_size: int) -> KVCache | list[SlotCache]:
+        """Each prompt's cache repeated G times; without gradient (sampling) into preallocated slots
+        with room for the response (``static_cache``)."""
+        rows = [(k.repeat_interleave(group_size, 0), v.repeat_interleave(group_size, 0)) for k, v in cache]
+        if not (self.static_cache and not torch.is_grad_enabled()):
+            return rows
+        return [SlotCache(k, v, k.shape[2] + self.max_new_tokens) for k, v in rows]
 
     def full_logits(self, ids: Tensor, key_mask: Tensor) -> Tensor:
         hidden, _ = self.net(ids, positions_of(key_mask), key_mask)

@@ -86,6 +86,12 @@ class LMPolicy(Policy):
         ids, key_mask = self.joined(prompt_ids, response_ids, group_size)
         return self.full_logits(ids, key_mask)[:, prompt_ids.shape[1] - 1: -1]
 
+    def live_response_logits(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor,
+                             group_size: int) -> Tensor:
+        """``response_logits`` where only the positions under ``mask`` (N, T) matter: a model may skip
+        the padding after each response's end (logits there are then arbitrary but finite)."""
+        return self.response_logits(prompt_ids, response_ids, group_size)
+
     def joined(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int) -> tuple[Tensor, Tensor]:
         """Each response after its prompt: ids (N, P + T) and the key mask (left pads off)."""
         pmask = prompt_mask(prompt_ids, self.codec.pad_id).repeat_interleave(group_size, 0)
@@ -119,7 +125,7 @@ class LMPolicy(Policy):
 
     def logprobs(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor, *, group_size: int,
                  temperature: float = 1.0) -> tuple[Tensor, Tensor]:
-        logits = self.response_logits(prompt_ids, response_ids, group_size).float() / temperature
+        logits = self.live_response_logits(prompt_ids, response_ids, mask, group_size).float() / temperature
         return token_logprobs(logits, response_ids), token_entropy(logits)
 
     def generate(self, prompt_ids: Tensor, group_size: int, *, generator: torch.Generator | None,

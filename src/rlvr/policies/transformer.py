@@ -83,6 +83,17 @@ def rotate_half(x: Tensor) -> Tensor:
     return torch.cat([-x[..., half:], x[..., :half]], -1)
 
 
+def packed(x: Tensor, rows: Tensor) -> Tensor:
+    """(B, S, ...) -> (M, ...): the positions where ``rows`` (B, S) is True, in row-major order."""
+    return x.flatten(0, 1)[rows.flatten()]
+
+
+def unpacked(x: Tensor, rows: Tensor) -> Tensor:
+    """(M, D) -> (B, S, D), zeros where ``rows`` is False (the inverse of ``packed``)."""
+    index = rows.flatten().nonzero().squeeze(-1)
+    return x.new_zeros(rows.numel(), x.shape[-1]).index_copy(0, index, x).view(*rows.shape, -1)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
@@ -94,9 +105,12 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(d, d, bias=False)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, allowed: Tensor,
-                past: tuple[Tensor, Tensor] | SlotCache | None) -> tuple[Tensor, Any]:
-        B, S, D = x.shape
-        heads = lambda t: t.view(B, S, self.num_heads, D // self.num_heads).transpose(1, 2)  # noqa: E731
+                past: tuple[Tensor, Tensor] | SlotCache | None, rows: Tensor | None = None) -> tuple[Tensor, Any]:
+        """x (B, S, D), or packed (M, D) with ``rows`` (B, S) bool marking which of the B x S positions
+        the M rows are: the projections then run on the M live positions only."""
+        B, S, D = x.shape if rows is None else (*rows.shape, x.shape[-1])
+        unpack = lambda t: t if rows is None else unpacked(t, rows)  # noqa: E731
+        heads = lambda t: unpack(t).view(B, S, self.num_heads, D // self.num_heads).transpose(1, 2)  # noqa: E731
         q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))       # (B, nh, S, hs)
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         if isinstance(past, SlotCache):
@@ -104,7 +118,9 @@ class Attention(nn.Module):
         elif past is not None:
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)                  # (B, nh, K, hs)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)                      # (B, nh, S, hs)
-        return self.o_proj(y.transpose(1, 2).reshape(B, S, D)), (past if isinstance(past, SlotCache) else (k, v))
+        y = y.transpose(1, 2).reshape(B, S, D)
+        y = y if rows is None else packed(y, rows)
+        return self.o_proj(y), (past if isinstance(past, SlotCache) else (k, v))
 
 
 class MLP(nn.Module):
@@ -129,8 +145,8 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, allowed: Tensor,
-                past: Any) -> tuple[Tensor, Any]:
-        attn, kv = self.self_attn(self.input_layernorm(x), cos, sin, allowed, past)
+                past: Any, rows: Tensor | None = None) -> tuple[Tensor, Any]:
+        attn, kv = self.self_attn(self.input_layernorm(x), cos, sin, allowed, past, rows)
         x = x + attn
         return x + self.mlp(self.post_attention_layernorm(x)), kv
 
@@ -173,20 +189,24 @@ class Transformer(nn.Module):
             nn.init.normal_(module.weight, std=self.config.init_std)
 
     def forward(self, ids: Tensor, positions: Tensor, key_mask: Tensor,
-                cache: KVCache | None = None) -> tuple[Tensor, KVCache]:
-        """ids, positions (B, S); key_mask (B, K) bool over cached + new tokens -> hidden (B, S, D), cache."""
+                cache: KVCache | None = None, live: Tensor | None = None) -> tuple[Tensor, KVCache]:
+        """ids, positions (B, S); key_mask (B, K) bool over cached + new tokens -> hidden (B, S, D), cache.
+        ``live`` (B, S) bool: compute only those positions (packed; the others' hidden states are 0).
+        Each row's live positions must come first (a response before its padding), so that no live
+        query attends to a dead key."""
         S, K = ids.shape[1], key_mask.shape[1]
         q_index = torch.arange(K - S, K)[:, None]
         k_index = torch.arange(K)[None]
         # causal, no attention to padding; a padded query attends to itself (keeps softmax finite)
         allowed = ((k_index <= q_index) & key_mask[:, None, None, :]) | (k_index == q_index)  # (B, 1, S, K)
         cos, sin = self.rope(positions)
-        x = self.model.embed_tokens(ids)
+        x = self.model.embed_tokens(ids if live is None else packed(ids, live))     # (B, S, D) or (M, D)
         new_cache: KVCache = []
         for i, layer in enumerate(self.model.layers):
-            x, kv = layer(x, cos, sin, allowed, None if cache is None else cache[i])
+            x, kv = layer(x, cos, sin, allowed, None if cache is None else cache[i], live)
             new_cache.append(kv)
-        return self.model.norm(x), new_cache
+        x = self.model.norm(x)
+        return (x if live is None else unpacked(x, live)), new_cache
 
     # ---------------------------------------------------------------- Hugging Face Llama format
     def hf_config(self, tokenizer: CharTokenizer | None = None) -> dict[str, Any]:
@@ -231,11 +251,16 @@ class Transformer(nn.Module):
 
 class TransformerPolicy(LMPolicy):
     """Our transformer + the character tokenizer. ``shared_prefix``: training log-probs prefill each
-    prompt once per group (B prompt passes, not N); False: one pass over prompt + response per row."""
+    prompt once per group (B prompt passes, not N); False: one pass over prompt + response per row.
+    ``pack``: training runs only the response positions before each <eos> (no compute on padding).
+    ``static_cache``: sampling writes keys/values into preallocated slots (no per-step concatenation).
+    Each fast path computes the same numbers as its plain path (tests/test_fast_paths.py)."""
 
     def __init__(self, net: Transformer, tokenizer: CharTokenizer, *, max_new_tokens: int,
-                 top_p: float = 1.0, shared_prefix: bool = True, static_cache: bool = True) -> None:
+                 top_p: float = 1.0, shared_prefix: bool = True, static_cache: bool = True,
+                 pack: bool = True) -> None:
         super().__init__()
+        self.pack = pack
         self.static_cache = static_cache
         self.net = net
         self.codec = tokenizer
@@ -266,9 +291,17 @@ class TransformerPolicy(LMPolicy):
         hidden, _ = self.net(ids, positions_of(key_mask), key_mask)
         return self.head(hidden)
 
-    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int) -> Tensor:
+    def live_response_logits(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor,
+                             group_size: int) -> Tensor:
+        if not self.pack:
+            return self.response_logits(prompt_ids, response_ids, group_size)
+        return self.response_logits(prompt_ids, response_ids, group_size, live=mask[:, 1:] > 0)
+
+    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int,
+                        live: Tensor | None = None) -> Tensor:
         """(N, T, V). Shared prefix: prefill B prompts (with gradient), expand the cache G times, then
-        run the N responses' first T - 1 tokens against it."""
+        run the N responses' first T - 1 tokens against it; with ``live`` (N, T - 1) only the inputs
+        that predict a real response token (packed: no compute on the padding after <eos>)."""
         if not self.shared_prefix:
             return super().response_logits(prompt_ids, response_ids, group_size)
         pmask = prompt_mask(prompt_ids, self.codec.pad_id)
@@ -279,7 +312,7 @@ class TransformerPolicy(LMPolicy):
         inputs = response_ids[:, :-1]                                         # (N, T-1)
         key_mask = torch.cat([key_mask, torch.ones_like(inputs, dtype=torch.bool)], 1)
         positions = start + torch.arange(inputs.shape[1])[None]
-        hidden, _ = self.net(inputs, positions, key_mask, cache)               # (N, T-1, D)
+        hidden, _ = self.net(inputs, positions, key_mask, cache, live)         # (N, T-1, D)
         return torch.cat([last.repeat_interleave(group_size, 0)[:, None], self.head(hidden)], 1)
 
     def save_hf(self, path: Path) -> None:

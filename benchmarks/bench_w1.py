@@ -202,7 +202,7 @@ def spawn(kind: str, folder: Path, steps: int, beta: float = 0.0, seed: int = 0)
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = Path(f.name)
     cmd = [sys.executable, __file__, "--child", kind, "--folder", str(folder), "--steps", str(steps),
-           "--beta", str(beta), "--seed", str(seed), "--out", str(out)]
+           "--beta", str(beta), "--seed", str(seed), "--out", str(out), "--threads", str(THREADS)]
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
     t = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -235,11 +235,14 @@ def summarise(runs: list[dict], flops_per_token: float) -> dict:
 
 
 def main() -> None:
+    global THREADS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--betas", type=float, nargs="+", default=[0.0, 0.04])
     p.add_argument("--gen-reps", type=int, default=20)
+    p.add_argument("--threads", type=int, default=THREADS, help="torch threads of every run, both tools "
+                   "(workloads.md: 2; on a loaded shared machine 1 is far less noisy)")
     p.add_argument("--no-trl", action="store_true", help="rlvr only (also when trl is not installed)")
     p.add_argument("--child", choices=["rlvr", "trl", "gen-rlvr", "gen-hf"], help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
@@ -247,6 +250,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()
+    THREADS = args.threads
     if args.child:
         return child(args)
     torch.set_num_threads(THREADS)
@@ -269,7 +273,8 @@ def main() -> None:
     for _ in range(2):
         for tool in gen:
             gen[tool].append(spawn(f"gen-{tool}", folder, args.gen_reps))
-    result = {"date": datetime.date.today().isoformat(), "steps": args.steps, "seeds": args.seeds,
+    result = {"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv), "threads": THREADS,
+              "steps": args.steps, "seeds": args.seeds,
               "betas": args.betas, "params": params, "machine": machine,
               "settings": {"prompts": PROMPTS, "group": GROUP, "max_new_tokens": MAX_NEW, "lr": LR},
               "tools": {t: {b: summarise(rs, flops_per_token) for b, rs in per.items()} for t, per in runs.items()},

@@ -90,3 +90,19 @@ def test_recorded_logprobs_equal_an_explicit_old_policy_forward():
     with torch.no_grad():
         explicit, _ = old.logprobs(ids, samples.response_ids, samples.mask, group_size=3)
     torch.testing.assert_close(samples.logprobs, explicit * samples.mask, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("static_cache", [True, False])
+def test_compacted_decoding_samples_what_decoding_every_row_samples(static_cache):
+    """Finished rows dropped from the decode batch: the same tokens (the same random draws) and
+    log-probs as computing all N rows to the end."""
+    p = policy(static_cache=static_cache, compact_below=0.99)   # compact as soon as any row ends
+    ids = p.encode_prompts(PROMPTS)
+    fast = p.sample(ids, 6, generator=torch.Generator().manual_seed(5))
+    p.compact_below = 0.0
+    plain = p.sample(ids, 6, generator=torch.Generator().manual_seed(5))
+    lengths = plain.mask.sum(-1)
+    assert lengths.min() < lengths.max() - 1        # rows did end early, so rows were dropped
+    assert torch.equal(fast.response_ids, plain.response_ids)
+    assert torch.equal(fast.mask, plain.mask)
+    torch.testing.assert_close(fast.logprobs, plain.logprobs, atol=1e-5, rtol=0)

@@ -37,6 +37,11 @@ class SlotCache:
         self.k[:, :, :length], self.v[:, :, :length] = k, v
         self.length = length
 
+    def select(self, rows: Tensor) -> SlotCache:
+        """Keep only the given rows (index (M,)), in place."""
+        self.k, self.v = self.k[rows], self.v[rows]
+        return self
+
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         end = self.length + k.shape[2]
         self.k[:, :, self.length:end], self.v[:, :, self.length:end] = k, v
@@ -254,13 +259,15 @@ class TransformerPolicy(LMPolicy):
     prompt once per group (B prompt passes, not N); False: one pass over prompt + response per row.
     ``pack``: training runs only the response positions before each <eos> (no compute on padding).
     ``static_cache``: sampling writes keys/values into preallocated slots (no per-step concatenation).
+    ``compact_below``: sampling stops computing finished rows once fewer than that share are live.
     Each fast path computes the same numbers as its plain path (tests/test_fast_paths.py)."""
 
     def __init__(self, net: Transformer, tokenizer: CharTokenizer, *, max_new_tokens: int,
                  top_p: float = 1.0, shared_prefix: bool = True, static_cache: bool = True,
-                 pack: bool = True) -> None:
+                 pack: bool = True, compact_below: float = 0.75) -> None:
         super().__init__()
         self.pack = pack
+        self.compact_below = compact_below
         self.static_cache = static_cache
         self.net = net
         self.codec = tokenizer
@@ -286,6 +293,9 @@ class TransformerPolicy(LMPolicy):
         if not (self.static_cache and not torch.is_grad_enabled()):
             return rows
         return [SlotCache(k, v, k.shape[2] + self.max_new_tokens) for k, v in rows]
+
+    def select(self, cache: KVCache | list[SlotCache], rows: Tensor) -> KVCache | list[SlotCache]:
+        return [c.select(rows) if isinstance(c, SlotCache) else (c[0][rows], c[1][rows]) for c in cache]
 
     def full_logits(self, ids: Tensor, key_mask: Tensor) -> Tensor:
         hidden, _ = self.net(ids, positions_of(key_mask), key_mask)

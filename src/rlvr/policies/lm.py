@@ -61,6 +61,8 @@ class LMPolicy(Policy):
     max_new_tokens: int
     top_p: float = 1.0
     use_cache: bool = True      # False: recompute the whole sequence each step (the reference path)
+    compact_below: float = 0.0  # decode only unfinished rows once they fall below this share of the rows
+    #                             computed (0: never; needs ``select``); finished rows' logits are then 0
     prompt_template: str = "{prompt}"   # how a task prompt is shown to the model
 
     @property
@@ -81,6 +83,19 @@ class LMPolicy(Policy):
     @abstractmethod
     def expand(self, cache: Any, group_size: int) -> Any: ...
 
+    def select(self, cache: Any, rows: Tensor) -> Any:
+        """The cache of the given rows (index (M,)): for ``compact_below``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot compact its cache")
+
+    def compacted(self, cache: Any, rows: Tensor | None, done: Tensor) -> tuple[Any, Tensor | None]:
+        """Drop finished rows from the decode batch when few enough are left. ``rows`` (M,): the
+        original row of each computed row (None: all N)."""
+        live = ~done if rows is None else ~done[rows]
+        if not self.compact_below or int(live.sum()) >= self.compact_below * live.numel():
+            return cache, rows
+        keep = live.nonzero().squeeze(-1)
+        return self.select(cache, keep), (keep if rows is None else rows[keep])
+
     @abstractmethod
     def full_logits(self, ids: Tensor, key_mask: Tensor) -> Tensor:
         """(N, S) ids, (N, S) bool key mask -> logits (N, S, V) in one causal pass."""
@@ -89,6 +104,12 @@ class LMPolicy(Policy):
         """Logits predicting each response token (N, T, V): one pass over prompt + response per row."""
         ids, key_mask = self.joined(prompt_ids, response_ids, group_size)
         return self.full_logits(ids, key_mask)[:, prompt_ids.shape[1] - 1: -1]
+
+    def live_response_logits(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor,
+                             group_size: int) -> Tensor:
+        """``response_logits`` where only the positions under ``mask`` (N, T) matter: a model may skip
+        the padding after each response's end (logits there are then arbitrary but finite)."""
+        return self.response_logits(prompt_ids, response_ids, group_size)
 
     def joined(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int) -> tuple[Tensor, Tensor]:
         """Each response after its prompt: ids (N, P + T) and the key mask (left pads off)."""
@@ -123,7 +144,7 @@ class LMPolicy(Policy):
 
     def logprobs(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor, *, group_size: int,
                  temperature: float = 1.0) -> tuple[Tensor, Tensor]:
-        logits = self.response_logits(prompt_ids, response_ids, group_size).float() / temperature
+        logits = self.live_response_logits(prompt_ids, response_ids, mask, group_size).float() / temperature
         return token_logprobs(logits, response_ids), token_entropy(logits)
 
     def generate(self, prompt_ids: Tensor, group_size: int, *, generator: torch.Generator | None,
@@ -139,6 +160,7 @@ class LMPolicy(Policy):
             logits, cache = self.prefill(prompt_ids, pmask)                 # once per prompt
             logits, cache = logits.repeat_interleave(group_size, 0), self.expand(cache, group_size)
         done = torch.zeros(seq.shape[0], dtype=torch.bool)
+        rows: Tensor | None = None                                          # decoded rows (compaction)
         tokens, logps, masks = [], [], []
         for _ in range(self.max_new_tokens):
             if not self.use_cache:
@@ -157,10 +179,14 @@ class LMPolicy(Policy):
             done = done | (token == eos)
             if bool(done.all()):
                 break
-            seq = torch.cat([seq, token[:, None]], 1)
+            if not self.use_cache:                                          # the cache holds the rest
+                seq = torch.cat([seq, token[:, None]], 1)
             key_mask = torch.cat([key_mask, torch.ones_like(done)[:, None]], 1)
             if self.use_cache:
-                logits, cache = self.decode(token[:, None], next_pos, key_mask, cache)
+                cache, rows = self.compacted(cache, rows, done)
+                at = slice(None) if rows is None else rows
+                out, cache = self.decode(token[at, None], next_pos[at], key_mask[at], cache)
+                logits = out if rows is None else out.new_zeros(logits.shape).index_copy(0, rows, out)
             next_pos = next_pos + 1
         mask = torch.stack(masks, 1).float()
         return Samples(response_ids=torch.stack(tokens, 1), mask=mask,

@@ -27,6 +27,28 @@ from rlvr.tokenizer import CharTokenizer
 KVCache = list[tuple[Tensor, Tensor]]   # per layer: keys, values (B, nh, K, hs)
 
 
+class SlotCache:
+    """One layer's preallocated keys and values (N, nh, capacity, hs) for sampling: each decode step
+    writes its token's k, v in place instead of concatenating a new (N, nh, K + 1, hs) tensor."""
+
+    def __init__(self, k: Tensor, v: Tensor, capacity: int) -> None:
+        n, nh, length, hs = k.shape
+        self.k, self.v = k.new_empty(n, nh, capacity, hs), v.new_empty(n, nh, capacity, hs)
+        self.k[:, :, :length], self.v[:, :, :length] = k, v
+        self.length = length
+
+    def select(self, rows: Tensor) -> SlotCache:
+        """Keep only the given rows (index (M,)), in place."""
+        self.k, self.v = self.k[rows], self.v[rows]
+        return self
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        end = self.length + k.shape[2]
+        self.k[:, :, self.length:end], self.v[:, :, self.length:end] = k, v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+
 @dataclass
 class TransformerConfig:
     vocab_size: int
@@ -66,6 +88,17 @@ def rotate_half(x: Tensor) -> Tensor:
     return torch.cat([-x[..., half:], x[..., :half]], -1)
 
 
+def packed(x: Tensor, rows: Tensor) -> Tensor:
+    """(B, S, ...) -> (M, ...): the positions where ``rows`` (B, S) is True, in row-major order."""
+    return x.flatten(0, 1)[rows.flatten()]
+
+
+def unpacked(x: Tensor, rows: Tensor) -> Tensor:
+    """(M, D) -> (B, S, D), zeros where ``rows`` is False (the inverse of ``packed``)."""
+    index = rows.flatten().nonzero().squeeze(-1)
+    return x.new_zeros(rows.numel(), x.shape[-1]).index_copy(0, index, x).view(*rows.shape, -1)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
@@ -77,15 +110,22 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(d, d, bias=False)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, allowed: Tensor,
-                past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        B, S, D = x.shape
-        heads = lambda t: t.view(B, S, self.num_heads, D // self.num_heads).transpose(1, 2)  # noqa: E731
+                past: tuple[Tensor, Tensor] | SlotCache | None, rows: Tensor | None = None) -> tuple[Tensor, Any]:
+        """x (B, S, D), or packed (M, D) with ``rows`` (B, S) bool marking which of the B x S positions
+        the M rows are: the projections then run on the M live positions only."""
+        B, S, D = x.shape if rows is None else (*rows.shape, x.shape[-1])
+        unpack = lambda t: t if rows is None else unpacked(t, rows)  # noqa: E731
+        heads = lambda t: unpack(t).view(B, S, self.num_heads, D // self.num_heads).transpose(1, 2)  # noqa: E731
         q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))       # (B, nh, S, hs)
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        if past is not None:
+        if isinstance(past, SlotCache):
+            k, v = past.append(k, v)                                                        # (B, nh, K, hs)
+        elif past is not None:
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)                  # (B, nh, K, hs)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)                      # (B, nh, S, hs)
-        return self.o_proj(y.transpose(1, 2).reshape(B, S, D)), (k, v)
+        y = y.transpose(1, 2).reshape(B, S, D)
+        y = y if rows is None else packed(y, rows)
+        return self.o_proj(y), (past if isinstance(past, SlotCache) else (k, v))
 
 
 class MLP(nn.Module):
@@ -110,8 +150,8 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, allowed: Tensor,
-                past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        attn, kv = self.self_attn(self.input_layernorm(x), cos, sin, allowed, past)
+                past: Any, rows: Tensor | None = None) -> tuple[Tensor, Any]:
+        attn, kv = self.self_attn(self.input_layernorm(x), cos, sin, allowed, past, rows)
         x = x + attn
         return x + self.mlp(self.post_attention_layernorm(x)), kv
 
@@ -136,26 +176,42 @@ class Transformer(nn.Module):
                 nn.init.normal_(p, std=cfg.init_std / math.sqrt(2 * cfg.num_layers))
         if cfg.tie_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
+        table = torch.arange(2 * cfg.max_positions)[None]                  # positions 0..2M-1, computed once
+        cos, sin = rotary(table, cfg.hidden_size // cfg.num_heads, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos[0, 0], persistent=False)       # (2M, hs)
+        self.register_buffer("rope_sin", sin[0, 0], persistent=False)
+
+    def rope(self, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """positions (B, S) -> cos, sin (B, 1, S, hs): rows of the precomputed table (same values as
+        ``rotary``), computed afresh only past its end."""
+        if positions.numel() and int(positions.max()) >= self.rope_cos.shape[0]:
+            c = self.config
+            return rotary(positions, c.hidden_size // c.num_heads, c.rope_theta)
+        return self.rope_cos[positions][:, None], self.rope_sin[positions][:, None]
 
     def _init(self, module: nn.Module) -> None:
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, std=self.config.init_std)
 
     def forward(self, ids: Tensor, positions: Tensor, key_mask: Tensor,
-                cache: KVCache | None = None) -> tuple[Tensor, KVCache]:
-        """ids, positions (B, S); key_mask (B, K) bool over cached + new tokens -> hidden (B, S, D), cache."""
+                cache: KVCache | None = None, live: Tensor | None = None) -> tuple[Tensor, KVCache]:
+        """ids, positions (B, S); key_mask (B, K) bool over cached + new tokens -> hidden (B, S, D), cache.
+        ``live`` (B, S) bool: compute only those positions (packed; the others' hidden states are 0).
+        Each row's live positions must come first (a response before its padding), so that no live
+        query attends to a dead key."""
         S, K = ids.shape[1], key_mask.shape[1]
         q_index = torch.arange(K - S, K)[:, None]
         k_index = torch.arange(K)[None]
         # causal, no attention to padding; a padded query attends to itself (keeps softmax finite)
         allowed = ((k_index <= q_index) & key_mask[:, None, None, :]) | (k_index == q_index)  # (B, 1, S, K)
-        cos, sin = rotary(positions, self.config.hidden_size // self.config.num_heads, self.config.rope_theta)
-        x = self.model.embed_tokens(ids)
+        cos, sin = self.rope(positions)
+        x = self.model.embed_tokens(ids if live is None else packed(ids, live))     # (B, S, D) or (M, D)
         new_cache: KVCache = []
         for i, layer in enumerate(self.model.layers):
-            x, kv = layer(x, cos, sin, allowed, None if cache is None else cache[i])
+            x, kv = layer(x, cos, sin, allowed, None if cache is None else cache[i], live)
             new_cache.append(kv)
-        return self.model.norm(x), new_cache
+        x = self.model.norm(x)
+        return (x if live is None else unpacked(x, live)), new_cache
 
     # ---------------------------------------------------------------- Hugging Face Llama format
     def hf_config(self, tokenizer: CharTokenizer | None = None) -> dict[str, Any]:
@@ -200,11 +256,19 @@ class Transformer(nn.Module):
 
 class TransformerPolicy(LMPolicy):
     """Our transformer + the character tokenizer. ``shared_prefix``: training log-probs prefill each
-    prompt once per group (B prompt passes, not N); False: one pass over prompt + response per row."""
+    prompt once per group (B prompt passes, not N); False: one pass over prompt + response per row.
+    ``pack``: training runs only the response positions before each <eos> (no compute on padding).
+    ``static_cache``: sampling writes keys/values into preallocated slots (no per-step concatenation).
+    ``compact_below``: sampling stops computing finished rows once fewer than that share are live.
+    Each fast path computes the same numbers as its plain path (tests/test_fast_paths.py)."""
 
     def __init__(self, net: Transformer, tokenizer: CharTokenizer, *, max_new_tokens: int,
-                 top_p: float = 1.0, shared_prefix: bool = True) -> None:
+                 top_p: float = 1.0, shared_prefix: bool = True, static_cache: bool = True,
+                 pack: bool = True, compact_below: float = 0.75) -> None:
         super().__init__()
+        self.pack = pack
+        self.compact_below = compact_below
+        self.static_cache = static_cache
         self.net = net
         self.codec = tokenizer
         self.max_new_tokens = max_new_tokens
@@ -222,16 +286,32 @@ class TransformerPolicy(LMPolicy):
         hidden, cache = self.net(ids, positions, key_mask, cache)
         return self.head(hidden[:, -1]), cache
 
-    def expand(self, cache: KVCache, group_size: int) -> KVCache:
-        return [(k.repeat_interleave(group_size, 0), v.repeat_interleave(group_size, 0)) for k, v in cache]
+    def expand(self, cache: KVCache, group_size: int) -> KVCache | list[SlotCache]:
+        """Each prompt's cache repeated G times; without gradient (sampling) into preallocated slots
+        with room for the response (``static_cache``)."""
+        rows = [(k.repeat_interleave(group_size, 0), v.repeat_interleave(group_size, 0)) for k, v in cache]
+        if not (self.static_cache and not torch.is_grad_enabled()):
+            return rows
+        return [SlotCache(k, v, k.shape[2] + self.max_new_tokens) for k, v in rows]
+
+    def select(self, cache: KVCache | list[SlotCache], rows: Tensor) -> KVCache | list[SlotCache]:
+        return [c.select(rows) if isinstance(c, SlotCache) else (c[0][rows], c[1][rows]) for c in cache]
 
     def full_logits(self, ids: Tensor, key_mask: Tensor) -> Tensor:
         hidden, _ = self.net(ids, positions_of(key_mask), key_mask)
         return self.head(hidden)
 
-    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int) -> Tensor:
+    def live_response_logits(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor,
+                             group_size: int) -> Tensor:
+        if not self.pack:
+            return self.response_logits(prompt_ids, response_ids, group_size)
+        return self.response_logits(prompt_ids, response_ids, group_size, live=mask[:, 1:] > 0)
+
+    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int,
+                        live: Tensor | None = None) -> Tensor:
         """(N, T, V). Shared prefix: prefill B prompts (with gradient), expand the cache G times, then
-        run the N responses' first T - 1 tokens against it."""
+        run the N responses' first T - 1 tokens against it; with ``live`` (N, T - 1) only the inputs
+        that predict a real response token (packed: no compute on the padding after <eos>)."""
         if not self.shared_prefix:
             return super().response_logits(prompt_ids, response_ids, group_size)
         pmask = prompt_mask(prompt_ids, self.codec.pad_id)
@@ -242,7 +322,7 @@ class TransformerPolicy(LMPolicy):
         inputs = response_ids[:, :-1]                                         # (N, T-1)
         key_mask = torch.cat([key_mask, torch.ones_like(inputs, dtype=torch.bool)], 1)
         positions = start + torch.arange(inputs.shape[1])[None]
-        hidden, _ = self.net(inputs, positions, key_mask, cache)               # (N, T-1, D)
+        hidden, _ = self.net(inputs, positions, key_mask, cache, live)         # (N, T-1, D)
         return torch.cat([last.repeat_interleave(group_size, 0)[:, None], self.head(hidden)], 1)
 
     def save_hf(self, path: Path) -> None:

@@ -1,0 +1,108 @@
+"""Every fast path of the transformer policy computes what its plain path computes (issue 7):
+packed (no padding) vs padded training log-probs and gradients, static KV slots vs concatenation,
+the rotary table vs computing it, the sampler's recorded log-probs vs an explicit old-policy forward."""
+
+import copy
+
+import pytest
+import torch
+
+from rlvr.policies.transformer import Transformer, TransformerConfig, TransformerPolicy, rotary
+from rlvr.tokenizer import CharTokenizer
+
+PROMPTS = ["3 1 4 1 5>", "2 7>", "9 9 0 1>"]
+
+
+def policy(**kwargs) -> TransformerPolicy:
+    torch.manual_seed(0)
+    tok = CharTokenizer("0123456789 >")
+    net = Transformer(TransformerConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
+                                        num_layers=2, num_heads=4, init_std=0.3))
+    with torch.no_grad():  # an <eos>-prone head: responses of different lengths, padding after them
+        net.lm_head.weight[tok.eos_id] += 0.5
+    return TransformerPolicy(net, tok, max_new_tokens=10, **kwargs)
+
+
+def rollout(p: TransformerPolicy, group: int = 4):
+    ids = p.encode_prompts(PROMPTS)
+    samples = p.sample(ids, group, generator=torch.Generator().manual_seed(2))
+    lengths = samples.mask.sum(-1)
+    assert lengths.min() < lengths.max()  # the test means something: there is padding to skip
+    return ids, samples
+
+
+def loss_and_grads(p: TransformerPolicy, ids, samples, group: int):
+    p.zero_grad()
+    logp, entropy = p.logprobs(ids, samples.response_ids, samples.mask, group_size=group)
+    loss = (logp * samples.mask).sum() / samples.mask.sum()
+    loss.backward()
+    return logp * samples.mask, entropy * samples.mask, loss, torch.cat([q.grad.flatten() for q in p.parameters()])
+
+
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_packed_equals_padded_logprobs_loss_and_gradients(shared_prefix):
+    p = policy(shared_prefix=shared_prefix)
+    ids, samples = rollout(p)
+    fast = loss_and_grads(p, ids, samples, 4)
+    p.pack = False
+    plain = loss_and_grads(p, ids, samples, 4)
+    for a, b in zip(fast, plain, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_packed_shared_prefix_equals_plain_per_response_forward():
+    p = policy()
+    ids, samples = rollout(p)
+    fast = loss_and_grads(p, ids, samples, 4)
+    p.pack, p.shared_prefix = False, False
+    plain = loss_and_grads(p, ids, samples, 4)
+    for a, b in zip(fast, plain, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_static_cache_samples_equal_concatenated_cache():
+    p = policy()
+    ids = p.encode_prompts(PROMPTS)
+    fast = p.sample(ids, 5, generator=torch.Generator().manual_seed(4), temperature=1.2)
+    p.static_cache = False
+    plain = p.sample(ids, 5, generator=torch.Generator().manual_seed(4), temperature=1.2)
+    assert torch.equal(fast.response_ids, plain.response_ids)
+    torch.testing.assert_close(fast.logprobs, plain.logprobs, atol=1e-6, rtol=0)
+
+
+def test_rotary_table_equals_computed_rotary_also_past_its_end():
+    net = policy().net
+    positions = torch.tensor([[0, 5, 17], [3, 200, 1]])   # 200: past the table, computed afresh
+    for pos in (positions[:, :1], positions):
+        cos, sin = net.rope(pos)
+        ref_cos, ref_sin = rotary(pos, 8, net.config.rope_theta)
+        torch.testing.assert_close(cos, ref_cos)
+        torch.testing.assert_close(sin, ref_sin)
+
+
+def test_recorded_logprobs_equal_an_explicit_old_policy_forward():
+    """One gradient step per batch: the ratio is 1 at the step, so the sampler's recorded log-probs
+    stand in for an old-policy forward; they equal one (a frozen copy scoring the same rollouts)."""
+    p = policy()
+    ids, samples = rollout(p, group=3)
+    old = copy.deepcopy(p).requires_grad_(False)
+    old.pack, old.shared_prefix = False, False
+    with torch.no_grad():
+        explicit, _ = old.logprobs(ids, samples.response_ids, samples.mask, group_size=3)
+    torch.testing.assert_close(samples.logprobs, explicit * samples.mask, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("static_cache", [True, False])
+def test_compacted_decoding_samples_what_decoding_every_row_samples(static_cache):
+    """Finished rows dropped from the decode batch: the same tokens (the same random draws) and
+    log-probs as computing all N rows to the end."""
+    p = policy(static_cache=static_cache, compact_below=0.99)   # compact as soon as any row ends
+    ids = p.encode_prompts(PROMPTS)
+    fast = p.sample(ids, 6, generator=torch.Generator().manual_seed(5))
+    p.compact_below = 0.0
+    plain = p.sample(ids, 6, generator=torch.Generator().manual_seed(5))
+    lengths = plain.mask.sum(-1)
+    assert lengths.min() < lengths.max() - 1        # rows did end early, so rows were dropped
+    assert torch.equal(fast.response_ids, plain.response_ids)
+    assert torch.equal(fast.mask, plain.mask)
+    torch.testing.assert_close(fast.logprobs, plain.logprobs, atol=1e-5, rtol=0)

@@ -111,8 +111,10 @@ def read_pairs(path: Path) -> list[dict[str, str]]:
 
 def build_reward_model(tokenizer: CharTokenizer, *, hidden_size: int, num_layers: int, seed: int) -> SequenceScorer:
     """A small LlamaForSequenceClassification (one logit) and the HF view of the char tokenizer."""
+    import transformers
     from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
+    transformers.utils.logging.disable_progress_bar()
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
                          num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=4,

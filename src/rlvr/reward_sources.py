@@ -42,6 +42,8 @@ BatchScorer = Callable[[Sequence[Any], Sequence[Any]], list[float]]
 
 def response_text(response: Any) -> str:
     """The answer a reward model reads: the strict body, else the response's non-special text."""
+    if isinstance(response, str):
+        return response
     if hasattr(response, "body"):
         body = response.body()
         return body if body is not None else response.text
@@ -82,8 +84,11 @@ class SequenceScorer:
 
 def load_scorer(path: str | Path, *, field: str, trust_remote_code: bool = False,
                 batch_size: int = 256) -> SequenceScorer:
-    import transformers
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from rlvr.policies.hf import import_transformers
+
+    transformers = import_transformers()  # a one-line error without the hf extra
+    AutoModelForSequenceClassification, AutoTokenizer = (transformers.AutoModelForSequenceClassification,
+                                                         transformers.AutoTokenizer)
 
     folder = check_model_folder(path, field=field, trust_remote_code=trust_remote_code)
     kwargs = pretrained_kwargs(folder, trust_remote_code=trust_remote_code)

@@ -111,10 +111,12 @@ def read_pairs(path: Path) -> list[dict[str, str]]:
 
 def build_reward_model(tokenizer: CharTokenizer, *, hidden_size: int, num_layers: int, seed: int) -> SequenceScorer:
     """A small LlamaForSequenceClassification (one logit) and the HF view of the char tokenizer."""
-    import transformers
-    from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast
+    from rlvr.policies.hf import import_transformers
 
+    transformers = import_transformers()  # a one-line error without the hf extra
     transformers.utils.logging.disable_progress_bar()
+    LlamaConfig, LlamaForSequenceClassification = transformers.LlamaConfig, transformers.LlamaForSequenceClassification
+    PreTrainedTokenizerFast = transformers.PreTrainedTokenizerFast
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
                          num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=4,

@@ -227,7 +227,7 @@ class RewardsConfig:
     workers: int = opt(0, "reward worker processes (0: call rewards in the training process; >0: in "
                        "parallel, and a hung call's worker is killed)", ge=0)
     sources: list | None = opt(None, "weighted reward sources, e.g. [{kind: verifier, weight: 1}, {kind: model, "
-                               "path: DIR, weight: 0.5}]; kinds: verifier, format, model (none: the verifier "
+                               "path: DIR, weight: 0.5}]; kinds: verifier, exact, format, model (none: the verifier "
                                "alone); see rlvr.reward_sources")
 
 

@@ -169,8 +169,13 @@ def cmd_convert(argv: list[str]) -> int:
     return convert_command(argv)
 
 
+def cmd_rm(argv: list[str]) -> int:
+    from rlvr.rm_commands import rm_command
+    return rm_command(argv)
+
+
 COMMANDS = {"train": cmd_train, "sft": cmd_sft, "eval": cmd_eval, "convert": cmd_convert,
-            "report": cmd_report, "variance": cmd_variance}
+            "report": cmd_report, "variance": cmd_variance, "rm": cmd_rm}
 
 
 
@@ -183,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
               "  eval      evaluate a run or a model folder on a task (rlvr eval --help)\n"
               "  convert   convert a GGUF model into a local Hugging Face folder (rlvr convert --help)\n"
               "  report    an HTML report of one or more runs (rlvr report --help)\n"
-              "  variance  gradient variance under baselines and delta modes (rlvr variance --help)")
+              "  variance  gradient variance under baselines and delta modes (rlvr variance --help)\n"
+              "  rm        preference data and Bradley-Terry reward models (rlvr rm --help)")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

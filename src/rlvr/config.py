@@ -228,6 +228,9 @@ class RewardsConfig:
                                   "reward calls so far has failed", ge=0.0, le=1.0)
     workers: int = opt(0, "reward worker processes (0: call rewards in the training process; >0: in "
                        "parallel, and a hung call's worker is killed)", ge=0)
+    sources: list | None = opt(None, "weighted reward sources, e.g. [{kind: verifier, weight: 1}, {kind: model, "
+                               "path: DIR, weight: 0.5}]; kinds: verifier, exact, format, model (none: the verifier "
+                               "alone); see rlvr.reward_sources")
 
 
 @dataclass
@@ -409,6 +412,8 @@ def validate(cfg: Config) -> None:
     if cfg.eval.pass_samples < cfg.eval.pass_k:
         raise ConfigError(f"eval.pass_samples: {cfg.eval.pass_samples} must be >= eval.pass_k ({cfg.eval.pass_k})")
     check_run_fields(cfg)
+    from rlvr.reward_sources import check_sources
+    check_sources(cfg)
 
 
 def check_run_fields(cfg: Config) -> None:

@@ -50,7 +50,7 @@ from rlvr.evaluation import evaluate
 from rlvr.plugins import check_task
 from rlvr.policies import Policy, build_policy
 from rlvr.policies.export import save_final
-from rlvr.rewards import RewardRunner
+from rlvr.reward_sources import build_rewards
 from rlvr.rollout import PromptSource, Rollouts, as_json
 from rlvr.runs import RunDir
 from rlvr.runs.checkpoint import Checkpoints, rng_state, set_rng_state
@@ -131,9 +131,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.task = build_task(cfg.task)
         check_task(self.task)
-        rw = cfg.rewards
-        self.rewards = RewardRunner(self.task.reward, fallback=rw.fallback, timeout=rw.timeout,
-                                    max_failure_rate=rw.max_failure_rate, workers=rw.workers)
+        self.rewards = build_rewards(cfg, self.task)  # the verifier, or weighted sources (reward_sources.py)
         self.policy = build_policy(cfg.policy, self.task)
         self.reference = frozen_copy(self.policy)
         self.param_baseline = build_param_baseline(cfg, self.task)  # gradient correction hook ("none": no-op)

@@ -33,6 +33,7 @@ import torch
 from rlvr.config import Config
 from rlvr.errors import UserError
 from rlvr.policies import Policy, build_policy
+from rlvr.reward_sources import build_rewards
 from rlvr.rewards import RewardRunner
 from rlvr.rollout import PromptSource, Rollouts
 from rlvr.tasks import Task, build_task
@@ -65,9 +66,8 @@ class RolloutWorker:
         torch.set_num_threads(cfg.train.threads)
         self.cfg = cfg
         self.task = build_task(cfg.task)
-        rw = cfg.rewards  # user reward code is guarded here too (in process: no pool inside an actor)
-        self.rewards = RewardRunner(self.task.reward, fallback=rw.fallback, timeout=rw.timeout,
-                                    max_failure_rate=1.0, workers=0)
+        # user reward code is guarded here too (in process: no pool inside an actor); model sources load here
+        self.rewards = build_rewards(cfg, self.task, max_failure_rate=1.0, workers=0)
         self.policy = build_policy(cfg.policy, self.task)
         if cfg.distributed.worker_gpus > 0 and torch.cuda.is_available():
             self.policy.cuda()

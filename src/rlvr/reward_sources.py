@@ -1,0 +1,233 @@
+"""Reward sources beside the verifier: a format check and learned reward models, combined by weights.
+
+Configured by ``rewards.sources`` (None: the task's verifier alone, exactly as before)::
+
+    rewards:
+      sources:
+        - {kind: verifier, weight: 1.0}              # task.reward, guarded by rlvr.rewards
+        - {kind: exact, weight: 1.0}                 # binary: 1 where task.reward reaches task.max_reward
+        - {kind: format, weight: 0.1}                # 1 if the response is well formed (Completion.body)
+        - {kind: model, path: runs/rm, weight: 0.5}  # a local HF sequence-classification model
+
+The reward of one response is sum_k weight_k * r_k(prompt, response). Each component's mean over a
+step's training responses is logged as ``reward/<name>`` (name: the source's ``name``, else its
+kind). A model source scores ``prompt + answer`` text in batches under ``torch.no_grad``: any local
+Hugging Face ``AutoModelForSequenceClassification`` folder with one label (``num_labels=1``), for
+example the one ``rlvr rm train`` writes. Loading goes through ``rlvr.safe_load`` (no pickle, no
+remote code unless ``trust_remote_code: true`` in the source).
+
+Under the Ray backend each rollout actor builds the same sources (``build_rewards``), so a model
+source is loaded once per actor and scores that actor's shards next to the policy copy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlvr.errors import ConfigError
+from rlvr.rewards import RewardRunner
+from rlvr.safe_load import check_model_folder, pretrained_kwargs
+
+KINDS = ("verifier", "exact", "format", "model")
+EXACT = "exact"  # marker scorer: 1 where the guarded verifier's reward reaches task.max_reward
+KEYS = {"kind", "weight", "name", "path", "batch_size", "trust_remote_code"}
+BatchScorer = Callable[[Sequence[Any], Sequence[Any]], list[float]]
+
+
+def response_text(response: Any) -> str:
+    """The answer a reward model reads: the strict body, else the response's non-special text."""
+    if isinstance(response, str):
+        return response
+    if hasattr(response, "body"):
+        body = response.body()
+        return body if body is not None else response.text
+    return " ".join(str(int(t)) for t in response)
+
+
+def prompt_text(prompt: Any) -> str:
+    return prompt if isinstance(prompt, str) else " ".join(str(int(t)) for t in prompt)
+
+
+def format_reward(prompt: Any, response: Any) -> float:
+    """1 for a well-formed response (exactly one final <eos>, no other special token), else 0."""
+    return float(not hasattr(response, "body") or response.body() is not None)
+
+
+class SequenceScorer:
+    """A sequence-classification model (one logit) and its tokenizer: texts -> scores, batched."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, *, batch_size: int = 256) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+
+    def logits(self, texts: Sequence[str]) -> torch.Tensor:
+        """(len(texts),) the model's single logit for each text (with gradient: used by rm training)."""
+        enc = self.tokenizer(list(texts), padding=True, return_tensors="pt")
+        out = self.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+        return out.logits[:, 0].float()
+
+    @torch.no_grad()
+    def __call__(self, prompts: Sequence[Any], responses: Sequence[Any]) -> list[float]:
+        texts = [prompt_text(p) + response_text(r) for p, r in zip(prompts, responses, strict=True)]
+        scores: list[float] = []
+        for start in range(0, len(texts), self.batch_size):
+            scores += self.logits(texts[start:start + self.batch_size]).tolist()
+        return scores
+
+
+def load_scorer(path: str | Path, *, field: str, trust_remote_code: bool = False,
+                batch_size: int = 256) -> SequenceScorer:
+    from rlvr.policies.hf import import_transformers
+
+    transformers = import_transformers()  # a one-line error without the hf extra
+    AutoModelForSequenceClassification, AutoTokenizer = (transformers.AutoModelForSequenceClassification,
+                                                         transformers.AutoTokenizer)
+
+    folder = check_model_folder(path, field=field, trust_remote_code=trust_remote_code)
+    kwargs = pretrained_kwargs(folder, trust_remote_code=trust_remote_code)
+    transformers.utils.logging.disable_progress_bar()
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder), **kwargs)
+    if model.config.num_labels != 1:
+        raise ConfigError(f"{field}: {str(path)!r} has num_labels {model.config.num_labels}; a reward model has 1")
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True,
+                                              trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return SequenceScorer(model, tokenizer, batch_size=batch_size)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclass
+class SourceSpec:
+    kind: str
+    weight: float
+    name: str
+    path: str | None = None
+    batch_size: int = 256
+    trust_remote_code: bool = False
+
+
+def parse_sources(raw: Any) -> list[SourceSpec]:
+    """``rewards.sources`` -> specs; every mistake is one ConfigError naming the entry."""
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"rewards.sources: expected a non-empty list of sources, got {raw!r}")
+    specs, names = [], set()
+    for i, entry in enumerate(raw):
+        where = f"rewards.sources[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping like {{kind: verifier, weight: 1}}, got {entry!r}")
+        unknown = sorted(set(entry) - KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(KEYS))}")
+        kind = entry.get("kind")
+        if kind not in KINDS:
+            raise ConfigError(f"{where}.kind: {kind!r} is not one of {', '.join(KINDS)}")
+        weight = entry.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise ConfigError(f"{where}.weight: {weight!r} must be a finite number")
+        name = str(entry.get("name", kind))
+        if name in names:
+            raise ConfigError(f"{where}.name: {name!r} is used twice; give each source its own name")
+        names.add(name)
+        path = entry.get("path")
+        if kind == "model" and not isinstance(path, str):
+            raise ConfigError(f"{where}.path: a model source needs the path of a model folder")
+        batch_size = entry.get("batch_size", 256)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"{where}.batch_size: {batch_size!r} must be an integer >= 1")
+        if kind == "model":
+            check_model_folder(path, field=f"{where}.path", trust_remote_code=bool(entry.get("trust_remote_code")))
+        specs.append(SourceSpec(kind, float(weight), name, path, batch_size, bool(entry.get("trust_remote_code"))))
+    return specs
+
+
+def check_sources(cfg: Any) -> None:
+    """Config validation hook: the sources parse (model folders exist and are safe to load)."""
+    if cfg.rewards.sources is not None:
+        parse_sources(cfg.rewards.sources)
+
+
+# ----------------------------------------------------------------------------- combining
+
+
+class CombinedRewards:
+    """Weighted sum of reward sources, with the interface of ``RewardRunner`` (which guards the
+    verifier; its fault metrics, stop reason and state are this object's)."""
+
+    def __init__(self, guard: RewardRunner, components: list[tuple[str, float, Any]], *, max_reward: float) -> None:
+        self.guard = guard
+        self.max_reward = max_reward
+        self.components = components  # (name, weight, scorer)
+        self.step_sums = {name: 0.0 for name, _, _ in components}
+        self.step_count = 0
+
+    def __call__(self, prompts: Sequence[Any], responses: Sequence[Any], *, counted: bool = True) -> list[float]:
+        total = [0.0] * len(responses)
+        verified: list[float] | None = None  # the guarded verifier runs once, whatever reads it
+        for name, weight, scorer in self.components:
+            if scorer is None or scorer is EXACT:
+                if verified is None:
+                    verified = self.guard(prompts, responses, counted=counted)
+                values = verified if scorer is None else [float(v >= self.max_reward) for v in verified]
+            else:
+                values = scorer(prompts, responses)
+            total = [t + weight * v for t, v in zip(total, values, strict=True)]
+            if counted:
+                self.step_sums[name] += sum(values)
+        if counted:
+            self.step_count += len(responses)
+        return total
+
+    def pop_metrics(self) -> dict[str, float]:
+        """The guard's fault metrics and ``reward/<name>``: each source's (unweighted) mean this step."""
+        metrics = self.guard.pop_metrics()
+        for name in self.step_sums:
+            if self.step_count:  # none under the Ray backend: its actors score the rollouts
+                metrics[f"reward/{name}"] = self.step_sums[name] / self.step_count
+            self.step_sums[name] = 0.0
+        self.step_count = 0
+        return metrics
+
+    def stop_reason(self) -> str | None:
+        return self.guard.stop_reason()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.guard.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.guard.load_state_dict(state)
+
+    def close(self) -> None:
+        self.guard.close()
+
+
+def build_rewards(cfg: Any, task: Any, *, max_failure_rate: float | None = None,
+                  workers: int | None = None) -> RewardRunner | CombinedRewards:
+    """The run's reward: the guarded verifier alone (``rewards.sources`` None), or the weighted sum."""
+    rw = cfg.rewards
+    guard = RewardRunner(task.reward, fallback=rw.fallback, timeout=rw.timeout,
+                         max_failure_rate=rw.max_failure_rate if max_failure_rate is None else max_failure_rate,
+                         workers=rw.workers if workers is None else workers)
+    if rw.sources is None:
+        return guard
+    components: list[tuple[str, float, Any]] = []
+    for spec in parse_sources(rw.sources):
+        scorer: Any = EXACT if spec.kind == "exact" else None  # None: the guarded verifier
+        if spec.kind == "format":
+            scorer = lambda ps, rs: [format_reward(p, r) for p, r in zip(ps, rs, strict=True)]  # noqa: E731
+        elif spec.kind == "model":
+            scorer = load_scorer(spec.path, field=f"rewards.sources[{spec.name}].path",  # type: ignore[arg-type]
+                                 trust_remote_code=spec.trust_remote_code, batch_size=spec.batch_size)
+        components.append((spec.name, spec.weight, scorer))
+    return CombinedRewards(guard, components, max_reward=task.max_reward)

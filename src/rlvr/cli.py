@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,41 +144,24 @@ def report(summary: dict[str, Any]) -> None:
     print(f"done in {summary['wall_seconds']:.1f}s: {final}\nrun directory: {summary['run_dir']}")
 
 
-def cmd_report(argv: list[str]) -> int:
-    from rlvr.runs.report import cmd_report as run
-
-    return run(argv)
-
-
-def cmd_variance(argv: list[str]) -> int:
-    from rlvr.analysis.cli import cmd_variance as run
-
-    return run(argv)
+def lazy_command(spec: str) -> Callable[[list[str]], int]:
+    """A command whose module ("package.module:function") is imported only when it runs, so
+    ``rlvr train`` never pays for Hugging Face, reports or the variance tools."""
+    def run(argv: list[str]) -> int:
+        module, function = spec.split(":")
+        return getattr(importlib.import_module(module), function)(argv)
+    return run
 
 
-def cmd_sft(argv: list[str]) -> int:
-    from rlvr.lm_commands import sft_command
-    return sft_command(argv)
-
-
-def cmd_eval(argv: list[str]) -> int:
-    from rlvr.lm_commands import eval_command
-    return eval_command(argv)
-
-
-def cmd_convert(argv: list[str]) -> int:
-    from rlvr.lm_commands import convert_command
-    return convert_command(argv)
-
-
-def cmd_rm(argv: list[str]) -> int:
-    from rlvr.rm_commands import rm_command
-    return rm_command(argv)
-
-
-COMMANDS = {"train": cmd_train, "sft": cmd_sft, "eval": cmd_eval, "convert": cmd_convert,
-            "report": cmd_report, "variance": cmd_variance, "rm": cmd_rm}
-
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": cmd_train, **{
+    name: lazy_command(spec) for name, spec in {
+        "sft": "rlvr.lm_commands:sft_command",
+        "eval": "rlvr.lm_commands:eval_command",
+        "convert": "rlvr.lm_commands:convert_command",
+        "report": "rlvr.runs.report:cmd_report",
+        "variance": "rlvr.analysis.cli:cmd_variance",
+        "rm": "rlvr.rm_commands:rm_command",
+    }.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:

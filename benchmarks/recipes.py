@@ -1,9 +1,9 @@
 """The named recipes side by side on one preset: learning curves of evaluation exact match.
 
-    python benchmarks/recipes.py --preset sort5 [--seeds 3] [--recipes grpo dapo ...] [--set key=value ...]
+    python benchmarks/recipes.py --preset sort5 [--seeds 3] [--jobs 2] [--recipes grpo dapo ...] [--set key=value ...]
 
 For every recipe and seed, trains ``rlvr train --config PRESET --algo RECIPE --seed S`` (in
-process, one thread) and records eval/exact_match at every evaluation (the preset's held-out
+a worker process, one thread each; --jobs runs that many at once) and records eval/exact_match at every evaluation (the preset's held-out
 prompts; a preset with a fixed prompt list, like sort-toy, evaluates on that list). Writes
 benchmarks/results/recipes-<preset>.json and recipes-<preset>.png (mean over seeds, band = min..max),
 and rewrites the preset's table in docs/algorithms.md between its markers.
@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import multiprocessing
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import matplotlib
@@ -82,11 +84,12 @@ def plot(results: list[dict], preset: str, path: Path) -> None:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| recipe | final exact match | mean over the curve | step all-correct (per seed) | s/run |",
-             "|---|---|---|---|---|"]
+    lines = ["| recipe | final exact match | best (mean curve) | mean over the curve | step all-correct (per seed) "
+             "| s/run |", "|---|---|---|---|---|---|"]
     for r in results:
         reached = ", ".join("—" if s is None else str(s) for s in r["steps_to_all_correct"])
-        lines.append(f"| `{r['recipe']}` | {r['final_mean']:.2f} | {r['curve_mean']:.2f} | {reached} | "
+        lines.append(f"| `{r['recipe']}` | {r['final_mean']:.2f} | {max(r['mean_curve']):.2f} | "
+                     f"{r['curve_mean']:.2f} | {reached} | "
                      f"{r['seconds_per_run']:.1f} |")
     return "\n".join(lines)
 
@@ -105,6 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="sort5", help="a preset name from configs/ or a YAML path")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each (<= cores)")
     parser.add_argument("--recipes", nargs="+", default=RECIPES.names())
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for every run, e.g. eval.every=5")
@@ -113,15 +117,19 @@ def main() -> None:
     preset_path = resolve_config_path(args.preset)
     preset = preset_path.stem
     overrides = dict(item.split("=", 1) for item in args.set)
-    results = []
-    with tempfile.TemporaryDirectory() as workdir:
-        for recipe in args.recipes:
-            runs = []
-            for seed in range(args.seeds):
-                runs.append(run_recipe(preset_path, recipe, seed, overrides, Path(workdir)))
-                print(f"{recipe:<12} seed {seed}: final {METRIC} {runs[-1]['final']:.2f} "
-                      f"({runs[-1]['wall_seconds']:.1f}s)", flush=True)
-            results.append(summarise(recipe, runs))
+    jobs = [(recipe, seed) for recipe in args.recipes for seed in range(args.seeds)]
+    finished: dict[tuple[str, int], dict] = {}
+    with tempfile.TemporaryDirectory() as workdir, ProcessPoolExecutor(
+            max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(run_recipe, preset_path, recipe, seed, overrides, Path(workdir)): (recipe, seed)
+                   for recipe, seed in jobs}
+        for future in as_completed(futures):
+            recipe, seed = futures[future]
+            run = finished[(recipe, seed)] = future.result()
+            print(f"{recipe:<12} seed {seed}: final {METRIC} {run['final']:.2f} ({run['wall_seconds']:.1f}s)",
+                  flush=True)
+    results = [summarise(recipe, [finished[(recipe, seed)] for seed in range(args.seeds)])
+               for recipe in args.recipes]
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"recipes-{preset}.json"
     atomic_write_text(out, json.dumps({"preset": preset, "seeds": args.seeds, "overrides": overrides,

@@ -67,7 +67,7 @@ def test_static_cache_samples_equal_concatenated_cache():
     p.static_cache = False
     plain = p.sample(ids, 5, generator=torch.Generator().manual_seed(4), temperature=1.2)
     assert torch.equal(fast.response_ids, plain.response_ids)
-    torch.testing.assert_close(fast.logprobs, plain.logprobs, atol=1e-6, rtol=0)
+    torch.testing.assert_close(fast.logprobs, plain.logprobs, atol=1e-5, rtol=0)  # float32 rounding order
 
 
 def test_rotary_table_equals_computed_rotary_also_past_its_end():
@@ -106,3 +106,30 @@ def test_compacted_decoding_samples_what_decoding_every_row_samples(static_cache
     assert torch.equal(fast.response_ids, plain.response_ids)
     assert torch.equal(fast.mask, plain.mask)
     torch.testing.assert_close(fast.logprobs, plain.logprobs, atol=1e-5, rtol=0)
+
+
+def test_fused_decoder_follows_parameter_updates_and_reuses_slots_across_shapes():
+    """The decoder's fused weights are cached between sampling calls and its key/value slots reused:
+    after an optimiser step, and for calls of other batch shapes, it still samples what the plain
+    module path samples (a stale weight cache or a stale slot would change tokens or log-probs)."""
+    p = policy(compact_below=0.5)
+    ids = p.encode_prompts(PROMPTS)
+    opt = torch.optim.SGD(p.parameters(), lr=0.5)
+
+    def both(prompt_ids, group, seed):
+        fast = p.sample(prompt_ids, group, generator=torch.Generator().manual_seed(seed))
+        p.static_cache = False
+        plain = p.sample(prompt_ids, group, generator=torch.Generator().manual_seed(seed))
+        p.static_cache = True
+        assert torch.equal(fast.response_ids, plain.response_ids)
+        torch.testing.assert_close(fast.logprobs, plain.logprobs, atol=1e-5, rtol=0)
+        return fast
+
+    before = both(ids, 5, 0)
+    logp, _ = p.logprobs(ids, before.response_ids, before.mask, group_size=5)
+    (-(logp * before.mask).sum()).backward()
+    opt.step()
+    after = both(ids, 5, 0)
+    assert not torch.allclose(before.logprobs, after.logprobs)   # the update changed the sampler
+    both(ids[:2], 3, 1)                                           # fewer rows: a prefix of the slots
+    both(p.encode_prompts(["1 2>", "3>"]), 7, 2)                  # other prompt width: new slots

@@ -27,28 +27,6 @@ from rlvr.tokenizer import CharTokenizer
 KVCache = list[tuple[Tensor, Tensor]]   # per layer: keys, values (B, nh, K, hs)
 
 
-class SlotCache:
-    """One layer's preallocated keys and values (N, nh, capacity, hs) for sampling: each decode step
-    writes its token's k, v in place instead of concatenating a new (N, nh, K + 1, hs) tensor."""
-
-    def __init__(self, k: Tensor, v: Tensor, capacity: int) -> None:
-        n, nh, length, hs = k.shape
-        self.k, self.v = k.new_empty(n, nh, capacity, hs), v.new_empty(n, nh, capacity, hs)
-        self.k[:, :, :length], self.v[:, :, :length] = k, v
-        self.length = length
-
-    def select(self, rows: Tensor) -> SlotCache:
-        """Keep only the given rows (index (M,)), in place."""
-        self.k, self.v = self.k[rows], self.v[rows]
-        return self
-
-    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        end = self.length + k.shape[2]
-        self.k[:, :, self.length:end], self.v[:, :, self.length:end] = k, v
-        self.length = end
-        return self.k[:, :, :end], self.v[:, :, :end]
-
-
 @dataclass
 class TransformerConfig:
     vocab_size: int
@@ -99,6 +77,11 @@ def unpacked(x: Tensor, rows: Tensor) -> Tensor:
     return x.new_zeros(rows.numel(), x.shape[-1]).index_copy(0, index, x).view(*rows.shape, -1)
 
 
+def repeat_cache(cache: KVCache, group_size: int) -> KVCache:
+    """Each prompt's keys and values repeated G times: (B, ...) -> (B * G, ...), a group's rows adjacent."""
+    return [(k.repeat_interleave(group_size, 0), v.repeat_interleave(group_size, 0)) for k, v in cache]
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
@@ -110,7 +93,7 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(d, d, bias=False)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, allowed: Tensor,
-                past: tuple[Tensor, Tensor] | SlotCache | None, rows: Tensor | None = None) -> tuple[Tensor, Any]:
+                past: tuple[Tensor, Tensor] | None, rows: Tensor | None = None) -> tuple[Tensor, Any]:
         """x (B, S, D), or packed (M, D) with ``rows`` (B, S) bool marking which of the B x S positions
         the M rows are: the projections then run on the M live positions only."""
         B, S, D = x.shape if rows is None else (*rows.shape, x.shape[-1])
@@ -118,14 +101,12 @@ class Attention(nn.Module):
         heads = lambda t: unpack(t).view(B, S, self.num_heads, D // self.num_heads).transpose(1, 2)  # noqa: E731
         q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))       # (B, nh, S, hs)
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        if isinstance(past, SlotCache):
-            k, v = past.append(k, v)                                                        # (B, nh, K, hs)
-        elif past is not None:
+        if past is not None:
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)                  # (B, nh, K, hs)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)                      # (B, nh, S, hs)
         y = y.transpose(1, 2).reshape(B, S, D)
         y = y if rows is None else packed(y, rows)
-        return self.o_proj(y), (past if isinstance(past, SlotCache) else (k, v))
+        return self.o_proj(y), (k, v)
 
 
 class MLP(nn.Module):
@@ -254,11 +235,120 @@ class Transformer(nn.Module):
         return model
 
 
+def fused_weights(net: Transformer) -> list[dict[str, Tensor]]:
+    """Per layer, the weights ``FusedDecoder`` multiplies by (no gradient): [q k v] and [gate up]
+    concatenated, transposed for ``x @ W``; q scaled by 1 / sqrt(hs); q's and k's rows permuted within
+    each head to the interleaved rotary layout (x0 y0 x1 y1 ... for the rotate-half pairs (x_i, y_i))."""
+    c = net.config
+    nh, hs = c.num_heads, c.hidden_size // c.num_heads
+    perm = rotary_interleave(hs)
+    head_rows = lambda w: w.view(nh, hs, -1)[:, perm].reshape(c.hidden_size, -1)  # noqa: E731
+    with torch.no_grad():
+        return [{"ln1": b.input_layernorm.weight.detach(), "ln2": b.post_attention_layernorm.weight.detach(),
+                 "qkv": torch.cat([head_rows(b.self_attn.q_proj.weight) / math.sqrt(hs),
+                                   head_rows(b.self_attn.k_proj.weight), b.self_attn.v_proj.weight]).t(),
+                 "o": b.self_attn.o_proj.weight.detach().t(), "down": b.mlp.down_proj.weight.detach().t(),
+                 "gate_up": torch.cat([b.mlp.gate_proj.weight, b.mlp.up_proj.weight]).t()}
+                for b in net.model.layers]
+
+
+
+
+
+def rotary_interleave(head_size: int) -> Tensor:
+    """The permutation of a head's dims that puts each rotate-half pair side by side: 0, h/2, 1, h/2 + 1, ..."""
+    half = head_size // 2
+    return torch.stack([torch.arange(half), torch.arange(half, head_size)], 1).flatten()
+
+
+class SlotPool:
+    """Key/value slot buffers kept from one sampling call to the next: the same shapes come back every
+    step, and reusing memory skips the page faults of fresh megabyte allocations (which cost as much as
+    the decode's matrix products on a busy machine). Buffers start as zeros and only ever hold finite
+    keys and values, so a slot not yet written this call is finite and masked out by the -inf bias."""
+
+    def __init__(self) -> None:
+        self.buffers: dict[tuple, Tensor] = {}
+
+    def get(self, name: tuple, rows: int, *shape: int) -> Tensor:
+        buf = self.buffers.get(name)
+        if buf is None or buf.shape[1:] != shape or buf.shape[0] < rows:
+            buf = self.buffers[name] = torch.zeros(rows, *shape)
+        return buf[:rows]
+
+
+class FusedDecoder:
+    """Sampling's decode step (one new token per row, no gradient) in as few operations as it takes:
+    q, k, v from one matrix product and gate, up from another (``fused_weights``); the attention scale
+    folded into q's weights; rotary positions as one complex product (q and k in the interleaved layout
+    -- the same permutation on both leaves every dot product, hence attention, unchanged); keys and
+    values in preallocated slots (N*nh, capacity, hs) from a ``SlotPool``, a group's shared prompt
+    written once per prompt, with an additive mask over the slots; the residual adds fused into the
+    output products (addmm).
+    Computes what ``Transformer.forward`` computes (tests/test_fast_paths.py)."""
+
+    def __init__(self, net: Transformer, weights: list[dict[str, Tensor]], prompt_cache: KVCache,
+                 group_size: int, capacity: int, pool: SlotPool) -> None:
+        b, nh, length, hs = prompt_cache[0][0].shape
+        n = b * group_size
+        self.net, self.weights, self.n, self.nh, self.hs, self.capacity = net, weights, n, nh, hs, capacity
+        self.pool, self.side = pool, 0                                     # compaction copies to the other side
+        perm = rotary_interleave(hs)
+        self.keys, self.values = [], []
+        for i, (k, v) in enumerate(prompt_cache):                         # (B, nh, P, hs) each
+            keys, values = (pool.get((kind, i, 0), n * nh, capacity, hs) for kind in "kv")
+            keys.view(b, group_size, nh, capacity, hs)[:, :, :, :length] = k[..., perm][:, None]
+            values.view(b, group_size, nh, capacity, hs)[:, :, :, :length] = v[:, None]
+            self.keys.append(keys)
+            self.values.append(values)
+        self.bias = torch.full((n * nh, 1, capacity), float("-inf"))        # closed slots: -inf
+        self.length, self.opened = length, 0                            # slots filled, slots unmasked
+        self.eps = net.config.rms_norm_eps
+
+    def select(self, rows: Tensor) -> FusedDecoder:
+        """Keep only the given rows (index (M,)), in place."""
+        heads = (rows[:, None] * self.nh + torch.arange(self.nh)).flatten()
+        self.side = 1 - self.side
+        for kind, slots in (("k", self.keys), ("v", self.values)):
+            for i, src in enumerate(slots):
+                slots[i] = torch.index_select(src, 0, heads, out=self.pool.get(
+                    (kind, i, self.side), heads.numel(), *src.shape[1:]))
+        self.bias, self.n = self.bias[heads], rows.numel()
+        return self
+
+    def step(self, ids: Tensor, positions: Tensor, key_mask: Tensor) -> Tensor:
+        """ids, positions (n,); key_mask (n, K) over cached + this token (K = cached + 1) -> last hidden (n, D)."""
+        t, n, nh, hs = self.length, self.n, self.nh, self.hs
+        if key_mask.shape[1] != t + 1:
+            raise ValueError(f"key mask covers {key_mask.shape[1]} keys, the decoder holds {t} + 1")
+        new = slice(self.opened, t + 1)                                    # slots whose mask is not written yet
+        self.bias.view(n, nh, -1)[:, :, new] = torch.zeros(n, 1, t + 1 - self.opened).masked_fill(
+            ~key_mask[:, None, new], float("-inf"))
+        self.opened = t + 1
+        cos, sin = self.net.rope(positions[:, None])                        # (n, 1, 1, hs)
+        rot = torch.complex(cos[:, 0, :, : hs // 2], sin[:, 0, :, : hs // 2])  # (n, 1, hs/2)
+        x = self.net.model.embed_tokens(ids)                                # (n, D)
+        d = x.shape[-1]
+        for layer, keys, values in zip(self.weights, self.keys, self.values, strict=True):
+            qkv = F.rms_norm(x, (d,), layer["ln1"], self.eps) @ layer["qkv"]  # (n, 3D)
+            qk = torch.view_as_complex(qkv[:, : 2 * d].view(n, 2 * nh, hs // 2, 2)) * rot
+            qk = torch.view_as_real(qk).view(n, 2, nh, hs)
+            keys.view(n, nh, self.capacity, hs)[:, :, t] = qk[:, 1]
+            values.view(n, nh, self.capacity, hs)[:, :, t] = qkv[:, 2 * d:].view(n, nh, hs)
+            scores = torch.baddbmm(self.bias, qk[:, 0].reshape(n * nh, 1, hs), keys.transpose(1, 2))  # (n*nh, 1, cap)
+            y = torch.bmm(torch.softmax(scores, -1), values).view(n, d)    # (n*nh, 1, hs) -> (n, D)
+            x = torch.addmm(x, y, layer["o"])
+            gate, up = (F.rms_norm(x, (d,), layer["ln2"], self.eps) @ layer["gate_up"]).chunk(2, -1)
+            x = torch.addmm(x, F.silu(gate) * up, layer["down"])
+        self.length = t + 1
+        return F.rms_norm(x, (d,), self.net.model.norm.weight, self.eps)
+
+
 class TransformerPolicy(LMPolicy):
     """Our transformer + the character tokenizer. ``shared_prefix``: training log-probs prefill each
     prompt once per group (B prompt passes, not N); False: one pass over prompt + response per row.
     ``pack``: training runs only the response positions before each <eos> (no compute on padding).
-    ``static_cache``: sampling writes keys/values into preallocated slots (no per-step concatenation).
+    ``static_cache``: sampling decodes with ``FusedDecoder`` (preallocated key/value slots, fused ops).
     ``compact_below``: sampling stops computing finished rows once fewer than that share are live.
     Each fast path computes the same numbers as its plain path (tests/test_fast_paths.py)."""
 
@@ -274,6 +364,8 @@ class TransformerPolicy(LMPolicy):
         self.max_new_tokens = max_new_tokens
         self.top_p = top_p
         self.shared_prefix = shared_prefix
+        self._decode_weights: tuple[tuple, list[dict[str, Tensor]]] | None = None
+        self._slot_pool = SlotPool()
 
     def head(self, hidden: Tensor) -> Tensor:
         return self.net.lm_head(hidden)
@@ -282,20 +374,33 @@ class TransformerPolicy(LMPolicy):
         hidden, cache = self.net(ids, positions_of(key_mask), key_mask)
         return self.head(hidden[:, -1]), cache                               # only the last position
 
-    def decode(self, ids: Tensor, positions: Tensor, key_mask: Tensor, cache: KVCache) -> tuple[Tensor, KVCache]:
+    def decode(self, ids: Tensor, positions: Tensor, key_mask: Tensor,
+               cache: KVCache | FusedDecoder) -> tuple[Tensor, KVCache | FusedDecoder]:
+        if isinstance(cache, FusedDecoder):
+            return self.head(cache.step(ids[:, -1], positions[:, -1], key_mask)), cache
         hidden, cache = self.net(ids, positions, key_mask, cache)
         return self.head(hidden[:, -1]), cache
 
-    def expand(self, cache: KVCache, group_size: int) -> KVCache | list[SlotCache]:
-        """Each prompt's cache repeated G times; without gradient (sampling) into preallocated slots
-        with room for the response (``static_cache``)."""
-        rows = [(k.repeat_interleave(group_size, 0), v.repeat_interleave(group_size, 0)) for k, v in cache]
-        if not (self.static_cache and not torch.is_grad_enabled()):
-            return rows
-        return [SlotCache(k, v, k.shape[2] + self.max_new_tokens) for k, v in rows]
+    def expand(self, cache: KVCache, group_size: int) -> KVCache | FusedDecoder:
+        """Sampling: each prompt's cache repeated G times, in a ``FusedDecoder`` with room for the
+        response (``static_cache``)."""
+        if not self.static_cache:
+            return repeat_cache(cache, group_size)
+        return FusedDecoder(self.net, self.decode_weights(), cache, group_size,
+                            cache[0][0].shape[2] + self.max_new_tokens, self._slot_pool)
 
-    def select(self, cache: KVCache | list[SlotCache], rows: Tensor) -> KVCache | list[SlotCache]:
-        return [c.select(rows) if isinstance(c, SlotCache) else (c[0][rows], c[1][rows]) for c in cache]
+    def decode_weights(self) -> list[dict[str, Tensor]]:
+        """``fused_weights`` of the current parameters, rebuilt only after a parameter changed (every
+        in-place update -- optimiser step, load_state_dict -- bumps a tensor's version counter)."""
+        key = tuple((id(p), p._version) for p in self.net.parameters())
+        if self._decode_weights is None or self._decode_weights[0] != key:
+            self._decode_weights = (key, fused_weights(self.net))
+        return self._decode_weights[1]
+
+    def select(self, cache: KVCache | FusedDecoder, rows: Tensor) -> KVCache | FusedDecoder:
+        if isinstance(cache, FusedDecoder):
+            return cache.select(rows)
+        return [(k[rows], v[rows]) for k, v in cache]
 
     def full_logits(self, ids: Tensor, key_mask: Tensor) -> Tensor:
         hidden, _ = self.net(ids, positions_of(key_mask), key_mask)
@@ -316,7 +421,7 @@ class TransformerPolicy(LMPolicy):
             return super().response_logits(prompt_ids, response_ids, group_size)
         pmask = prompt_mask(prompt_ids, self.codec.pad_id)
         last, cache = self.prefill(prompt_ids, pmask)                         # (B, V)
-        cache = self.expand(cache, group_size)
+        cache = repeat_cache(cache, group_size)
         key_mask = pmask.repeat_interleave(group_size, 0)
         start = key_mask.sum(-1, keepdim=True)                                # (N, 1)
         inputs = response_ids[:, :-1]                                         # (N, T-1)

@@ -1,5 +1,5 @@
 """Every fast path of the transformer policy computes what its plain path computes (issue 7):
-packed (no padding) vs padded training log-probs and gradients, static KV slots vs concatenation,
+packed (no padding) vs padded training log-probs and gradients, the fused decoder vs the module path,
 the rotary table vs computing it, the sampler's recorded log-probs vs an explicit old-policy forward."""
 
 import copy
@@ -60,11 +60,11 @@ def test_packed_shared_prefix_equals_plain_per_response_forward():
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
-def test_static_cache_samples_equal_concatenated_cache():
+def test_fused_decoder_samples_equal_the_module_path():
     p = policy()
     ids = p.encode_prompts(PROMPTS)
     fast = p.sample(ids, 5, generator=torch.Generator().manual_seed(4), temperature=1.2)
-    p.static_cache = False
+    p.fused_decode = False
     plain = p.sample(ids, 5, generator=torch.Generator().manual_seed(4), temperature=1.2)
     assert torch.equal(fast.response_ids, plain.response_ids)
     torch.testing.assert_close(fast.logprobs, plain.logprobs, atol=1e-5, rtol=0)  # float32 rounding order
@@ -92,11 +92,11 @@ def test_recorded_logprobs_equal_an_explicit_old_policy_forward():
     torch.testing.assert_close(samples.logprobs, explicit * samples.mask, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("static_cache", [True, False])
-def test_compacted_decoding_samples_what_decoding_every_row_samples(static_cache):
+@pytest.mark.parametrize("fused_decode", [True, False])
+def test_compacted_decoding_samples_what_decoding_every_row_samples(fused_decode):
     """Finished rows dropped from the decode batch: the same tokens (the same random draws) and
     log-probs as computing all N rows to the end."""
-    p = policy(static_cache=static_cache, compact_below=0.99)   # compact as soon as any row ends
+    p = policy(fused_decode=fused_decode, compact_below=0.99)   # compact as soon as any row ends
     ids = p.encode_prompts(PROMPTS)
     fast = p.sample(ids, 6, generator=torch.Generator().manual_seed(5))
     p.compact_below = 0.0
@@ -118,9 +118,9 @@ def test_fused_decoder_follows_parameter_updates_and_reuses_slots_across_shapes(
 
     def both(prompt_ids, group, seed):
         fast = p.sample(prompt_ids, group, generator=torch.Generator().manual_seed(seed))
-        p.static_cache = False
+        p.fused_decode = False
         plain = p.sample(prompt_ids, group, generator=torch.Generator().manual_seed(seed))
-        p.static_cache = True
+        p.fused_decode = True
         assert torch.equal(fast.response_ids, plain.response_ids)
         torch.testing.assert_close(fast.logprobs, plain.logprobs, atol=1e-5, rtol=0)
         return fast

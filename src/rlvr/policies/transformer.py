@@ -348,17 +348,17 @@ class TransformerPolicy(LMPolicy):
     """Our transformer + the character tokenizer. ``shared_prefix``: training log-probs prefill each
     prompt once per group (B prompt passes, not N); False: one pass over prompt + response per row.
     ``pack``: training runs only the response positions before each <eos> (no compute on padding).
-    ``static_cache``: sampling decodes with ``FusedDecoder`` (preallocated key/value slots, fused ops).
+    ``fused_decode``: sampling decodes with ``FusedDecoder`` (preallocated key/value slots, fused ops).
     ``compact_below``: sampling stops computing finished rows once fewer than that share are live.
     Each fast path computes the same numbers as its plain path (tests/test_fast_paths.py)."""
 
     def __init__(self, net: Transformer, tokenizer: CharTokenizer, *, max_new_tokens: int,
-                 top_p: float = 1.0, shared_prefix: bool = True, static_cache: bool = True,
+                 top_p: float = 1.0, shared_prefix: bool = True, fused_decode: bool = True,
                  pack: bool = True, compact_below: float = 0.75) -> None:
         super().__init__()
         self.pack = pack
         self.compact_below = compact_below
-        self.static_cache = static_cache
+        self.fused_decode = fused_decode
         self.net = net
         self.codec = tokenizer
         self.max_new_tokens = max_new_tokens
@@ -383,8 +383,8 @@ class TransformerPolicy(LMPolicy):
 
     def expand(self, cache: KVCache, group_size: int) -> KVCache | FusedDecoder:
         """Sampling: each prompt's cache repeated G times, in a ``FusedDecoder`` with room for the
-        response (``static_cache``)."""
-        if not self.static_cache:
+        response (``fused_decode``)."""
+        if not self.fused_decode:
             return repeat_cache(cache, group_size)
         return FusedDecoder(self.net, self.decode_weights(), cache, group_size,
                             cache[0][0].shape[2] + self.max_new_tokens, self._slot_pool)

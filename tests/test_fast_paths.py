@@ -133,3 +133,41 @@ def test_fused_decoder_follows_parameter_updates_and_reuses_slots_across_shapes(
     assert not torch.allclose(before.logprobs, after.logprobs)   # the update changed the sampler
     both(ids[:2], 3, 1)                                           # fewer rows: a prefix of the slots
     both(p.encode_prompts(["1 2>", "3>"]), 7, 2)                  # other prompt width: new slots
+
+
+def test_distinct_rows_groups_same_prompt_same_masked_response():
+    from rlvr.policies.lm import distinct_rows
+    ids = torch.tensor([[5, 6, 2, 0], [5, 6, 2, 7], [5, 6, 2, 0], [4, 2, 0, 0],   # prompt 0
+                        [5, 6, 2, 0], [5, 6, 0, 0], [5, 6, 0, 0], [5, 6, 2, 0]])  # prompt 1
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 0, 0],
+                         [1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 0]]).float()
+    rows, inverse = distinct_rows(ids, mask, group_size=4)
+    # row 1 differs from row 0 only after <eos> (masked): the same response; row 4 is row 0's
+    # response to another prompt: distinct; rows 5 and 6 differ in length: distinct
+    assert rows.tolist() == [0, 3, 4, 5, 6]
+    assert inverse.tolist() == [0, 0, 0, 1, 2, 3, 4, 2]
+
+
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_scoring_distinct_responses_once_equals_scoring_every_row(shared_prefix):
+    """Duplicated responses scored once and copied: the same log-probs, entropies, loss and gradients
+    as scoring all N rows (the copy's backward adds the duplicates' gradients)."""
+    p = policy(shared_prefix=shared_prefix)
+    ids, samples = rollout(p)
+    response_ids, mask = samples.response_ids.clone(), samples.mask.clone()
+    response_ids[[1, 2, 6]] = response_ids[[0, 0, 5]]          # duplicates within groups 0 and 1
+    mask[[1, 2, 6]] = mask[[0, 0, 5]]
+    response_ids[9] = response_ids[0]                           # group 0's response under prompt 2
+    mask[9] = mask[0]
+    samples = type(samples)(response_ids=response_ids, mask=mask, logprobs=samples.logprobs)
+    scored = []
+    weights = torch.linspace(-1, 1, 12)[:, None]               # a loss that weights rows differently
+    for distinct in (True, False):
+        p.score_distinct = distinct
+        p.zero_grad()
+        logp, entropy = p.logprobs(ids, response_ids, mask, group_size=4)
+        loss = (weights * logp * mask).sum() / mask.sum() + 0.1 * (entropy * mask).sum()
+        loss.backward()
+        scored.append((logp * mask, entropy * mask, loss, torch.cat([q.grad.flatten() for q in p.parameters()])))
+    for a, b in zip(*scored, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

@@ -101,12 +101,12 @@ class HFPolicy(LMPolicy):
     def full_logits(self, ids: Tensor, key_mask: Tensor) -> Tensor:
         return self._run(ids, positions_of(key_mask), key_mask, None, False).logits
 
-    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int) -> Tensor:
+    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, prompt_of: Tensor) -> Tensor:
         """One pass per row over prompt + response, projecting only the T positions that predict
         response tokens onto the vocabulary (``logits_to_keep``), not the whole prompt."""
         if not self.keeps_logits:
-            return super().response_logits(prompt_ids, response_ids, group_size)
-        ids, key_mask = self.joined(prompt_ids, response_ids, group_size)
+            return super().response_logits(prompt_ids, response_ids, prompt_of)
+        ids, key_mask = self.joined(prompt_ids, response_ids, prompt_of)
         length = response_ids.shape[1]
         logits = self.model(input_ids=ids, attention_mask=key_mask.long(), position_ids=positions_of(key_mask),
                             use_cache=False, logits_to_keep=length + 1).logits

@@ -10,7 +10,10 @@ A model kind implements three hooks:
     decode(ids (N, 1), positions (N, 1), key_mask (N, S), cache) -> logits (N, V), cache
     expand(cache, G)                                          -> the cache of each prompt repeated G times
 plus ``full_logits(ids, key_mask)`` (no cache: the reference path) and optionally a faster
-``response_logits`` for training.
+``response_logits`` for training. Training scores take ``prompt_of`` (N,), the prompt row of each
+response, rather than a group size: ``logprobs`` scores each distinct (prompt, response) once --
+a confident policy samples the same response many times per group -- and copies the result to its
+duplicates, which gives every duplicate the same log-probs and, through the copy, the same gradient.
 
 Sampling: each prompt is prefilled once, its cache expanded G times (the G responses of a group
 share the prompt), then one token per step for all N rows; a row stops at <eos>. The recorded
@@ -43,6 +46,20 @@ def positions_of(key_mask: Tensor) -> Tensor:
     return (key_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
+def distinct_rows(response_ids: Tensor, mask: Tensor, group_size: int) -> tuple[Tensor, Tensor]:
+    """(N, T) responses of G-row groups -> (U,) one row of each distinct (prompt, response), in row
+    order, and (N,) the index into those U of each row. Two rows are the same response when they
+    belong to the same prompt and have the same length and the same tokens under the mask."""
+    n = response_ids.shape[0]
+    key = torch.cat([(torch.arange(n) // group_size)[:, None], mask.sum(-1, keepdim=True).long(),
+                     response_ids * (mask > 0)], 1)
+    _, inverse = torch.unique(key, dim=0, return_inverse=True)                 # (N,) sorted-unique index
+    first = torch.full((int(inverse.max()) + 1,), n).scatter_reduce(0, inverse, torch.arange(n), "amin")
+    order = first.argsort()                                                     # unique rows in row order
+    rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel()))
+    return first[order], rank[inverse]
+
+
 def top_p_filter(probs: Tensor, top_p: float) -> Tensor:
     """(N, V) probabilities -> the smallest set of tokens with mass >= top_p, renormalised (nucleus)."""
     if top_p >= 1.0:
@@ -64,6 +81,7 @@ class LMPolicy(Policy):
     compact_below: float = 0.0  # decode only unfinished rows once they fall below this share of the rows
     #                             computed (0: never; needs ``select``); finished rows' logits are then 0
     prompt_template: str = "{prompt}"   # how a task prompt is shown to the model
+    score_distinct: bool = True  # training scores: each distinct (prompt, response) once, copied to duplicates
 
     @property
     def prompt_pad_id(self) -> int:
@@ -100,21 +118,21 @@ class LMPolicy(Policy):
     def full_logits(self, ids: Tensor, key_mask: Tensor) -> Tensor:
         """(N, S) ids, (N, S) bool key mask -> logits (N, S, V) in one causal pass."""
 
-    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int) -> Tensor:
+    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, prompt_of: Tensor) -> Tensor:
         """Logits predicting each response token (N, T, V): one pass over prompt + response per row."""
-        ids, key_mask = self.joined(prompt_ids, response_ids, group_size)
+        ids, key_mask = self.joined(prompt_ids, response_ids, prompt_of)
         return self.full_logits(ids, key_mask)[:, prompt_ids.shape[1] - 1: -1]
 
     def live_response_logits(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor,
-                             group_size: int) -> Tensor:
+                             prompt_of: Tensor) -> Tensor:
         """``response_logits`` where only the positions under ``mask`` (N, T) matter: a model may skip
         the padding after each response's end (logits there are then arbitrary but finite)."""
-        return self.response_logits(prompt_ids, response_ids, group_size)
+        return self.response_logits(prompt_ids, response_ids, prompt_of)
 
-    def joined(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int) -> tuple[Tensor, Tensor]:
+    def joined(self, prompt_ids: Tensor, response_ids: Tensor, prompt_of: Tensor) -> tuple[Tensor, Tensor]:
         """Each response after its prompt: ids (N, P + T) and the key mask (left pads off)."""
-        pmask = prompt_mask(prompt_ids, self.codec.pad_id).repeat_interleave(group_size, 0)
-        ids = torch.cat([prompt_ids.repeat_interleave(group_size, 0), response_ids], 1)
+        pmask = prompt_mask(prompt_ids, self.codec.pad_id)[prompt_of]
+        ids = torch.cat([prompt_ids[prompt_of], response_ids], 1)
         return ids, torch.cat([pmask, torch.ones_like(response_ids, dtype=torch.bool)], 1)
 
     # ---------------------------------------------------------------- text <-> ids
@@ -144,7 +162,19 @@ class LMPolicy(Policy):
 
     def logprobs(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor, *, group_size: int,
                  temperature: float = 1.0) -> tuple[Tensor, Tensor]:
-        logits = self.live_response_logits(prompt_ids, response_ids, mask, group_size).float() / temperature
+        if self.score_distinct:
+            rows, inverse = distinct_rows(response_ids, mask, group_size)
+            if rows.numel() < response_ids.shape[0]:
+                logp, entropy = self.scores(prompt_ids, response_ids[rows], mask[rows], temperature,
+                                            rows // group_size)
+                return logp[inverse], entropy[inverse]
+        return self.scores(prompt_ids, response_ids, mask, temperature,
+                           torch.arange(response_ids.shape[0]) // group_size)
+
+    def scores(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor, temperature: float,
+               prompt_of: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-token log-probs and entropies (N, T) of every row as given (no de-duplication)."""
+        logits = self.live_response_logits(prompt_ids, response_ids, mask, prompt_of).float() / temperature
         return token_logprobs(logits, response_ids), token_entropy(logits)
 
     def generate(self, prompt_ids: Tensor, group_size: int, *, generator: torch.Generator | None,

@@ -407,28 +407,29 @@ class TransformerPolicy(LMPolicy):
         return self.head(hidden)
 
     def live_response_logits(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor,
-                             group_size: int) -> Tensor:
+                             prompt_of: Tensor) -> Tensor:
         if not self.pack:
-            return self.response_logits(prompt_ids, response_ids, group_size)
-        return self.response_logits(prompt_ids, response_ids, group_size, live=mask[:, 1:] > 0)
+            return self.response_logits(prompt_ids, response_ids, prompt_of)
+        return self.response_logits(prompt_ids, response_ids, prompt_of, live=mask[:, 1:] > 0)
 
-    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, group_size: int,
+    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, prompt_of: Tensor,
                         live: Tensor | None = None) -> Tensor:
-        """(N, T, V). Shared prefix: prefill B prompts (with gradient), expand the cache G times, then
-        run the N responses' first T - 1 tokens against it; with ``live`` (N, T - 1) only the inputs
-        that predict a real response token (packed: no compute on the padding after <eos>)."""
+        """(N, T, V). Shared prefix: prefill B prompts (with gradient), give each of the N responses its
+        prompt's cache (``prompt_of`` (N,)), then run the responses' first T - 1 tokens against it; with
+        ``live`` (N, T - 1) only the inputs that predict a real response token (packed: no compute on
+        the padding after <eos>)."""
         if not self.shared_prefix:
-            return super().response_logits(prompt_ids, response_ids, group_size)
+            return super().response_logits(prompt_ids, response_ids, prompt_of)
         pmask = prompt_mask(prompt_ids, self.codec.pad_id)
         last, cache = self.prefill(prompt_ids, pmask)                         # (B, V)
-        cache = repeat_cache(cache, group_size)
-        key_mask = pmask.repeat_interleave(group_size, 0)
+        cache = [(k[prompt_of], v[prompt_of]) for k, v in cache]
+        key_mask = pmask[prompt_of]
         start = key_mask.sum(-1, keepdim=True)                                # (N, 1)
         inputs = response_ids[:, :-1]                                         # (N, T-1)
         key_mask = torch.cat([key_mask, torch.ones_like(inputs, dtype=torch.bool)], 1)
         positions = start + torch.arange(inputs.shape[1])[None]
         hidden, _ = self.net(inputs, positions, key_mask, cache, live)         # (N, T-1, D)
-        return torch.cat([last.repeat_interleave(group_size, 0)[:, None], self.head(hidden)], 1)
+        return torch.cat([last[prompt_of][:, None], self.head(hidden)], 1)
 
     def save_hf(self, path: Path) -> None:
         self.net.save_hf(path, self.codec)

@@ -96,7 +96,7 @@ def test_recorded_logprobs_equal_an_explicit_old_policy_forward():
 def test_compacted_decoding_samples_what_decoding_every_row_samples(fused_decode):
     """Finished rows dropped from the decode batch: the same tokens (the same random draws) and
     log-probs as computing all N rows to the end."""
-    p = policy(fused_decode=fused_decode, compact_below=0.99)   # compact as soon as any row ends
+    p = policy(fused_decode=fused_decode, compact_below=0.99, share_prefixes=False)  # compact when a row ends
     ids = p.encode_prompts(PROMPTS)
     fast = p.sample(ids, 6, generator=torch.Generator().manual_seed(5))
     p.compact_below = 0.0
@@ -171,3 +171,26 @@ def test_scoring_distinct_responses_once_equals_scoring_every_row(shared_prefix)
         scored.append((logp * mask, entropy * mask, loss, torch.cat([q.grad.flatten() for q in p.parameters()])))
     for a, b in zip(*scored, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("fused_decode", [True, False])
+def test_shared_prefix_decoding_samples_what_decoding_every_row_samples(fused_decode):
+    """Responses equal so far decoded once (one row per prompt at first, splitting when tokens
+    differ): the same tokens and log-probs as decoding all N rows, with fewer rows computed."""
+    p = policy(fused_decode=fused_decode)
+    with torch.no_grad():
+        p.net.lm_head.weight.mul_(4.0)        # a peaked policy: a group repeats its responses
+    ids = p.encode_prompts(PROMPTS)
+    computed = []
+    decode = p.decode
+    p.decode = lambda ids_, *rest: (computed.append(ids_.shape[0]), decode(ids_, *rest))[1]
+    fast = p.sample(ids, 6, generator=torch.Generator().manual_seed(7))
+    shared_rows = list(computed)
+    p.share_prefixes, p.compact_below = False, 0.0
+    plain = p.sample(ids, 6, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(fast.response_ids, plain.response_ids)
+    assert torch.equal(fast.mask, plain.mask)
+    torch.testing.assert_close(fast.logprobs, plain.logprobs, atol=1e-5, rtol=0)
+    distinct = {tuple(r) for r in torch.cat([torch.arange(18)[:, None] // 6, plain.response_ids], 1).tolist()}
+    assert len(distinct) < 18                  # groups did repeat responses ...
+    assert sum(shared_rows) < sum(computed[len(shared_rows):])   # ... and fewer rows were decoded

@@ -79,7 +79,8 @@ class LMPolicy(Policy):
     top_p: float = 1.0
     use_cache: bool = True      # False: recompute the whole sequence each step (the reference path)
     compact_below: float = 0.0  # decode only unfinished rows once they fall below this share of the rows
-    #                             computed (0: never; needs ``select``); finished rows' logits are then 0
+    #                             computed (0: never; needs ``select``)
+    share_prefixes: bool = False  # responses equal so far share one decode row (needs ``select``)
     prompt_template: str = "{prompt}"   # how a task prompt is shown to the model
     score_distinct: bool = True  # training scores: each distinct (prompt, response) once, copied to duplicates
 
@@ -102,17 +103,31 @@ class LMPolicy(Policy):
     def expand(self, cache: Any, group_size: int) -> Any: ...
 
     def select(self, cache: Any, rows: Tensor) -> Any:
-        """The cache of the given rows (index (M,)): for ``compact_below``."""
+        """The cache of the given rows (index (M,), repeats allowed): for ``compact_below`` and
+        ``share_prefixes``."""
         raise NotImplementedError(f"{type(self).__name__} cannot compact its cache")
 
-    def compacted(self, cache: Any, rows: Tensor | None, done: Tensor) -> tuple[Any, Tensor | None]:
-        """Drop finished rows from the decode batch when few enough are left. ``rows`` (M,): the
-        original row of each computed row (None: all N)."""
-        live = ~done if rows is None else ~done[rows]
-        if not self.compact_below or int(live.sum()) >= self.compact_below * live.numel():
-            return cache, rows
-        keep = live.nonzero().squeeze(-1)
-        return self.select(cache, keep), (keep if rows is None else rows[keep])
+    def regrouped(self, cache: Any, rows_of: Tensor, token: Tensor, done: Tensor,
+                  vocab: int) -> tuple[Any, Tensor, Tensor]:
+        """The decode rows of the next step. ``rows_of`` (N,): the decode row each response reads its
+        logits from. With ``share_prefixes``, responses equal so far (same prompt, same tokens) share
+        one decode row; one that samples another token than its partners splits off with a copy of
+        the shared cache. Finished responses need no decode row; the decode batch is re-selected when
+        a split forces it anyway or when fewer than ``compact_below`` of its rows are still needed.
+        Returns the cache, the new ``rows_of`` and the response that stands for each decode row (its
+        token, position and key mask; a row no live response needs stands on response 0)."""
+        live = (~done).nonzero().squeeze(-1)                                  # (L,)
+        key = rows_of[live] * vocab + token[live] if self.share_prefixes else rows_of[live]
+        needed, inverse = torch.unique(key, return_inverse=True)              # (U,), (L,)
+        parent = needed // vocab if self.share_prefixes else needed           # the row each continues
+        computed = int(rows_of.max()) + 1
+        split = needed.numel() > torch.unique(parent).numel()
+        if split or needed.numel() < self.compact_below * computed:
+            rows_of = torch.zeros_like(rows_of).index_copy(0, live, inverse)
+            cache = self.select(cache, parent)
+        stand = torch.zeros(int(rows_of.max()) + 1, dtype=torch.long).scatter_reduce(
+            0, rows_of[live], live, "amin", include_self=False)
+        return cache, rows_of, stand
 
     @abstractmethod
     def full_logits(self, ids: Tensor, key_mask: Tensor) -> Tensor:
@@ -186,16 +201,20 @@ class LMPolicy(Policy):
         key_mask = pmask.repeat_interleave(group_size, 0)                   # (N, S)
         next_pos = key_mask.sum(-1, keepdim=True)                           # (N, 1)
         cache = None
+        n = seq.shape[0]
+        rows_of = torch.arange(n)                                           # decode row of each response
         if self.use_cache:
             logits, cache = self.prefill(prompt_ids, pmask)                 # once per prompt
-            logits, cache = logits.repeat_interleave(group_size, 0), self.expand(cache, group_size)
-        done = torch.zeros(seq.shape[0], dtype=torch.bool)
-        rows: Tensor | None = None                                          # decoded rows (compaction)
+            if self.share_prefixes:                                         # one decode row per prompt
+                rows_of, cache = rows_of // group_size, self.expand(cache, 1)
+            else:
+                logits, cache = logits.repeat_interleave(group_size, 0), self.expand(cache, group_size)
+        done = torch.zeros(n, dtype=torch.bool)
         tokens, logps, masks = [], [], []
         for _ in range(self.max_new_tokens):
             if not self.use_cache:
                 logits = self.full_logits(seq, key_mask)[:, -1]
-            scaled = logits.float() / temperature                           # (N, V)
+            scaled = logits[rows_of].float() / temperature                  # (N, V)
             logp_all = torch.log_softmax(scaled, -1)
             if generator is None:
                 token = scaled.argmax(-1)
@@ -213,10 +232,8 @@ class LMPolicy(Policy):
                 seq = torch.cat([seq, token[:, None]], 1)
             key_mask = torch.cat([key_mask, torch.ones_like(done)[:, None]], 1)
             if self.use_cache:
-                cache, rows = self.compacted(cache, rows, done)
-                at = slice(None) if rows is None else rows
-                out, cache = self.decode(token[at, None], next_pos[at], key_mask[at], cache)
-                logits = out if rows is None else out.new_zeros(logits.shape).index_copy(0, rows, out)
+                cache, rows_of, stand = self.regrouped(cache, rows_of, token, done, logits.shape[-1])
+                logits, cache = self.decode(token[stand, None], next_pos[stand], key_mask[stand], cache)
             next_pos = next_pos + 1
         mask = torch.stack(masks, 1).float()
         return Samples(response_ids=torch.stack(tokens, 1), mask=mask,

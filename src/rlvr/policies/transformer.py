@@ -350,12 +350,15 @@ class TransformerPolicy(LMPolicy):
     ``pack``: training runs only the response positions before each <eos> (no compute on padding).
     ``fused_decode``: sampling decodes with ``FusedDecoder`` (preallocated key/value slots, fused ops).
     ``compact_below``: sampling stops computing finished rows once fewer than that share are live.
+    ``share_prefixes``: sampling computes responses that are equal so far once (one decode row per
+    prompt until the group's first tokens differ; a confident policy's groups stay mostly shared).
     Each fast path computes the same numbers as its plain path (tests/test_fast_paths.py)."""
 
     def __init__(self, net: Transformer, tokenizer: CharTokenizer, *, max_new_tokens: int,
                  top_p: float = 1.0, shared_prefix: bool = True, fused_decode: bool = True,
-                 pack: bool = True, compact_below: float = 0.75) -> None:
+                 pack: bool = True, compact_below: float = 0.75, share_prefixes: bool = True) -> None:
         super().__init__()
+        self.share_prefixes = share_prefixes
         self.pack = pack
         self.compact_below = compact_below
         self.fused_decode = fused_decode

@@ -109,12 +109,15 @@ def test_compacted_decoding_samples_what_decoding_every_row_samples(fused_decode
 
 
 def test_fused_decoder_follows_parameter_updates_and_reuses_slots_across_shapes():
-    """The decoder's fused weights are cached between sampling calls and its key/value slots reused:
-    after an optimiser step, and for calls of other batch shapes, it still samples what the plain
-    module path samples (a stale weight cache or a stale slot would change tokens or log-probs)."""
+    """The decoder's key/value slots are reused between sampling calls: after a step of the trainer's
+    optimiser (fused AdamW, which writes weights without bumping their version counters) and for calls
+    of other batch shapes, it still samples what the plain module path samples (stale fused weights
+    or a stale slot would change tokens or log-probs)."""
+    from rlvr.config import OptimConfig
+    from rlvr.trainer import build_optimizer
     p = policy(compact_below=0.5)
     ids = p.encode_prompts(PROMPTS)
-    opt = torch.optim.SGD(p.parameters(), lr=0.5)
+    opt = build_optimizer(OptimConfig(name="adamw", lr=0.05), p.parameters())
 
     def both(prompt_ids, group, seed):
         fast = p.sample(prompt_ids, group, generator=torch.Generator().manual_seed(seed))

@@ -182,7 +182,7 @@ class LMPolicy(Policy):
             if rows.numel() < response_ids.shape[0]:
                 logp, entropy = self.scores(prompt_ids, response_ids[rows], mask[rows], temperature,
                                             rows // group_size)
-                return logp[inverse], entropy[inverse]
+                return logp.index_select(0, inverse), entropy.index_select(0, inverse)
         return self.scores(prompt_ids, response_ids, mask, temperature,
                            torch.arange(response_ids.shape[0]) // group_size)
 

@@ -67,8 +67,9 @@ def rotate_half(x: Tensor) -> Tensor:
 
 
 def packed(x: Tensor, rows: Tensor) -> Tensor:
-    """(B, S, ...) -> (M, ...): the positions where ``rows`` (B, S) is True, in row-major order."""
-    return x.flatten(0, 1)[rows.flatten()]
+    """(B, S, ...) -> (M, ...): the positions where ``rows`` (B, S) is True, in row-major order (an
+    index_select: its backward is an index_add, where boolean indexing's is a slow index_put)."""
+    return x.flatten(0, 1).index_select(0, rows.flatten().nonzero().squeeze(-1))
 
 
 def unpacked(x: Tensor, rows: Tensor) -> Tensor:
@@ -367,7 +368,6 @@ class TransformerPolicy(LMPolicy):
         self.max_new_tokens = max_new_tokens
         self.top_p = top_p
         self.shared_prefix = shared_prefix
-        self._decode_weights: tuple[tuple, list[dict[str, Tensor]]] | None = None
         self._slot_pool = SlotPool()
 
     def head(self, hidden: Tensor) -> Tensor:
@@ -389,16 +389,8 @@ class TransformerPolicy(LMPolicy):
         response (``fused_decode``)."""
         if not self.fused_decode:
             return repeat_cache(cache, group_size)
-        return FusedDecoder(self.net, self.decode_weights(), cache, group_size,
+        return FusedDecoder(self.net, fused_weights(self.net), cache, group_size,
                             cache[0][0].shape[2] + self.max_new_tokens, self._slot_pool)
-
-    def decode_weights(self) -> list[dict[str, Tensor]]:
-        """``fused_weights`` of the current parameters, rebuilt only after a parameter changed (every
-        in-place update -- optimiser step, load_state_dict -- bumps a tensor's version counter)."""
-        key = tuple((id(p), p._version) for p in self.net.parameters())
-        if self._decode_weights is None or self._decode_weights[0] != key:
-            self._decode_weights = (key, fused_weights(self.net))
-        return self._decode_weights[1]
 
     def select(self, cache: KVCache | FusedDecoder, rows: Tensor) -> KVCache | FusedDecoder:
         if isinstance(cache, FusedDecoder):
@@ -425,14 +417,14 @@ class TransformerPolicy(LMPolicy):
             return super().response_logits(prompt_ids, response_ids, prompt_of)
         pmask = prompt_mask(prompt_ids, self.codec.pad_id)
         last, cache = self.prefill(prompt_ids, pmask)                         # (B, V)
-        cache = [(k[prompt_of], v[prompt_of]) for k, v in cache]
+        cache = [(k.index_select(0, prompt_of), v.index_select(0, prompt_of)) for k, v in cache]  # index_add backward
         key_mask = pmask[prompt_of]
         start = key_mask.sum(-1, keepdim=True)                                # (N, 1)
         inputs = response_ids[:, :-1]                                         # (N, T-1)
         key_mask = torch.cat([key_mask, torch.ones_like(inputs, dtype=torch.bool)], 1)
         positions = start + torch.arange(inputs.shape[1])[None]
         hidden, _ = self.net(inputs, positions, key_mask, cache, live)         # (N, T-1, D)
-        return torch.cat([last[prompt_of][:, None], self.head(hidden)], 1)
+        return torch.cat([last.index_select(0, prompt_of)[:, None], self.head(hidden)], 1)
 
     def save_hf(self, path: Path) -> None:
         self.net.save_hf(path, self.codec)

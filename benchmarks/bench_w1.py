@@ -245,6 +245,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=THREADS, help="torch threads of every run, both tools "
                    "(workloads.md: 2; on a loaded shared machine 1 is far less noisy)")
     p.add_argument("--no-trl", action="store_true", help="rlvr only (also when trl is not installed)")
+    p.add_argument("--tag", default="", help="results file w1-<date>-<tag>.json instead of w1-<date>.json")
     p.add_argument("--child", choices=["rlvr", "trl", "gen-rlvr", "gen-hf"], help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
     p.add_argument("--beta", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -291,7 +292,7 @@ def main() -> None:
         if "0.0" in ratios:
             result["trl_over_rlvr_step_time"] = ratios["0.0"]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"w1-{result['date']}.json"
+    path = RESULTS / f"w1-{result['date']}{'-' + args.tag if args.tag else ''}.json"
     from rlvr.runs.rundir import atomic_write_text
     atomic_write_text(path, json.dumps(result, indent=1))
     print_table(result)

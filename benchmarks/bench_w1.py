@@ -240,6 +240,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     p.add_argument("--betas", type=float, nargs="+", default=[0.0, 0.04])
     p.add_argument("--gen-reps", type=int, default=20)
     p.add_argument("--threads", type=int, default=THREADS, help="torch threads of every run, both tools "
@@ -268,7 +269,7 @@ def main() -> None:
     tools = ["rlvr", "trl"] if with_trl else ["rlvr"]
     runs: dict[str, dict[str, list[dict]]] = {t: {} for t in tools}
     for beta in args.betas:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for tool in tools:  # A B A B
                 runs[tool].setdefault(str(beta), []).append(spawn(tool, folder, args.steps, beta, seed))
     gen = {"rlvr": [], "hf": []}
@@ -276,7 +277,7 @@ def main() -> None:
         for tool in gen:
             gen[tool].append(spawn(f"gen-{tool}", folder, args.gen_reps))
     result = {"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv), "threads": THREADS,
-              "steps": args.steps, "seeds": args.seeds,
+              "steps": args.steps, "seeds": args.seeds, "first_seed": args.first_seed,
               "betas": args.betas, "params": params, "machine": machine,
               "settings": {"prompts": PROMPTS, "group": GROUP, "max_new_tokens": MAX_NEW, "lr": LR},
               "tools": {t: {b: summarise(rs, flops_per_token) for b, rs in per.items()} for t, per in runs.items()},

@@ -16,7 +16,8 @@ a confident policy samples the same response many times per group -- and copies 
 duplicates, which gives every duplicate the same log-probs and, through the copy, the same gradient.
 
 Sampling: each prompt is prefilled once, its cache expanded G times (the G responses of a group
-share the prompt), then one token per step for all N rows; a row stops at <eos>. The recorded
+share the prompt; with ``share_prefixes`` responses stay on one decode row until their tokens
+differ), then one token per step for all N rows; a row stops at <eos>. The recorded
 log-prob of a token is log softmax(logits / temperature): the same quantity ``logprobs`` computes
 in training (top-p < 1 samples from the truncated distribution, a slightly off-policy choice that
 the ratio of a clipped loss then sees).

@@ -253,9 +253,6 @@ def fused_weights(net: Transformer) -> list[dict[str, Tensor]]:
                 for b in net.model.layers]
 
 
-
-
-
 def rotary_interleave(head_size: int) -> Tensor:
     """The permutation of a head's dims that puts each rotate-half pair side by side: 0, h/2, 1, h/2 + 1, ..."""
     half = head_size // 2
@@ -307,7 +304,7 @@ class FusedDecoder:
         self.eps = net.config.rms_norm_eps
 
     def select(self, rows: Tensor) -> FusedDecoder:
-        """Keep only the given rows (index (M,)), in place."""
+        """Continue with the given rows (index (M,); a repeated row is copied: a split), in place."""
         heads = (rows[:, None] * self.nh + torch.arange(self.nh)).flatten()
         self.side = 1 - self.side
         for kind, slots in (("k", self.keys), ("v", self.values)):

@@ -2,9 +2,10 @@
 
     python benchmarks/recipes.py --preset sort5 [--seeds 3] [--jobs 2] [--recipes grpo dapo ...] [--set key=value ...]
 
-For every recipe and seed, trains ``rlvr train --config PRESET --algo RECIPE --seed S`` (in
-a worker process, one thread each; --jobs runs that many at once) and records eval/exact_match at every evaluation (the preset's held-out
-prompts; a preset with a fixed prompt list, like sort-toy, evaluates on that list). Writes
+For every recipe and seed, trains ``rlvr train --config PRESET --algo RECIPE --seed S`` (in a
+worker process, one thread each; --jobs runs that many at once) and records eval/exact_match at
+every evaluation (the preset's held-out prompts; a preset with a fixed prompt list, like sort-toy,
+evaluates on that list). Writes
 benchmarks/results/recipes-<preset>.json and recipes-<preset>.png (mean over seeds, band = min..max),
 and rewrites the preset's table in docs/algorithms.md between its markers.
 """

@@ -86,6 +86,7 @@ def run_rlvr(folder: str, steps: int, beta: float, seed: int) -> dict:
         "algo.deltas": "normalized", "algo.loss": "clipped", "algo.clip_eps_low": 0.2,
         "algo.aggregation": "token-mean", "algo.kl_coef": beta, "algo.kl_estimator": "k3",
         "algo.ref_refresh_every": 0,  # W1: KL against the initial model, as TRL's fixed reference
+        "algo.kl_ratio_weight": True,  # TRL 1.16's default use_bias_correction_kl: KL x ratio
         "optim.name": "adamw", "optim.lr": LR, "optim.grad_clip": 1.0,
         "train.outer_steps": steps, "train.inner_steps": 1, "train.prompts_per_step": PROMPTS,
         "train.group_size": GROUP, "train.threads": THREADS, "train.diagnostics_every": 0,

@@ -74,3 +74,37 @@ def test_a_step_without_any_group_with_a_reward_spread_skips_the_update(tmp_path
     assert skipped and all("loss/total" not in r and r["sampling/dropped_groups"] == 1 for r in skipped)
     if len(skipped) == len(rows):
         assert all(torch.equal(p, b) for p, b in zip(t.policy.parameters(), before, strict=True))
+
+
+def test_ratio_weighted_kl_keeps_k3s_value_on_policy_and_takes_the_log_ratio_gradient(tmp_path):
+    """TRL's use_bias_correction_kl: k3 x (pi_theta / pi_old). On-policy the ratio is 1, so the value
+    is k3's, but its gradient is (k3 + 1 - q) grad log pi = log(pi/pi_ref) grad log pi: k2's."""
+    def grads_and_kl(**overrides):
+        t = trainer(tmp_path, **{"algo.kl_coef": 0.5, "algo.deltas": "raw", **overrides})
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for p in t.reference.parameters():
+                p.add_(torch.randn_like(p) * 0.3)
+        torch.manual_seed(1)
+        batch = t.make_batch(fresh_rollouts(t))
+        loss, metrics = compute_loss(t.policy, batch, t.cfg.algo, temperature=1.0, aggregation_constant=3.0,
+                                     entropy_coef=0.0)
+        loss.backward()
+        return torch.cat([p.grad.flatten() for p in t.policy.parameters()]), metrics["policy/kl"], t, batch
+
+    g_weighted, kl_weighted, t, batch = grads_and_kl(**{"algo.kl_ratio_weight": True})
+    g_k3, kl_k3, _, _ = grads_and_kl()
+    g_k2, _, _, _ = grads_and_kl(**{"algo.kl_grad_estimator": "k2"})
+    assert torch.allclose(kl_weighted, kl_k3, rtol=1e-5) and kl_k3 > 0.01
+    assert torch.allclose(g_weighted, g_k2, rtol=1e-4, atol=1e-6)
+    assert (g_weighted - g_k3).norm() > 0.01 * g_k3.norm()
+    # off-policy (the weights moved since sampling): the logged KL is the ratio-weighted mean
+    with torch.no_grad():
+        for p in t.policy.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    _, metrics = compute_loss(t.policy, batch, t.cfg.algo, temperature=1.0, aggregation_constant=3.0, entropy_coef=0.0)
+    r = batch.rollouts
+    logp, _ = t.policy.logprobs(r.prompt_ids, r.response_ids, r.mask, group_size=r.group_size)
+    log_q = batch.ref_logprobs - logp
+    expected = ((logp - r.logprobs).exp() * (log_q.exp() - 1 - log_q) * r.mask).sum() / r.mask.sum()
+    assert torch.allclose(metrics["policy/kl"], expected.detach(), rtol=1e-5)

@@ -144,6 +144,10 @@ class AlgoConfig:
     kl_grad_estimator: str | None = opt(None, "KL in the loss: take the gradient from this estimator, "
                                         "the value from kl_estimator (k3 + k2: unbiased KL gradient)",
                                         choices=_registry_names("KL_ESTIMATORS"))
+    kl_ratio_weight: bool = opt(False, "KL in the loss: weigh each token's KL by the importance ratio "
+                                "pi_theta/pi_old (value 1 on-policy; with k3 its gradient is then "
+                                "log(pi/pi_ref) grad log pi, the unbiased one; DeepSeek-V3.2, TRL's "
+                                "use_bias_correction_kl default)")
     kl_target: float | None = opt(None, "adaptive KL coefficient: target sequence KL (none: fixed "
                                   "kl_coef)", gt=0.0)
     kl_horizon: int = opt(10000, "adaptive KL coefficient: horizon in samples", ge=1)

@@ -114,7 +114,10 @@ def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature:
     loss = pg_loss
     metrics["loss/policy"] = pg_loss.detach()
     if batch.ref_logprobs is not None:
-        kl = agg(kl_penalty(algo.kl_estimator, logp, batch.ref_logprobs, grad_name=algo.kl_grad_estimator))
+        kl_tokens = kl_penalty(algo.kl_estimator, logp, batch.ref_logprobs, grad_name=algo.kl_grad_estimator)
+        if algo.kl_ratio_weight:  # the KL of tokens sampled by pi_old, re-weighted to pi_theta
+            kl_tokens = kl_tokens * (logp - r.logprobs).exp()
+        kl = agg(kl_tokens)
         loss = loss + batch.kl_loss_coef * kl
         metrics["policy/kl"] = kl.detach()
     mean_entropy = agg(entropy)

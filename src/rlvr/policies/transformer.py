@@ -195,6 +195,36 @@ class Transformer(nn.Module):
         x = self.model.norm(x)
         return (x if live is None else unpacked(x, live)), new_cache
 
+    def grouped(self, ids: Tensor, layout: GroupLayout) -> Tensor:
+        """One pass over group-packed tokens: ids (L,) in ``layout``'s flat order -> hidden (L, D).
+        Each group's prompt and responses form one sequence under the tree mask, so the prompt runs
+        once per group, every projection runs on the L real tokens only, and the whole batch is one
+        pass (not a prompt pass plus a response pass reading its cache). Per layer: q, k, v from one
+        product (q's and k's rows in the interleaved rotary layout, which leaves attention unchanged),
+        rotary as one complex product, one scatter into the (B, Lg) grid and one gather back."""
+        c = self.config
+        nh, hs, d = c.num_heads, c.hidden_size // c.num_heads, c.hidden_size
+        perm = rotary_interleave(hs)
+        cos, sin = self.rope(layout.positions[None])                              # (1, 1, L, hs)
+        rot = torch.complex(cos[0, 0, :, : hs // 2], sin[0, 0, :, : hs // 2])[:, None]  # (L, 1, hs/2)
+        x = self.model.embed_tokens(ids)                                          # (L, D)
+        n, eps = x.shape[0], c.rms_norm_eps
+        for block in self.model.layers:
+            attn, mlp = block.self_attn, block.mlp
+            interleaved = lambda w: w.view(nh, hs, d)[:, perm].reshape(d, d)  # noqa: E731
+            qkv = F.linear(F.rms_norm(x, (d,), block.input_layernorm.weight, eps), torch.cat(
+                [interleaved(attn.q_proj.weight), interleaved(attn.k_proj.weight), attn.v_proj.weight]))
+            qk = torch.view_as_real(torch.view_as_complex(qkv[:, : 2 * d].reshape(n, 2 * nh, hs // 2, 2)) * rot)
+            qkv = torch.cat([qk.reshape(n, 2 * d), qkv[:, 2 * d:]], 1)
+            grid = qkv.new_zeros(layout.groups * layout.length, 3 * d).index_copy(0, layout.slot, qkv)
+            q, k, v = grid.view(layout.groups, layout.length, 3, nh, hs).permute(2, 0, 3, 1, 4).unbind(0)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.allowed)  # (B, nh, Lg, hs)
+            x = x + attn.o_proj(y.transpose(1, 2).reshape(-1, d).index_select(0, layout.slot))
+            gate, up = F.linear(F.rms_norm(x, (d,), block.post_attention_layernorm.weight, eps),
+                                torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])).chunk(2, -1)
+            x = x + mlp.down_proj(F.silu(gate) * up)
+        return F.rms_norm(x, (d,), self.model.norm.weight, eps)
+
     # ---------------------------------------------------------------- Hugging Face Llama format
     def hf_config(self, tokenizer: CharTokenizer | None = None) -> dict[str, Any]:
         c = self.config
@@ -234,6 +264,52 @@ class Transformer(nn.Module):
         if cfg.tie_embeddings:
             model.lm_head.weight = model.model.embed_tokens.weight
         return model
+
+
+@dataclass
+class GroupLayout:
+    """Where each token of a group-packed pass sits. Flat order (L tokens): the B prompts' P slots,
+    then the responses' live inputs in row-major order. Group b's sequence (Lg slots): its prompt, then
+    the inputs of each of its responses one after another, then empty slots."""
+
+    slot: Tensor        # (L,) index of each flat token in the (B * Lg) grid
+    positions: Tensor   # (L,) rotary position of each flat token
+    allowed: Tensor     # (B, 1, Lg, Lg) bool: query attends to key
+    groups: int         # B
+    length: int         # Lg
+
+
+def group_layout(pmask: Tensor, live: Tensor, prompt_of: Tensor) -> GroupLayout:
+    """pmask (B, P) bool (left padding off); live (N, T1) bool, the response inputs to compute (each
+    row's live inputs first); prompt_of (N,). The tree mask: a prompt token sees its prompt's earlier
+    tokens, a response token its prompt and its own earlier tokens -- what each sees in a separate pass
+    over prompt + response -- and a slot nothing else may see (padding, empty) sees only itself."""
+    groups, width = pmask.shape
+    rows, t1 = live.shape
+    counts = live.sum(1)                                                      # (N,)
+    totals = torch.zeros(groups, dtype=torch.long).index_add_(0, prompt_of, counts)
+    length = width + int(totals.max()) if rows else width
+    order = torch.argsort(prompt_of, stable=True)                             # rows grouped by prompt
+    before = torch.cumsum(counts[order], 0) - counts[order] - (torch.cumsum(totals, 0) - totals)[prompt_of[order]]
+    offset = torch.empty_like(counts).index_copy_(0, order, before)           # (N,) start within group
+    t = torch.arange(t1)[None]
+    response_slot = (prompt_of[:, None] * length + width + offset[:, None] + t)[live]       # (M,)
+    prompt_slot = (torch.arange(groups)[:, None] * length + torch.arange(width)[None]).flatten()
+    slot = torch.cat([prompt_slot, response_slot])
+    start = pmask.sum(1)
+    positions = torch.cat([positions_of(pmask).flatten(), (start[prompt_of][:, None] + t)[live]])
+    segment = torch.full((groups * length,), -1, dtype=torch.long)            # 0 prompt, n + 1 response n
+    segment[response_slot] = torch.arange(1, rows + 1)[:, None].expand(rows, t1)[live]
+    segment[prompt_slot] = 0
+    visible = torch.zeros(groups * length, dtype=torch.bool)                   # keys anyone may see
+    visible[prompt_slot] = pmask.flatten()
+    visible[response_slot] = True
+    segment, visible = segment.view(groups, length), visible.view(groups, length)
+    i = torch.arange(length)
+    causal = i[:, None] >= i[None, :]                                          # query slot >= key slot
+    related = (segment[:, :, None] == segment[:, None, :]) | (segment[:, None, :] == 0)
+    allowed = (causal & related & visible[:, None, :]) | (i[:, None] == i[None, :])
+    return GroupLayout(slot, positions, allowed[:, None], groups, length)
 
 
 def fused_weights(net: Transformer) -> list[dict[str, Tensor]]:
@@ -406,22 +482,20 @@ class TransformerPolicy(LMPolicy):
 
     def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, prompt_of: Tensor,
                         live: Tensor | None = None) -> Tensor:
-        """(N, T, V). Shared prefix: prefill B prompts (with gradient), give each of the N responses its
-        prompt's cache (``prompt_of`` (N,)), then run the responses' first T - 1 tokens against it; with
-        ``live`` (N, T - 1) only the inputs that predict a real response token (packed: no compute on
-        the padding after <eos>)."""
+        """(N, T, V). Shared prefix: one group-packed pass (``Transformer.grouped``) over each of the B
+        prompts followed by its responses' first T - 1 tokens (``prompt_of`` (N,) names each response's
+        prompt); with ``live`` (N, T - 1) only the inputs that predict a real response token (packed: no
+        compute on the padding after <eos>; logits there are 0)."""
         if not self.shared_prefix:
             return super().response_logits(prompt_ids, response_ids, prompt_of)
-        pmask = prompt_mask(prompt_ids, self.codec.pad_id)
-        last, cache = self.prefill(prompt_ids, pmask)                         # (B, V)
-        cache = [(k.index_select(0, prompt_of), v.index_select(0, prompt_of)) for k, v in cache]  # index_add backward
-        key_mask = pmask[prompt_of]
-        start = key_mask.sum(-1, keepdim=True)                                # (N, 1)
         inputs = response_ids[:, :-1]                                         # (N, T-1)
-        key_mask = torch.cat([key_mask, torch.ones_like(inputs, dtype=torch.bool)], 1)
-        positions = start + torch.arange(inputs.shape[1])[None]
-        hidden, _ = self.net(inputs, positions, key_mask, cache, live)         # (N, T-1, D)
-        return torch.cat([last.index_select(0, prompt_of)[:, None], self.head(hidden)], 1)
+        live = torch.ones_like(inputs, dtype=torch.bool) if live is None else live
+        layout = group_layout(prompt_mask(prompt_ids, self.codec.pad_id), live, prompt_of)
+        b, p = prompt_ids.shape
+        hidden = self.net.grouped(torch.cat([prompt_ids.flatten(), packed(inputs, live)]), layout)  # (L, D)
+        last = self.head(hidden[: b * p].view(b, p, -1)[:, -1])                # (B, V) predicts token 0
+        return torch.cat([last.index_select(0, prompt_of)[:, None],
+                          unpacked(self.head(hidden[b * p:]), live)], 1)
 
     def save_hf(self, path: Path) -> None:
         self.net.save_hf(path, self.codec)

@@ -197,3 +197,18 @@ def test_shared_prefix_decoding_samples_what_decoding_every_row_samples(fused_de
     distinct = {tuple(r) for r in torch.cat([torch.arange(18)[:, None] // 6, plain.response_ids], 1).tolist()}
     assert len(distinct) < 18                  # groups did repeat responses ...
     assert sum(shared_rows) < sum(computed[len(shared_rows):])   # ... and fewer rows were decoded
+
+
+def test_inverse_cdf_draws_follow_the_probabilities_and_never_a_zero_probability_token():
+    from rlvr.policies.lm import inverse_cdf_sample
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.3, 0.2, 0.0], [0.1, 0.1, 0.1, 0.1, 0.1, 0.5]])
+    rows = probs.repeat(20000, 1) * 3.0                       # unnormalised rows are fine
+    tokens = inverse_cdf_sample(rows, torch.Generator().manual_seed(0)).view(20000, 2)
+    for j in range(2):
+        freq = torch.bincount(tokens[:, j], minlength=6).float() / 20000
+        # 4.5 standard errors of a binomial frequency at n = 20000 is < 0.016
+        assert (freq - probs[j]).abs().max() < 0.016, (j, freq)
+    assert not bool((probs[0][tokens[:, 0]] == 0).any())
+    # all mass on one token: always that token, never one past the end (u * total < total)
+    edge = torch.tensor([[0.0, 0.0, 1.0, 0.0]]).repeat(1000, 1)
+    assert bool((inverse_cdf_sample(edge, torch.Generator().manual_seed(1)) == 2).all())

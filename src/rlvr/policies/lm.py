@@ -72,6 +72,15 @@ def top_p_filter(probs: Tensor, top_p: float) -> Tensor:
     return kept / kept.sum(-1, keepdim=True)
 
 
+def inverse_cdf_sample(probs: Tensor, generator: torch.Generator) -> Tensor:
+    """One draw per row of (N, V) probabilities (unnormalised is fine): the first token whose cumulative
+    mass exceeds u * total, u ~ U[0, 1). A zero-probability token is never drawn (its cumulative mass
+    equals its predecessor's). Four small ops where ``torch.multinomial`` costs ~5x as much here."""
+    cdf = probs.cumsum(-1)
+    u = torch.rand(probs.shape[0], 1, generator=generator, dtype=cdf.dtype) * cdf[:, -1:]
+    return (cdf <= u).sum(-1)
+
+
 class LMPolicy(Policy):
     """A causal LM with a tokenizer. Subclasses provide the model hooks."""
 
@@ -221,7 +230,7 @@ class LMPolicy(Policy):
                 token = scaled.argmax(-1)
             else:
                 probs = top_p_filter(logp_all.exp(), self.top_p)
-                token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+                token = inverse_cdf_sample(probs, generator)
             token = token.masked_fill(done, pad)
             tokens.append(token)
             logps.append(logp_all.gather(-1, token[:, None]).squeeze(-1))

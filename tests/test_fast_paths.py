@@ -212,3 +212,19 @@ def test_inverse_cdf_draws_follow_the_probabilities_and_never_a_zero_probability
     # all mass on one token: always that token, never one past the end (u * total < total)
     edge = torch.tensor([[0.0, 0.0, 1.0, 0.0]]).repeat(1000, 1)
     assert bool((inverse_cdf_sample(edge, torch.Generator().manual_seed(1)) == 2).all())
+
+
+def test_group_packed_pass_takes_responses_in_any_order_and_any_number_per_prompt():
+    """The tree-mask layout for rows in shuffled prompt order, 0 to 5 responses per prompt (prompt 2
+    has none): the logits at every live position equal one plain pass over prompt + response each."""
+    p = policy()
+    ids, samples = rollout(p)
+    rows = torch.tensor([7, 0, 5, 1, 6, 2, 4])                 # prompts 1 0 1 0 1 0 1: none of prompt 2
+    prompt_of, response_ids, mask = rows // 4, samples.response_ids[rows], samples.mask[rows]
+    live = mask[:, 1:] > 0
+    fast = p.response_logits(ids, response_ids, prompt_of, live=live)
+    p.pack, p.shared_prefix = False, False
+    plain = p.response_logits(ids, response_ids, prompt_of)
+    seen = mask > 0
+    assert seen.sum() > 2 * len(rows)
+    torch.testing.assert_close(fast[seen], plain[seen], atol=1e-5, rtol=1e-4)

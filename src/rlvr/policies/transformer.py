@@ -199,30 +199,31 @@ class Transformer(nn.Module):
         """One pass over group-packed tokens: ids (L,) in ``layout``'s flat order -> hidden (L, D).
         Each group's prompt and responses form one sequence under the tree mask, so the prompt runs
         once per group, every projection runs on the L real tokens only, and the whole batch is one
-        pass (not a prompt pass plus a response pass reading its cache). Per layer: q, k, v from one
-        product (q's and k's rows in the interleaved rotary layout, which leaves attention unchanged),
-        rotary as one complex product, one scatter into the (B, Lg) grid and one gather back."""
+        pass (not a prompt pass plus a response pass reading its cache). Rotary as one complex product
+        on each (x_i, x_{i + hs/2}) pair, which leaves q and k in the interleaved layout (the same
+        permutation on both: attention unchanged); q k and v scattered into the (B, Lg) grid, the
+        attention output gathered back."""
         c = self.config
         nh, hs, d = c.num_heads, c.hidden_size // c.num_heads, c.hidden_size
-        perm = rotary_interleave(hs)
         cos, sin = self.rope(layout.positions[None])                              # (1, 1, L, hs)
         rot = torch.complex(cos[0, 0, :, : hs // 2], sin[0, 0, :, : hs // 2])[:, None]  # (L, 1, hs/2)
+        b, length = layout.groups, layout.length
         x = self.model.embed_tokens(ids)                                          # (L, D)
         n, eps = x.shape[0], c.rms_norm_eps
         for block in self.model.layers:
             attn, mlp = block.self_attn, block.mlp
-            interleaved = lambda w: w.view(nh, hs, d)[:, perm].reshape(d, d)  # noqa: E731
-            qkv = F.linear(F.rms_norm(x, (d,), block.input_layernorm.weight, eps), torch.cat(
-                [interleaved(attn.q_proj.weight), interleaved(attn.k_proj.weight), attn.v_proj.weight]))
-            qk = torch.view_as_real(torch.view_as_complex(qkv[:, : 2 * d].reshape(n, 2 * nh, hs // 2, 2)) * rot)
-            qkv = torch.cat([qk.reshape(n, 2 * d), qkv[:, 2 * d:]], 1)
-            grid = qkv.new_zeros(layout.groups * layout.length, 3 * d).index_copy(0, layout.slot, qkv)
-            q, k, v = grid.view(layout.groups, layout.length, 3, nh, hs).permute(2, 0, 3, 1, 4).unbind(0)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=layout.allowed)  # (B, nh, Lg, hs)
+            h = F.rms_norm(x, (d,), block.input_layernorm.weight, eps)
+            q, k, v = attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
+            halves = torch.stack([q, k], 1).view(n, 2 * nh, 2, hs // 2)
+            qk = torch.view_as_real(torch.complex(halves[:, :, 0], halves[:, :, 1]) * rot).reshape(n, 2 * d)
+            qk = qk.new_zeros(b * length, 2 * d).index_copy(0, layout.slot, qk)
+            v = v.new_zeros(b * length, d).index_copy(0, layout.slot, v)
+            q, k = qk.view(b, length, 2, nh, hs).permute(2, 0, 3, 1, 4).unbind(0)  # (B, nh, Lg, hs)
+            y = F.scaled_dot_product_attention(q, k, v.view(b, length, nh, hs).transpose(1, 2),
+                                               attn_mask=layout.allowed)
             x = x + attn.o_proj(y.transpose(1, 2).reshape(-1, d).index_select(0, layout.slot))
-            gate, up = F.linear(F.rms_norm(x, (d,), block.post_attention_layernorm.weight, eps),
-                                torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])).chunk(2, -1)
-            x = x + mlp.down_proj(F.silu(gate) * up)
+            h = F.rms_norm(x, (d,), block.post_attention_layernorm.weight, eps)
+            x = x + mlp.down_proj(F.silu(mlp.gate_proj(h)) * mlp.up_proj(h))
         return F.rms_norm(x, (d,), self.model.norm.weight, eps)
 
     # ---------------------------------------------------------------- Hugging Face Llama format

@@ -313,21 +313,28 @@ def group_layout(pmask: Tensor, live: Tensor, prompt_of: Tensor) -> GroupLayout:
     return GroupLayout(slot, positions, allowed[:, None], groups, length)
 
 
-def fused_weights(net: Transformer) -> list[dict[str, Tensor]]:
-    """Per layer, the weights ``FusedDecoder`` multiplies by (no gradient): [q k v] and [gate up]
-    concatenated, transposed for ``x @ W``; q scaled by 1 / sqrt(hs); q's and k's rows permuted within
-    each head to the interleaved rotary layout (x0 y0 x1 y1 ... for the rotate-half pairs (x_i, y_i))."""
+def fused_weights(net: Transformer) -> tuple[list[dict[str, Tensor]], Tensor]:
+    """The weights ``FusedDecoder`` multiplies by (no gradient), transposed for ``x @ W``: per layer,
+    [q k v] as one matrix whose columns run head by head (q_h, k_h, v_h), with q scaled by 1 / sqrt(hs)
+    and q's and k's dims in the interleaved rotary layout (x0 y0 x1 y1 ... for the rotate-half pairs);
+    [gate up] as one; each RMSNorm's weight folded into the product after it (norm(x) W = (x r)(w W)).
+    Also the head, with the final norm's weight folded in. Returns (layers, head)."""
     c = net.config
-    nh, hs = c.num_heads, c.hidden_size // c.num_heads
+    nh, hs, d = c.num_heads, c.hidden_size // c.num_heads, c.hidden_size
     perm = rotary_interleave(hs)
-    head_rows = lambda w: w.view(nh, hs, -1)[:, perm].reshape(c.hidden_size, -1)  # noqa: E731
     with torch.no_grad():
-        return [{"ln1": b.input_layernorm.weight.detach(), "ln2": b.post_attention_layernorm.weight.detach(),
-                 "qkv": torch.cat([head_rows(b.self_attn.q_proj.weight) / math.sqrt(hs),
-                                   head_rows(b.self_attn.k_proj.weight), b.self_attn.v_proj.weight]).t(),
-                 "o": b.self_attn.o_proj.weight.detach().t(), "down": b.mlp.down_proj.weight.detach().t(),
-                 "gate_up": torch.cat([b.mlp.gate_proj.weight, b.mlp.up_proj.weight]).t()}
-                for b in net.model.layers]
+        layers = []
+        for b in net.model.layers:
+            a = b.self_attn
+            qkv = torch.stack([a.q_proj.weight.view(nh, hs, d)[:, perm] / math.sqrt(hs),
+                               a.k_proj.weight.view(nh, hs, d)[:, perm], a.v_proj.weight.view(nh, hs, d)], 1)
+            layers.append({
+                "qkv": (qkv.reshape(3 * d, d) * b.input_layernorm.weight).t(),            # (D, nh*3*hs)
+                "o": a.o_proj.weight.detach().t(), "down": b.mlp.down_proj.weight.detach().t(),
+                "gate_up": (torch.cat([b.mlp.gate_proj.weight, b.mlp.up_proj.weight])
+                            * b.post_attention_layernorm.weight).t()})
+        head = (net.lm_head.weight * net.model.norm.weight).t()                            # (D, V)
+    return layers, head
 
 
 def rotary_interleave(head_size: int) -> Tensor:
@@ -354,28 +361,29 @@ class SlotPool:
 
 class FusedDecoder:
     """Sampling's decode step (one new token per row, no gradient) in as few operations as it takes:
-    q, k, v from one matrix product and gate, up from another (``fused_weights``); the attention scale
-    folded into q's weights; rotary positions as one complex product (q and k in the interleaved layout
-    -- the same permutation on both leaves every dot product, hence attention, unchanged); keys and
-    values in preallocated slots (N*nh, capacity, hs) from a ``SlotPool``, a group's shared prompt
-    written once per prompt, with an additive mask over the slots; the residual adds fused into the
-    output products (addmm).
-    Computes what ``Transformer.forward`` computes (tests/test_fast_paths.py)."""
+    q, k, v from one matrix product, gate and up from another, the norms' weights and the attention
+    scale folded into them, and the logits from the head with the final norm folded in
+    (``fused_weights``); rotary positions as one in-place complex product on q and k together (their
+    dims in the interleaved layout -- the same permutation on both leaves every dot product, hence
+    attention, unchanged); keys and values side by side in preallocated slots (N*nh, capacity, 2, hs)
+    from a ``SlotPool``, so one copy writes both, a group's shared prompt written once per prompt, and
+    an additive mask over the slots; the residual adds fused into the output products (addmm).
+    Computes what ``Transformer.forward`` + the head compute (tests/test_fast_paths.py)."""
 
-    def __init__(self, net: Transformer, weights: list[dict[str, Tensor]], prompt_cache: KVCache,
-                 group_size: int, capacity: int, pool: SlotPool) -> None:
+    def __init__(self, net: Transformer, weights: tuple[list[dict[str, Tensor]], Tensor],
+                 prompt_cache: KVCache, group_size: int, capacity: int, pool: SlotPool) -> None:
         b, nh, length, hs = prompt_cache[0][0].shape
         n = b * group_size
-        self.net, self.weights, self.n, self.nh, self.hs, self.capacity = net, weights, n, nh, hs, capacity
-        self.pool, self.side = pool, 0                                     # compaction copies to the other side
+        self.net, (self.weights, self.head), self.n, self.nh, self.hs = net, weights, n, nh, hs
+        self.capacity, self.pool, self.side = capacity, pool, 0          # compaction copies to the other side
         perm = rotary_interleave(hs)
-        self.keys, self.values = [], []
+        self.slots = []
         for i, (k, v) in enumerate(prompt_cache):                         # (B, nh, P, hs) each
-            keys, values = (pool.get((kind, i, 0), n * nh, capacity, hs) for kind in "kv")
-            keys.view(b, group_size, nh, capacity, hs)[:, :, :, :length] = k[..., perm][:, None]
-            values.view(b, group_size, nh, capacity, hs)[:, :, :, :length] = v[:, None]
-            self.keys.append(keys)
-            self.values.append(values)
+            slots = pool.get(("kv", i, 0), n * nh, capacity, 2, hs)
+            view = slots.view(b, group_size, nh, capacity, 2, hs)
+            view[:, :, :, :length, 0] = k[..., perm][:, None]
+            view[:, :, :, :length, 1] = v[:, None]
+            self.slots.append(slots)
         self.bias = torch.full((n * nh, 1, capacity), float("-inf"))        # closed slots: -inf
         self.length, self.opened = length, 0                            # slots filled, slots unmasked
         self.eps = net.config.rms_norm_eps
@@ -384,15 +392,14 @@ class FusedDecoder:
         """Continue with the given rows (index (M,); a repeated row is copied: a split), in place."""
         heads = (rows[:, None] * self.nh + torch.arange(self.nh)).flatten()
         self.side = 1 - self.side
-        for kind, slots in (("k", self.keys), ("v", self.values)):
-            for i, src in enumerate(slots):
-                slots[i] = torch.index_select(src, 0, heads, out=self.pool.get(
-                    (kind, i, self.side), heads.numel(), *src.shape[1:]))
+        for i, src in enumerate(self.slots):
+            self.slots[i] = torch.index_select(src, 0, heads, out=self.pool.get(
+                ("kv", i, self.side), heads.numel(), *src.shape[1:]))
         self.bias, self.n = self.bias[heads], rows.numel()
         return self
 
     def step(self, ids: Tensor, positions: Tensor, key_mask: Tensor) -> Tensor:
-        """ids, positions (n,); key_mask (n, K) over cached + this token (K = cached + 1) -> last hidden (n, D)."""
+        """ids, positions (n,); key_mask (n, K) over cached + this token (K = cached + 1) -> logits (n, V)."""
         t, n, nh, hs = self.length, self.n, self.nh, self.hs
         if key_mask.shape[1] != t + 1:
             raise ValueError(f"key mask covers {key_mask.shape[1]} keys, the decoder holds {t} + 1")
@@ -401,22 +408,22 @@ class FusedDecoder:
             ~key_mask[:, None, new], float("-inf"))
         self.opened = t + 1
         cos, sin = self.net.rope(positions[:, None])                        # (n, 1, 1, hs)
-        rot = torch.complex(cos[:, 0, :, : hs // 2], sin[:, 0, :, : hs // 2])  # (n, 1, hs/2)
+        rot = torch.complex(cos[:, :, 0, : hs // 2], sin[:, :, 0, : hs // 2])[:, :, None]  # (n, 1, 1, hs/2)
         x = self.net.model.embed_tokens(ids)                                # (n, D)
         d = x.shape[-1]
-        for layer, keys, values in zip(self.weights, self.keys, self.values, strict=True):
-            qkv = F.rms_norm(x, (d,), layer["ln1"], self.eps) @ layer["qkv"]  # (n, 3D)
-            qk = torch.view_as_complex(qkv[:, : 2 * d].view(n, 2 * nh, hs // 2, 2)) * rot
-            qk = torch.view_as_real(qk).view(n, 2, nh, hs)
-            keys.view(n, nh, self.capacity, hs)[:, :, t] = qk[:, 1]
-            values.view(n, nh, self.capacity, hs)[:, :, t] = qkv[:, 2 * d:].view(n, nh, hs)
-            scores = torch.baddbmm(self.bias, qk[:, 0].reshape(n * nh, 1, hs), keys.transpose(1, 2))  # (n*nh, 1, cap)
-            y = torch.bmm(torch.softmax(scores, -1), values).view(n, d)    # (n*nh, 1, hs) -> (n, D)
+        for layer, slots in zip(self.weights, self.slots, strict=True):
+            heads = (F.rms_norm(x, (d,), None, self.eps) @ layer["qkv"]).view(n, nh, 3, hs)
+            torch.view_as_complex(heads[:, :, :2].unflatten(-1, (hs // 2, 2))).mul_(rot)  # q, k rotated in place
+            cells = slots.view(n * nh, self.capacity, 2, hs)
+            cells.view(n, nh, self.capacity, 2, hs)[:, :, t] = heads[:, :, 1:]  # this token's key and value
+            scores = torch.baddbmm(self.bias, heads[:, :, 0].reshape(n * nh, 1, hs),
+                                   cells[:, :, 0].transpose(1, 2))         # (n*nh, 1, cap)
+            y = torch.bmm(torch.softmax(scores, -1), cells[:, :, 1]).view(n, d)  # (n*nh, 1, hs) -> (n, D)
             x = torch.addmm(x, y, layer["o"])
-            gate, up = (F.rms_norm(x, (d,), layer["ln2"], self.eps) @ layer["gate_up"]).chunk(2, -1)
+            gate, up = (F.rms_norm(x, (d,), None, self.eps) @ layer["gate_up"]).chunk(2, -1)
             x = torch.addmm(x, F.silu(gate) * up, layer["down"])
         self.length = t + 1
-        return F.rms_norm(x, (d,), self.net.model.norm.weight, self.eps)
+        return F.rms_norm(x, (d,), None, self.eps) @ self.head
 
 
 class TransformerPolicy(LMPolicy):
@@ -454,7 +461,7 @@ class TransformerPolicy(LMPolicy):
     def decode(self, ids: Tensor, positions: Tensor, key_mask: Tensor,
                cache: KVCache | FusedDecoder) -> tuple[Tensor, KVCache | FusedDecoder]:
         if isinstance(cache, FusedDecoder):
-            return self.head(cache.step(ids[:, -1], positions[:, -1], key_mask)), cache
+            return cache.step(ids[:, -1], positions[:, -1], key_mask), cache
         hidden, cache = self.net(ids, positions, key_mask, cache)
         return self.head(hidden[:, -1]), cache
 

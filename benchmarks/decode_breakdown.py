@@ -99,7 +99,7 @@ def measure(folder: Path, threads: int, reps: int) -> dict:
     steps, computed_rows = [], []
     original_step = FusedDecoder.step
 
-    def counting_step(self, ids_, positions, key_mask):  # noqa: ANN001
+    def counting_step(self, ids_, positions, key_mask):
         computed_rows.append(ids_.shape[0])
         return original_step(self, ids_, positions, key_mask)
 

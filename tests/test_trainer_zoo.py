@@ -1,5 +1,7 @@
 """The zoo inside the trainer: overlong filtering, KL in the reward, the adaptive coefficient."""
 
+import math
+
 import torch
 
 from rlvr.config import load_config
@@ -108,3 +110,19 @@ def test_ratio_weighted_kl_keeps_k3s_value_on_policy_and_takes_the_log_ratio_gra
     log_q = batch.ref_logprobs - logp
     expected = ((logp - r.logprobs).exp() * (log_q.exp() - 1 - log_q) * r.mask).sum() / r.mask.sum()
     assert torch.allclose(metrics["policy/kl"], expected.detach(), rtol=1e-5)
+
+
+def test_bf16_trains_and_its_reference_log_probs_are_close_to_float32(tmp_path):
+    t16 = trainer(tmp_path / "a", **{"train.bf16": True, "algo.kl_coef": 0.1, "algo.ref_refresh_every": 0})
+    t32 = trainer(tmp_path / "b", **{"algo.kl_coef": 0.1, "algo.ref_refresh_every": 0})
+    with torch.no_grad():
+        for p in t16.reference.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    t32.reference.load_state_dict(t16.reference.state_dict())
+    rollouts = fresh_rollouts(t16)
+    ref16, ref32 = t16.make_batch(rollouts).ref_logprobs, t32.make_batch(rollouts).ref_logprobs
+    assert ref16.dtype == torch.float32 and not torch.equal(ref16, ref32)
+    assert bool(((ref16 - ref32).abs() <= 0.01 * ref32.abs() + 0.02).all())   # bf16: ~3 significant digits
+    t16.run()
+    losses = [r["loss/total"] for r in t16.history if "loss/total" in r]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses)

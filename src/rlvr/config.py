@@ -183,6 +183,9 @@ class TrainConfig:
     group_size: int = opt(10, "G: responses sampled per prompt", ge=1)
     temperature: float = opt(1.0, "sampling temperature (training log-probs use the same)", gt=0.0)
     threads: int = opt(1, "torch CPU threads", ge=1)
+    bf16: bool = opt(False, "bfloat16 autocast in the training forward and the reference forward "
+                     "(sampling stays float32); pays at real-model widths, not at W1's tiny one "
+                     "(docs/performance.md)")
     diagnostics_every: int = opt(1, "log variance diagnostics (half-batch gradient agreement, noise scale, "
                                  "importance-ratio ESS) every D outer steps (0: never)", ge=0)
     nonfinite_patience: int = opt(3, "a non-finite loss or gradient skips its update; stop the run after "

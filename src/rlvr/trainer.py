@@ -88,6 +88,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def autocast(policy: Policy, enabled: bool) -> torch.autocast:
+    """bfloat16 autocast on the policy's device (matrix products in bf16, log-softmax and the loss in
+    float32: ``LMPolicy.scores`` casts the logits up); a no-op when not enabled."""
+    device = next(policy.parameters(), torch.empty(0)).device.type
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=enabled)
+
+
 def frozen_copy(policy: Policy) -> Policy:
     ref = copy.deepcopy(policy)
     ref.requires_grad_(False)
@@ -335,7 +342,7 @@ class Trainer:
         algo = self.cfg.algo
         ref_logprobs = None
         if self.kl_coef > 0:
-            with torch.no_grad():
+            with torch.no_grad(), autocast(self.reference, self.cfg.train.bf16):
                 ref_logprobs, _ = self.reference.logprobs(
                     rollouts.prompt_ids, rollouts.response_ids, rollouts.mask,
                     group_size=rollouts.group_size, temperature=self.cfg.train.temperature)
@@ -362,7 +369,8 @@ class Trainer:
         return ((batch.rollouts.logprobs - batch.ref_logprobs) * batch.rollouts.mask).sum(-1)
 
     def inner_step(self, batch: Batch, *, entropy_coef: float) -> dict[str, float]:
-        loss, metrics = self.learner_loss(batch, entropy_coef=entropy_coef)
+        with autocast(self.policy, self.cfg.train.bf16):
+            loss, metrics = self.learner_loss(batch, entropy_coef=entropy_coef)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         metrics.update(self.param_baseline(self.policy, batch, self.pg_loss))

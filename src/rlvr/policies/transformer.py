@@ -214,8 +214,8 @@ class Transformer(nn.Module):
             attn, mlp = block.self_attn, block.mlp
             h = F.rms_norm(x, (d,), block.input_layernorm.weight, eps)
             q, k, v = attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
-            halves = torch.stack([q, k], 1).view(n, 2 * nh, 2, hs // 2)
-            qk = torch.view_as_real(torch.complex(halves[:, :, 0], halves[:, :, 1]) * rot).reshape(n, 2 * d)
+            halves = torch.stack([q, k], 1).view(n, 2 * nh, 2, hs // 2).float()  # (complex: no bf16)
+            qk = torch.view_as_real(torch.complex(halves[:, :, 0], halves[:, :, 1]) * rot).reshape(n, 2 * d).to(v.dtype)
             qk = qk.new_zeros(b * length, 2 * d).index_copy(0, layout.slot, qk)
             v = v.new_zeros(b * length, d).index_copy(0, layout.slot, v)
             q, k = qk.view(b, length, 2, nh, hs).permute(2, 0, 3, 1, 4).unbind(0)  # (B, nh, Lg, hs)

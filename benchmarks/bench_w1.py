@@ -9,7 +9,7 @@ both tools load that folder. Every run is its own subprocess of this process (A 
 rlvr, TRL ...) and reports its own ru_maxrss. TRL runs only when the `bench` extra (trl) is
 installed; its reward function calls rlvr's sort-text verifier on TRL's completion ids. Also times
 rollout generation alone: rlvr's sampler vs HF ``generate`` on the same model and batch.
-Writes benchmarks/results/w1-<date>.json and prints a table.
+Writes benchmarks/results/w1-<date>.json (w1-<date>-2.json, ... when that day already has one) and a table.
 """
 
 from __future__ import annotations
@@ -294,7 +294,11 @@ def main() -> None:
         if "0.0" in ratios:
             result["trl_over_rlvr_step_time"] = ratios["0.0"]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"w1-{result['date']}{'-' + args.tag if args.tag else ''}.json"
+    stem = f"w1-{result['date']}{'-' + args.tag if args.tag else ''}"
+    path, n = RESULTS / f"{stem}.json", 1
+    while path.exists():  # an earlier run of the same day and tag keeps its file
+        n += 1
+        path = RESULTS / f"{stem}-{n}.json"
     from rlvr.runs.rundir import atomic_write_text
     atomic_write_text(path, json.dumps(result, indent=1))
     print_table(result)

@@ -150,7 +150,8 @@ def test_model_source_reproducing_the_verifier_trains_identically(tmp_path, rm_d
         assert {k: v for k, v in a.items() if not k.startswith(skip)} == {k: v for k, v in c.items() if not k.startswith(skip)}
         if "reward/verifier" in a:
             assert a["reward/verifier"] == pytest.approx(b["reward/model"])
-    assert 0 < verifier[-1]["train/reward_mean"] < 1  # rewards that vary: the test can tell sources apart
+    # rewards that vary: the test can tell sources apart
+    assert any(0 < row["train/reward_mean"] < 1 for row in verifier if "train/reward_mean" in row)
     for key in model_weights:
         assert torch.equal(model_weights[key], plain_weights[key])
 

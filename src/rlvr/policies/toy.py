@@ -53,7 +53,8 @@ class ToyPolicy(Policy):
 
     def logprobs(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor, *, group_size: int,
                  temperature: float = 1.0) -> tuple[Tensor, Tensor]:
-        logits = self(prompt_ids).float() / temperature                           # (B, T, V)
+        logits = self(prompt_ids)                                                  # (B, T, V)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature  # bf16 -> fp32
         batch, length, vocab = logits.shape
         grouped = response_ids.reshape(batch, group_size, length)
         logp = token_logprobs(logits.unsqueeze(1).expand(-1, group_size, -1, -1), grouped)

@@ -32,6 +32,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PROMPTS, GROUP, MAX_NEW, LR, THREADS = 16, 8, 12, 1e-3, 2
+BF16 = False  # rlvr runs with train.bf16 (--bf16)
 
 
 # ---------------------------------------------------------------- shared assets
@@ -89,7 +90,7 @@ def run_rlvr(folder: str, steps: int, beta: float, seed: int) -> dict:
         "algo.kl_ratio_weight": True,  # TRL 1.16's default use_bias_correction_kl: KL x ratio
         "optim.name": "adamw", "optim.lr": LR, "optim.grad_clip": 1.0,
         "train.outer_steps": steps, "train.inner_steps": 1, "train.prompts_per_step": PROMPTS,
-        "train.group_size": GROUP, "train.threads": THREADS, "train.diagnostics_every": 0,
+        "train.group_size": GROUP, "train.threads": THREADS, "train.bf16": BF16, "train.diagnostics_every": 0,
         "eval.every": 10 ** 6, "eval.samples_every": 10 ** 6})
     trainer = Trainer(cfg, show_progress=False)
     rows = [trainer.outer_step(step) for step in range(1, steps + 1)]
@@ -205,6 +206,7 @@ def spawn(kind: str, folder: Path, steps: int, beta: float = 0.0, seed: int = 0)
         out = Path(f.name)
     cmd = [sys.executable, __file__, "--child", kind, "--folder", str(folder), "--steps", str(steps),
            "--beta", str(beta), "--seed", str(seed), "--out", str(out), "--threads", str(THREADS)]
+    cmd += ["--bf16"] if BF16 else []
     env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
     t = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
@@ -237,7 +239,7 @@ def summarise(runs: list[dict], flops_per_token: float) -> dict:
 
 
 def main() -> None:
-    global THREADS
+    global THREADS, BF16
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seeds", type=int, default=3)
@@ -247,6 +249,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=THREADS, help="torch threads of every run, both tools "
                    "(workloads.md: 2; on a loaded shared machine 1 is far less noisy)")
     p.add_argument("--no-trl", action="store_true", help="rlvr only (also when trl is not installed)")
+    p.add_argument("--bf16", action="store_true", help="rlvr with train.bf16 (bfloat16 autocast; TRL unchanged)")
     p.add_argument("--tag", default="", help="results file w1-<date>-<tag>.json instead of w1-<date>.json")
     p.add_argument("--child", choices=["rlvr", "trl", "gen-rlvr", "gen-hf"], help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
@@ -254,7 +257,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()
-    THREADS = args.threads
+    THREADS, BF16 = args.threads, args.bf16
     if args.child:
         return child(args)
     torch.set_num_threads(THREADS)
@@ -280,7 +283,7 @@ def main() -> None:
     result = {"date": datetime.date.today().isoformat(), "command": " ".join(sys.argv), "threads": THREADS,
               "steps": args.steps, "seeds": args.seeds, "first_seed": args.first_seed,
               "betas": args.betas, "params": params, "machine": machine,
-              "settings": {"prompts": PROMPTS, "group": GROUP, "max_new_tokens": MAX_NEW, "lr": LR},
+              "settings": {"prompts": PROMPTS, "group": GROUP, "max_new_tokens": MAX_NEW, "lr": LR, "rlvr_bf16": BF16},
               "tools": {t: {b: summarise(rs, flops_per_token) for b, rs in per.items()} for t, per in runs.items()},
               "raw": runs,
               "generation": {t: {"tokens_per_s": statistics.median([r["tokens_per_s"] for r in rs]),

@@ -214,10 +214,13 @@ def test_inverse_cdf_draws_follow_the_probabilities_and_never_a_zero_probability
     assert bool((inverse_cdf_sample(edge, torch.Generator().manual_seed(1)) == 2).all())
 
 
-def test_group_packed_pass_takes_responses_in_any_order_and_any_number_per_prompt():
+@pytest.mark.parametrize("group_tokens", [512, 4, 1])
+def test_group_packed_pass_takes_responses_in_any_order_and_any_number_per_prompt(group_tokens):
     """The tree-mask layout for rows in shuffled prompt order, 0 to 5 responses per prompt (prompt 2
-    has none): the logits at every live position equal one plain pass over prompt + response each."""
+    has none), a group whole or cut into sequences of ~4 or ~1 response tokens: the logits at every
+    live position equal one plain pass over prompt + response each."""
     p = policy()
+    p.group_tokens = group_tokens
     ids, samples = rollout(p)
     rows = torch.tensor([7, 0, 5, 1, 6, 2, 4])                 # prompts 1 0 1 0 1 0 1: none of prompt 2
     prompt_of, response_ids, mask = rows // 4, samples.response_ids[rows], samples.mask[rows]
@@ -252,3 +255,16 @@ def test_bf16_autocast_loss_and_gradient_stay_within_stated_tolerance_of_float32
     assert error.sum() / mask.sum() < 0.03 and error.max() < 0.15
     assert abs(float(lp16.sum() - lp32.sum())) < 0.02 * abs(float(lp32.sum()))
     assert float(torch.nn.functional.cosine_similarity(g16, g32, dim=0)) > 0.99
+
+
+def test_split_groups_keeps_each_sequence_within_one_prompt_and_about_the_budget():
+    from rlvr.policies.transformer import split_groups
+    prompt_of = torch.tensor([1, 0, 1, 0, 1, 0, 1, 3])
+    counts = torch.tensor([5, 2, 4, 3, 1, 6, 2, 7])
+    seq_prompt, seq_of = split_groups(prompt_of, counts, 4, budget=6)
+    assert torch.equal(seq_prompt[seq_of], prompt_of)                      # a sequence holds one prompt's rows
+    totals = torch.zeros(len(seq_prompt), dtype=torch.long).index_add_(0, seq_of, counts)
+    longest = torch.zeros(len(seq_prompt), dtype=torch.long).index_reduce_(0, seq_of, counts, "amax")
+    assert bool((totals <= 6 + longest).all()) and len(seq_prompt) > 3     # cut, and within budget + 1 row
+    whole, whole_of = split_groups(prompt_of, counts, 4, budget=512)
+    assert whole.tolist() == [0, 1, 3] and torch.equal(whole[whole_of], prompt_of)  # prompt 2: no sequence

@@ -280,6 +280,28 @@ class GroupLayout:
     length: int         # Lg
 
 
+def offsets_in_group(prompt_of: Tensor, counts: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+    """Responses laid out one after another behind their prompt: each one's start within its group
+    (N,) and each group's total (B,), for ``counts`` (N,) tokens per response, in row order."""
+    totals = torch.zeros(groups, dtype=torch.long).index_add_(0, prompt_of, counts)
+    order = torch.argsort(prompt_of, stable=True)                             # rows grouped by prompt
+    before = torch.cumsum(counts[order], 0) - counts[order] - (torch.cumsum(totals, 0) - totals)[prompt_of[order]]
+    return torch.empty_like(counts).index_copy_(0, order, before), totals
+
+
+def split_groups(prompt_of: Tensor, counts: Tensor, groups: int, budget: int) -> tuple[Tensor, Tensor]:
+    """Cut each prompt's responses into sequences of about ``budget`` response tokens: a sequence's
+    tree-mask attention is dense, so its cost grows with its length squared, which a large group of
+    long responses would blow up. A response goes to the sequence its start falls in (so a sequence
+    can run past the budget by one response). Returns the prompt of each sequence (C,) and the
+    sequence of each response (N,); prompts without responses get none."""
+    offset, _ = offsets_in_group(prompt_of, counts, groups)
+    part = offset // max(budget, 1)
+    stride = int(part.max()) + 1 if part.numel() else 1
+    keys, sequence_of = torch.unique(prompt_of * stride + part, return_inverse=True)
+    return keys // stride, sequence_of
+
+
 def group_layout(pmask: Tensor, live: Tensor, prompt_of: Tensor) -> GroupLayout:
     """pmask (B, P) bool (left padding off); live (N, T1) bool, the response inputs to compute (each
     row's live inputs first); prompt_of (N,). The tree mask: a prompt token sees its prompt's earlier
@@ -287,12 +309,8 @@ def group_layout(pmask: Tensor, live: Tensor, prompt_of: Tensor) -> GroupLayout:
     over prompt + response -- and a slot nothing else may see (padding, empty) sees only itself."""
     groups, width = pmask.shape
     rows, t1 = live.shape
-    counts = live.sum(1)                                                      # (N,)
-    totals = torch.zeros(groups, dtype=torch.long).index_add_(0, prompt_of, counts)
+    offset, totals = offsets_in_group(prompt_of, live.sum(1), groups)         # (N,), (B,)
     length = width + int(totals.max()) if rows else width
-    order = torch.argsort(prompt_of, stable=True)                             # rows grouped by prompt
-    before = torch.cumsum(counts[order], 0) - counts[order] - (torch.cumsum(totals, 0) - totals)[prompt_of[order]]
-    offset = torch.empty_like(counts).index_copy_(0, order, before)           # (N,) start within group
     t = torch.arange(t1)[None]
     response_slot = (prompt_of[:, None] * length + width + offset[:, None] + t)[live]       # (M,)
     prompt_slot = (torch.arange(groups)[:, None] * length + torch.arange(width)[None]).flatten()
@@ -449,6 +467,7 @@ class TransformerPolicy(LMPolicy):
         self.max_new_tokens = max_new_tokens
         self.top_p = top_p
         self.shared_prefix = shared_prefix
+        self.group_tokens = 512  # group-packed pass: response tokens per sequence (see split_groups)
         self._slot_pool = SlotPool()
 
     def head(self, hidden: Tensor) -> Tensor:
@@ -490,20 +509,23 @@ class TransformerPolicy(LMPolicy):
 
     def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, prompt_of: Tensor,
                         live: Tensor | None = None) -> Tensor:
-        """(N, T, V). Shared prefix: one group-packed pass (``Transformer.grouped``) over each of the B
-        prompts followed by its responses' first T - 1 tokens (``prompt_of`` (N,) names each response's
-        prompt); with ``live`` (N, T - 1) only the inputs that predict a real response token (packed: no
-        compute on the padding after <eos>; logits there are 0)."""
+        """(N, T, V). Shared prefix: one group-packed pass (``Transformer.grouped``) over each prompt
+        followed by its responses' first T - 1 tokens (``prompt_of`` (N,) names each response's prompt),
+        a group cut into sequences of about ``group_tokens`` response tokens (``split_groups``); with
+        ``live`` (N, T - 1) only the inputs that predict a real response token (packed: no compute on
+        the padding after <eos>; logits there are 0)."""
         if not self.shared_prefix:
             return super().response_logits(prompt_ids, response_ids, prompt_of)
         inputs = response_ids[:, :-1]                                         # (N, T-1)
         live = torch.ones_like(inputs, dtype=torch.bool) if live is None else live
-        layout = group_layout(prompt_mask(prompt_ids, self.codec.pad_id), live, prompt_of)
-        b, p = prompt_ids.shape
-        hidden = self.net.grouped(torch.cat([prompt_ids.flatten(), packed(inputs, live)]), layout)  # (L, D)
-        last = self.head(hidden[: b * p].view(b, p, -1)[:, -1])                # (B, V) predicts token 0
-        return torch.cat([last.index_select(0, prompt_of)[:, None],
-                          unpacked(self.head(hidden[b * p:]), live)], 1)
+        seq_prompt, seq_of = split_groups(prompt_of, live.sum(1), prompt_ids.shape[0], self.group_tokens)
+        prompts = prompt_ids.index_select(0, seq_prompt)                      # (C, P) one per sequence
+        layout = group_layout(prompt_mask(prompts, self.codec.pad_id), live, seq_of)
+        c, p = prompts.shape
+        hidden = self.net.grouped(torch.cat([prompts.flatten(), packed(inputs, live)]), layout)  # (L, D)
+        last = self.head(hidden[: c * p].view(c, p, -1)[:, -1])                # (C, V) predicts token 0
+        return torch.cat([last.index_select(0, seq_of)[:, None],
+                          unpacked(self.head(hidden[c * p:]), live)], 1)
 
     def save_hf(self, path: Path) -> None:
         self.net.save_hf(path, self.codec)

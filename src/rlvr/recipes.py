@@ -15,7 +15,7 @@ from rlvr.registry import Registry
 
 RECIPES: Registry[dict[str, Any]] = Registry("recipe")
 
-RECIPES.register("grpo")({  # Shao et al. 2024 (DeepSeekMath), TRL GRPOTrainer defaults
+RECIPES.register("grpo")({  # Shao et al. 2024 (DeepSeekMath); TRL 1.16 differs: token-mean, KL x ratio
     "algo.deltas": "grpo", "algo.loss": "clipped", "algo.clip_eps_low": 0.2, "algo.clip_eps_high": 0.2,
     "algo.aggregation": "seq-mean-token-mean", "algo.kl_coef": 0.04, "algo.kl_estimator": "k3",
     "algo.kl_in": "loss",

@@ -94,20 +94,16 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(d, d, bias=False)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, allowed: Tensor,
-                past: tuple[Tensor, Tensor] | None, rows: Tensor | None = None) -> tuple[Tensor, Any]:
-        """x (B, S, D), or packed (M, D) with ``rows`` (B, S) bool marking which of the B x S positions
-        the M rows are: the projections then run on the M live positions only."""
-        B, S, D = x.shape if rows is None else (*rows.shape, x.shape[-1])
-        unpack = lambda t: t if rows is None else unpacked(t, rows)  # noqa: E731
-        heads = lambda t: unpack(t).view(B, S, self.num_heads, D // self.num_heads).transpose(1, 2)  # noqa: E731
+                past: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Any]:
+        """x (B, S, D) -> (B, S, D), the keys and values (B, nh, K, hs)."""
+        B, S, D = x.shape
+        heads = lambda t: t.view(B, S, self.num_heads, D // self.num_heads).transpose(1, 2)  # noqa: E731
         q, k, v = heads(self.q_proj(x)), heads(self.k_proj(x)), heads(self.v_proj(x))       # (B, nh, S, hs)
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         if past is not None:
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)                  # (B, nh, K, hs)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)                      # (B, nh, S, hs)
-        y = y.transpose(1, 2).reshape(B, S, D)
-        y = y if rows is None else packed(y, rows)
-        return self.o_proj(y), (k, v)
+        return self.o_proj(y.transpose(1, 2).reshape(B, S, D)), (k, v)
 
 
 class MLP(nn.Module):
@@ -132,8 +128,8 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, allowed: Tensor,
-                past: Any, rows: Tensor | None = None) -> tuple[Tensor, Any]:
-        attn, kv = self.self_attn(self.input_layernorm(x), cos, sin, allowed, past, rows)
+                past: Any) -> tuple[Tensor, Any]:
+        attn, kv = self.self_attn(self.input_layernorm(x), cos, sin, allowed, past)
         x = x + attn
         return x + self.mlp(self.post_attention_layernorm(x)), kv
 
@@ -176,24 +172,22 @@ class Transformer(nn.Module):
             nn.init.normal_(module.weight, std=self.config.init_std)
 
     def forward(self, ids: Tensor, positions: Tensor, key_mask: Tensor,
-                cache: KVCache | None = None, live: Tensor | None = None) -> tuple[Tensor, KVCache]:
+                cache: KVCache | None = None) -> tuple[Tensor, KVCache]:
         """ids, positions (B, S); key_mask (B, K) bool over cached + new tokens -> hidden (B, S, D), cache.
-        ``live`` (B, S) bool: compute only those positions (packed; the others' hidden states are 0).
-        Each row's live positions must come first (a response before its padding), so that no live
-        query attends to a dead key."""
+        (Training's shared-prefix log-probs run ``grouped`` instead: packed, one pass per group.)"""
         S, K = ids.shape[1], key_mask.shape[1]
         q_index = torch.arange(K - S, K)[:, None]
         k_index = torch.arange(K)[None]
         # causal, no attention to padding; a padded query attends to itself (keeps softmax finite)
         allowed = ((k_index <= q_index) & key_mask[:, None, None, :]) | (k_index == q_index)  # (B, 1, S, K)
         cos, sin = self.rope(positions)
-        x = self.model.embed_tokens(ids if live is None else packed(ids, live))     # (B, S, D) or (M, D)
+        x = self.model.embed_tokens(ids)                                            # (B, S, D)
         new_cache: KVCache = []
         for i, layer in enumerate(self.model.layers):
-            x, kv = layer(x, cos, sin, allowed, None if cache is None else cache[i], live)
+            x, kv = layer(x, cos, sin, allowed, None if cache is None else cache[i])
             new_cache.append(kv)
         x = self.model.norm(x)
-        return (x if live is None else unpacked(x, live)), new_cache
+        return x, new_cache
 
     def grouped(self, ids: Tensor, layout: GroupLayout) -> Tensor:
         """One pass over group-packed tokens: ids (L,) in ``layout``'s flat order -> hidden (L, D).

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rlvr.algorithms import aggregate
 from rlvr.config import Config
 from rlvr.errors import ConfigError
 from rlvr.evaluation import evaluate
@@ -52,7 +53,7 @@ def sft_loss(policy: Policy, prompts: list[str], answers: list[str]) -> Tensor:
     prompt_ids = policy.encode_prompts(prompts)
     response_ids, mask = encode_answers(policy, answers)
     logp, _ = policy.logprobs(prompt_ids, response_ids, mask, group_size=1)
-    return -(logp * mask).sum() / mask.sum()
+    return -aggregate(logp, mask, "token-mean")  # padding selected away, never multiplied
 
 
 def run_sft(cfg: Config, policy: Policy, task: Task, run_dir: RunDir, *, show_progress: bool) -> list[dict[str, Any]]:

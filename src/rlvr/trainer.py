@@ -36,11 +36,14 @@ from rlvr.algorithms import (
     aggregate,
     compute_deltas,
     kl_penalty,
-    kl_shaped_rewards,
     policy_loss,
     schedule_value,
     token_advantages,
+    token_kl,
 )
+from rlvr.algorithms.aggregation import masked
+from rlvr.algorithms.credit import shaped_token_rewards
+from rlvr.algorithms.losses import log_ratio_of
 from rlvr.analysis.diagnostics import gradient_agreement, importance_ess
 from rlvr.analysis.param_baseline import build_param_baseline
 from rlvr.config import AlgoConfig, Config, OptimConfig, to_dict
@@ -114,16 +117,17 @@ def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature:
 
     def agg(values: Tensor) -> Tensor:
         if batch.loss_weights is not None:  # these rows' share of the whole batch's aggregate
-            return (values * batch.loss_weights).sum()
+            return masked(values, batch.loss_weights).sum()
         return aggregate(values, batch.loss_mask, algo.aggregation, constant=aggregation_constant)
 
     pg_loss = agg(per_token)
     loss = pg_loss
     metrics["loss/policy"] = pg_loss.detach()
     if batch.ref_logprobs is not None:
-        kl_tokens = kl_penalty(algo.kl_estimator, logp, batch.ref_logprobs, grad_name=algo.kl_grad_estimator)
+        kl_tokens = kl_penalty(algo.kl_estimator, logp, batch.ref_logprobs, mask=batch.loss_mask,
+                               grad_name=algo.kl_grad_estimator)
         if algo.kl_ratio_weight:  # the KL of tokens sampled by pi_old, re-weighted to pi_theta
-            kl_tokens = kl_tokens * (logp - r.logprobs).exp()
+            kl_tokens = kl_tokens * masked(log_ratio_of(logp, r.logprobs), batch.loss_mask).exp()
         kl = agg(kl_tokens)
         loss = loss + batch.kl_loss_coef * kl
         metrics["policy/kl"] = kl.detach()
@@ -346,15 +350,23 @@ class Trainer:
                 ref_logprobs, _ = self.reference.logprobs(
                     rollouts.prompt_ids, rollouts.response_ids, rollouts.mask,
                     group_size=rollouts.group_size, temperature=self.cfg.train.temperature)
-        # rewards -> shaped rewards: length penalty (DAPO), KL towards the reference when it is in the reward
-        rewards = rollouts.rewards + length_penalty(rollouts, max_length=self.policy.response_length,
-                                                    buffer_frac=algo.overlong_buffer, factor=algo.overlong_penalty)
+        # rewards -> shaped rewards: per response the length penalty (DAPO), per token the KL towards
+        # the reference when it is in the reward; process credit gets both in its token rewards
+        per_response = length_penalty(rollouts, max_length=self.policy.response_length,
+                                      buffer_frac=algo.overlong_buffer, factor=algo.overlong_penalty)  # (B, G)
+        rewards = rollouts.rewards + per_response
         in_reward = algo.kl_in == "reward"
+        per_token = None
         if ref_logprobs is not None and in_reward:
-            rewards, _ = kl_shaped_rewards(rewards, rollouts.logprobs, ref_logprobs, rollouts.mask,
-                                           coef=self.kl_coef, estimator=algo.kl_estimator)
+            per_token = -self.kl_coef * token_kl(rollouts.logprobs, ref_logprobs, rollouts.mask,
+                                                 estimator=algo.kl_estimator)                  # (N, T)
+            rewards = rewards + per_token.sum(-1).reshape(rewards.shape)
         deltas = compute_deltas(rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std)
-        advantages = token_advantages(algo.credit, deltas, lambda: token_reward_tensor(self.task, rollouts), rollouts.mask,
+
+        def token_rewards() -> Tensor | None:  # only process credit asks for them
+            return shaped_token_rewards(token_reward_tensor(self.task, rollouts), rollouts.mask,
+                                        per_response=per_response.reshape(-1), per_token=per_token)
+        advantages = token_advantages(algo.credit, deltas, token_rewards, rollouts.mask,
                                       mode=algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std)
         loss_mask = rollouts.mask
         if algo.mask_truncated and rollouts.truncated is not None:
@@ -366,7 +378,7 @@ class Trainer:
     def sequence_kl(batch: Batch) -> Tensor:
         """k1 of each sampled response under the sampling policy vs the reference (N,): log pi_old/pi_ref."""
         assert batch.ref_logprobs is not None
-        return ((batch.rollouts.logprobs - batch.ref_logprobs) * batch.rollouts.mask).sum(-1)
+        return masked(batch.rollouts.logprobs - batch.ref_logprobs, batch.rollouts.mask).sum(-1)
 
     def inner_step(self, batch: Batch, *, entropy_coef: float) -> dict[str, float]:
         with autocast(self.policy, self.cfg.train.bf16):

@@ -12,7 +12,13 @@ keyword-only hyper-parameters and return tensors (losses also return a dict of d
 from rlvr.algorithms.aggregation import AGGREGATIONS, aggregate
 from rlvr.algorithms.credit import CREDIT, token_advantages
 from rlvr.algorithms.deltas import DELTAS, compute_deltas
-from rlvr.algorithms.kl import KL_ESTIMATORS, adaptive_kl_coef, kl_penalty, kl_shaped_rewards
+from rlvr.algorithms.kl import (
+    KL_ESTIMATORS,
+    adaptive_kl_coef,
+    kl_penalty,
+    kl_shaped_rewards,
+    token_kl,
+)
 from rlvr.algorithms.logprobs import token_entropy, token_logprobs
 from rlvr.algorithms.losses import POLICY_LOSSES, policy_loss
 from rlvr.algorithms.schedules import SCHEDULES, schedule_value
@@ -33,5 +39,6 @@ __all__ = [
     "schedule_value",
     "token_advantages",
     "token_entropy",
+    "token_kl",
     "token_logprobs",
 ]

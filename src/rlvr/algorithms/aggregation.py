@@ -5,13 +5,16 @@
 - ``seq-mean-token-sum``   mean_i [ sum_t l_it m_it ]               (the sum of log-probs = log pi(response))
 - ``seq-sum-constant``     mean_i [ sum_t l_it m_it ] / C           (Dr. GRPO: C a fixed constant,
                                                                      by default the maximum response length)
-Padding (m = 0) never contributes to the value or the gradient.
+Padding (m = 0) never contributes to the value or the gradient, whatever the loss holds there
+(inf and NaN included): padded positions are selected away (``torch.where``) before any product,
+because masking by multiplication turns ``inf * 0`` into NaN.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
 from rlvr.registry import Registry
@@ -19,25 +22,32 @@ from rlvr.registry import Registry
 AGGREGATIONS: Registry[Callable[..., Tensor]] = Registry("aggregation")
 
 
+def masked(values: Tensor, mask: Tensor) -> Tensor:
+    """values (..., T) with every position where ``mask`` is 0 set to exactly 0, and the rest weighted
+    by the mask. A selection, not a product: garbage (inf, NaN) on padding never reaches the value,
+    and the gradient there is exactly 0."""
+    return torch.where(mask != 0, values, torch.zeros((), dtype=values.dtype)) * mask
+
+
 @AGGREGATIONS.register("token-mean")
 def token_mean(loss: Tensor, mask: Tensor, *, constant: float) -> Tensor:
-    return (loss * mask).sum() / mask.sum().clamp(min=1)
+    return masked(loss, mask).sum() / mask.sum().clamp(min=1)
 
 
 @AGGREGATIONS.register("seq-mean-token-mean")
 def seq_mean_token_mean(loss: Tensor, mask: Tensor, *, constant: float) -> Tensor:
-    per_seq = (loss * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+    per_seq = masked(loss, mask).sum(-1) / mask.sum(-1).clamp(min=1)
     return per_seq.mean()
 
 
 @AGGREGATIONS.register("seq-mean-token-sum")
 def seq_mean_token_sum(loss: Tensor, mask: Tensor, *, constant: float) -> Tensor:
-    return (loss * mask).sum(-1).mean()
+    return masked(loss, mask).sum(-1).mean()
 
 
 @AGGREGATIONS.register("seq-sum-constant")
 def seq_sum_constant(loss: Tensor, mask: Tensor, *, constant: float) -> Tensor:
-    return (loss * mask).sum(-1).mean() / constant
+    return masked(loss, mask).sum(-1).mean() / constant
 
 
 def aggregate(loss: Tensor, mask: Tensor, mode: str, *, constant: float = 1.0) -> Tensor:

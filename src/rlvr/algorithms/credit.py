@@ -11,15 +11,26 @@
                A token that got its own position right is credited even inside a response with a
                low total. With ``raw`` deltas this is REINFORCE with reward-to-go, unbiased for
                grad E[sum_t r_t] (Williams 1992; the notes' causality argument).
-The outcome reward is not used by ``process`` credit; KL and length shaping act on the outcome.
+
+Reward-side terms reach ``process`` credit through its token rewards (``shaped_token_rewards``),
+so the same terms that shape the outcome reward shape every token's reward-to-go:
+- per-token terms (the KL in the reward, -beta k(y_it)) are added on their own token: token t's
+  reward-to-go carries the KL of tokens t.. only, the causality that reward-to-go is built on;
+- per-response terms (DAPO's overlong penalty, any shaping of the whole response) are added on
+  the response's last real token, so every token's reward-to-go carries them, as every token of
+  the response shares the blame for its length.
+Summed over a response, the shaped token rewards are the task's token rewards plus exactly the
+shaping that the outcome reward gets. A response without real tokens has nowhere to take them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
+from rlvr.algorithms.aggregation import masked
 from rlvr.algorithms.deltas import compute_deltas
 from rlvr.errors import ConfigError
 from rlvr.registry import Registry
@@ -42,13 +53,29 @@ def process(deltas: Tensor, token_rewards: TokenRewards, mask: Tensor, *, mode: 
     if token_rewards is None:
         raise ConfigError("algo.credit: 'process' needs per-token rewards and this task gives none; use 'outcome'")
     batch, group = deltas.shape
-    rewards = token_rewards * mask
+    rewards = masked(token_rewards, mask)
     to_go = rewards.flip(-1).cumsum(-1).flip(-1)                               # (N, T)
     length = to_go.shape[-1]
     per_position = to_go.reshape(batch, group, length).transpose(1, 2)         # (B, T, G)
     token_deltas = compute_deltas(per_position.reshape(batch * length, group), mode, eps=eps,
                                   unbiased_std=unbiased_std)
     return token_deltas.reshape(batch, length, group).transpose(1, 2).reshape(-1, length) * mask
+
+
+def shaped_token_rewards(token_rewards: Tensor | None, mask: Tensor, *, per_response: Tensor | None = None,
+                         per_token: Tensor | None = None) -> Tensor | None:
+    """token rewards (N, T) + per-token shaping (N, T) + per-response shaping (N,) on each response's
+    last real token -> shaped token rewards (N, T), 0 on padding. None stays None (no token rewards)."""
+    if token_rewards is None:
+        return None
+    shaped = masked(token_rewards, mask)
+    if per_token is not None:
+        shaped = shaped + masked(per_token, mask)
+    if per_response is not None:
+        real = mask != 0
+        last = real & (real.cumsum(-1) == real.sum(-1, keepdim=True))         # (N, T) one True per row
+        shaped = shaped + torch.where(last, per_response.reshape(-1, 1).to(shaped.dtype), 0.0)
+    return shaped
 
 
 def token_advantages(name: str, deltas: Tensor, token_rewards: TokenRewards, mask: Tensor, *, mode: str,

@@ -5,6 +5,9 @@ With log r = log pi_ref(y) - log pi_theta(y) (J. Schulman, "Approximating KL div
     k2 = (log r)^2 / 2           biased, low variance, >= 0
     k3 = (r - 1) - log r         unbiased, low variance, >= 0 -- the notes' q/p - log(q/p) - 1
 pi_ref is a frozen copy (its log-probs are constants); the gradient flows through pi_theta only.
+k3 exponentiates log r clamped to [-20, 20] (as the policy losses clamp their log-ratio, and verl
+its KL), so a far-off token gives a large finite value, never inf. Given a mask, ``kl_penalty``
+sets both log-probs to 0 on padding first: whatever padding holds, its KL is exactly 0.
 
 Where the KL goes, and how strongly:
 - in the loss: beta * aggregate(k(logp, ref_logp)), optionally with the value of one estimator and
@@ -18,8 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 
+from rlvr.algorithms.aggregation import masked
+from rlvr.algorithms.losses import LOG_RATIO_LIMIT
 from rlvr.registry import Registry
 
 KL_ESTIMATORS: Registry[Callable[[Tensor, Tensor], Tensor]] = Registry("KL estimator")
@@ -37,12 +43,14 @@ def k2(logp: Tensor, ref_logp: Tensor) -> Tensor:
 
 @KL_ESTIMATORS.register("k3")
 def k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
-    log_r = ref_logp.detach() - logp
+    log_r = (ref_logp.detach() - logp).clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT)
     return log_r.exp() - 1 - log_r
 
 
-def kl_penalty(name: str, logp: Tensor, ref_logp: Tensor, *, grad_name: str | None = None) -> Tensor:
-    """Per-token KL estimate (N, T) by the named estimator (see ``KL_ESTIMATORS.names()``).
+def kl_penalty(name: str, logp: Tensor, ref_logp: Tensor, *, mask: Tensor | None = None,
+               grad_name: str | None = None) -> Tensor:
+    """Per-token KL estimate (N, T) by the named estimator (see ``KL_ESTIMATORS.names()``); with a
+    mask (N, T), exactly 0 on padding (the log-probs there are replaced by 0 before any formula).
 
     ``grad_name`` gives the value of ``name`` with the gradient of ``grad_name``:
         value.detach() + (g - g.detach())
@@ -51,11 +59,21 @@ def kl_penalty(name: str, logp: Tensor, ref_logp: Tensor, *, grad_name: str | No
     gradient of k3 itself is not, Tang & Munos 2025 "On a few pitfalls in KL divergence gradient
     estimation for RL"; verl's ``kl_loss_type`` "k3+" option).
     """
+    if mask is not None:
+        real = mask != 0
+        logp, ref_logp = (torch.where(real, x, torch.zeros((), dtype=x.dtype)) for x in (logp, ref_logp))
     value = KL_ESTIMATORS.get(name)(logp, ref_logp)
     if grad_name is None or grad_name == name:
         return value
     grad_source = KL_ESTIMATORS.get(grad_name)(logp, ref_logp)
     return value.detach() + (grad_source - grad_source.detach())
+
+
+def token_kl(old_logp: Tensor, ref_logp: Tensor, mask: Tensor, *, estimator: str) -> Tensor:
+    """KL in the reward, per token: k(y_it) (N, T) of the sampling policy vs the reference, 0 on
+    padding, a constant. The reward side subtracts beta times it: summed over the response for the
+    outcome reward (``kl_shaped_rewards``), per token for process credit (``credit.shaped_token_rewards``)."""
+    return masked(kl_penalty(estimator, old_logp.detach(), ref_logp, mask=mask), mask).detach()
 
 
 def kl_shaped_rewards(rewards: Tensor, old_logp: Tensor, ref_logp: Tensor, mask: Tensor, *,
@@ -64,7 +82,7 @@ def kl_shaped_rewards(rewards: Tensor, old_logp: Tensor, ref_logp: Tensor, mask:
     sampling policy and the reference. Returns (shaped rewards (B, G), sequence KL (N,)); all
     constants, computed once per batch before the deltas. With k1 the sequence sum is
     log pi_old(y_i) / pi_ref(y_i), an unbiased estimate of KL(pi_old || pi_ref)."""
-    seq_kl = (KL_ESTIMATORS.get(estimator)(old_logp, ref_logp) * mask).sum(-1).detach()  # (N,)
+    seq_kl = token_kl(old_logp, ref_logp, mask, estimator=estimator).sum(-1)  # (N,)
     return rewards - coef * seq_kl.reshape(rewards.shape), seq_kl
 
 

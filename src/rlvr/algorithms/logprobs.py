@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rlvr.algorithms.aggregation import masked
+
 
 def token_logprobs(logits: Tensor, tokens: Tensor) -> Tensor:
     """logits (..., T, V), tokens (..., T) -> log pi(token_t | context) (..., T)."""
@@ -24,4 +26,4 @@ def token_entropy(logits: Tensor) -> Tensor:
 
 def sequence_logprob(token_logp: Tensor, mask: Tensor) -> Tensor:
     """(N, T) per-token log-probs, (N, T) mask -> log pi(response) (N,): sum over real tokens."""
-    return (token_logp * mask).sum(-1)
+    return masked(token_logp, mask).sum(-1)

@@ -9,6 +9,12 @@ Every loss maps
 
 old_logp is always detached here. The notes' pitfall: differentiating through pi_old as well makes
 the ratio of identical policies a constant 1 with zero gradient, so nothing learns.
+
+Padding is inert whatever it holds: ``policy_loss`` sets logp, old_logp and advantages to 0 on
+padded positions (a ``torch.where`` selection, so the gradient there is exactly 0) before any
+formula runs, and every ratio is exp of a log-ratio clamped to [-20, 20] (as verl clamps it):
+r = exp(log r) is at most e^20 ~ 5e8, never inf, and a token past the clamp gets no gradient
+through its ratio.
 """
 
 from __future__ import annotations
@@ -18,14 +24,21 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from rlvr.algorithms.aggregation import masked
 from rlvr.registry import Registry
 
+LOG_RATIO_LIMIT = 20.0  # |log r| beyond this is clamped before exp (verl: the same 20)
 LossFn = Callable[..., tuple[Tensor, dict[str, Tensor]]]
 POLICY_LOSSES: Registry[LossFn] = Registry("policy loss")
 
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
-    return (values * mask).sum() / mask.sum().clamp(min=1)
+    return masked(values, mask).sum() / mask.sum().clamp(min=1)
+
+
+def log_ratio_of(logp: Tensor, old_logp: Tensor) -> Tensor:
+    """log r = log pi_theta - log pi_old (old detached), clamped to [-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT]."""
+    return (logp - old_logp.detach()).clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT)
 
 
 def ratio_metrics(log_ratio: Tensor, mask: Tensor) -> dict[str, Tensor]:
@@ -50,7 +63,7 @@ def naive(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
           clip_eps_low: float, clip_eps_high: float, dual_clip_c: float) -> tuple[Tensor, dict[str, Tensor]]:
     """l_t = -A_t log pi_theta(y_t). The score-function estimator of the notes (REINFORCE).
     old_logp only feeds the metrics (how far the inner loop has moved from the sampling policy)."""
-    return -advantages * logp, ratio_metrics(logp.detach() - old_logp.detach(), mask)
+    return -advantages * logp, ratio_metrics(log_ratio_of(logp.detach(), old_logp), mask)
 
 
 @POLICY_LOSSES.register("ratio")
@@ -60,7 +73,7 @@ def ratio(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
 
     At pi_theta = pi_old, grad r_t = grad log pi_theta, so the first inner step equals ``naive``.
     """
-    log_ratio = logp - old_logp.detach()
+    log_ratio = log_ratio_of(logp, old_logp)
     return -log_ratio.exp() * advantages, ratio_metrics(log_ratio, mask)
 
 
@@ -72,7 +85,7 @@ def clipped(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
     The gradient is zero where the clipped term is the smaller one: r > 1 + eps_high with A > 0,
     or r < 1 - eps_low with A < 0. eps_high > eps_low is DAPO's clip-higher.
     """
-    log_ratio = logp - old_logp.detach()
+    log_ratio = log_ratio_of(logp, old_logp)
     loss, is_clipped = clip_objective(log_ratio.exp(), advantages, clip_eps_low=clip_eps_low,
                                       clip_eps_high=clip_eps_high)
     metrics = ratio_metrics(log_ratio, mask)
@@ -103,7 +116,7 @@ def dual_clip(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, 
 
 def sequence_log_ratio(log_ratio: Tensor, mask: Tensor) -> Tensor:
     """(N, T) per-token log pi_theta/pi_old -> (N, 1) mean over each response's real tokens."""
-    return (log_ratio * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1)
+    return masked(log_ratio, mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1)
 
 
 @POLICY_LOSSES.register("gspo")
@@ -120,7 +133,7 @@ def gspo(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
     gradient are exactly those of mean_i l_i. A per-token A_it gives GSPO-token. The paper's clip
     range is tiny (eps_low 3e-4, eps_high 4e-4) because s_i is a per-token geometric mean.
     """
-    log_ratio = logp - old_logp.detach()
+    log_ratio = log_ratio_of(logp, old_logp)
     seq_log_ratio = sequence_log_ratio(log_ratio, mask)                        # (N, 1)
     s = (seq_log_ratio.detach() + logp - logp.detach()).exp()                  # (N, T), value s_i
     loss, is_clipped = clip_objective(s, advantages, clip_eps_low=clip_eps_low, clip_eps_high=clip_eps_high)
@@ -141,7 +154,7 @@ def cispo(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
     clip(r) A grad log pi, only with a bounded weight. Inside the range the gradient is
     r A grad log pi = A grad r, the same as ``ratio``. (MiniMax uses no lower bound: eps_low = 1.)
     """
-    log_ratio = logp.detach() - old_logp.detach()
+    log_ratio = log_ratio_of(logp.detach(), old_logp)
     r = log_ratio.exp()
     weight = r.clamp(1 - clip_eps_low, 1 + clip_eps_high)
     metrics = ratio_metrics(log_ratio, mask)
@@ -152,7 +165,12 @@ def cispo(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
 def policy_loss(name: str, logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
                 clip_eps_low: float = 0.2, clip_eps_high: float = 0.2,
                 dual_clip_c: float = 3.0) -> tuple[Tensor, dict[str, Tensor]]:
-    """Per-token loss (N, T) and metrics of the named loss (see ``POLICY_LOSSES.names()``)."""
+    """Per-token loss (N, T) and metrics of the named loss (see ``POLICY_LOSSES.names()``).
+    Padded positions (mask 0) enter every formula as logp = old_logp = advantage = 0, whatever
+    they held, so their loss is exactly 0 and no inf or NaN there can reach the value or a gradient."""
     fn = POLICY_LOSSES.get(name)
+    real = mask != 0
+    logp, old_logp, advantages = (torch.where(real, x, torch.zeros((), dtype=x.dtype))
+                                  for x in (logp, old_logp, advantages))
     return fn(logp, old_logp, advantages, mask, clip_eps_low=clip_eps_low, clip_eps_high=clip_eps_high,
               dual_clip_c=dual_clip_c)

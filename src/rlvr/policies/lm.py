@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from rlvr.algorithms.aggregation import masked
 from rlvr.algorithms.logprobs import token_entropy, token_logprobs
 from rlvr.policies.base import Policy, Samples
 from rlvr.tasks.text import Completion
@@ -247,4 +248,4 @@ class LMPolicy(Policy):
             next_pos = next_pos + 1
         mask = torch.stack(masks, 1).float()
         return Samples(response_ids=torch.stack(tokens, 1), mask=mask,
-                       logprobs=torch.stack(logps, 1) * mask)
+                       logprobs=masked(torch.stack(logps, 1), mask))

@@ -5,8 +5,10 @@ With log r = log pi_ref(y) - log pi_theta(y) (J. Schulman, "Approximating KL div
     k2 = (log r)^2 / 2           biased, low variance, >= 0
     k3 = (r - 1) - log r         unbiased, low variance, >= 0 -- the notes' q/p - log(q/p) - 1
 pi_ref is a frozen copy (its log-probs are constants); the gradient flows through pi_theta only.
-k3 exponentiates log r clamped to [-20, 20] (as the policy losses clamp their log-ratio, and verl
-its KL), so a far-off token gives a large finite value, never inf. Given a mask, ``kl_penalty``
+k3 exponentiates log r clamped above at 20 (the policy losses clamp their log-ratio at the same
+bound), so a token the reference finds far likelier gives a large finite value, never inf. Only
+the side where exp overflows is clamped (verl clamps both): a policy far likelier than the
+reference (log r << 0) keeps k3 ~ -log r and its full pull back towards the reference. Given a mask, ``kl_penalty``
 sets both log-probs to 0 on padding first: whatever padding holds, its KL is exactly 0.
 
 Where the KL goes, and how strongly:
@@ -43,7 +45,7 @@ def k2(logp: Tensor, ref_logp: Tensor) -> Tensor:
 
 @KL_ESTIMATORS.register("k3")
 def k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
-    log_r = (ref_logp.detach() - logp).clamp(-LOG_RATIO_LIMIT, LOG_RATIO_LIMIT)
+    log_r = (ref_logp.detach() - logp).clamp(max=LOG_RATIO_LIMIT)
     return log_r.exp() - 1 - log_r
 
 

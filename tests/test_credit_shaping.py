@@ -40,6 +40,9 @@ def test_process_credit_of_shaped_token_rewards_by_hand():
     mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
     advantages = token_advantages("process", torch.zeros(1, 2), shaped, mask, mode="centered")
     assert torch.allclose(advantages, torch.tensor([[0.9, 0.25, 0.1], [-0.9, -0.25, 0.0]]))
+    # outcome credit: each response's delta on its real tokens, 0 on padding
+    outcome = token_advantages("outcome", torch.tensor([[0.5, -2.0]]), shaped, mask, mode="centered")
+    assert outcome.tolist() == [[0.5, 0.5, 0.5], [-2.0, -2.0, 0.0]]
 
 
 def trainer(tmp_path, **overrides):

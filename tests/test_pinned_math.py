@@ -85,6 +85,7 @@ def test_gspo_one_clipped_ratio_per_sequence():
                                         clip_eps_low=0.2, clip_eps_high=0.2)
     assert close(loss, [-1.2, -1.2, 0.0]) and close(grad, [0.0, 0.0, 0.0])
     assert math.isclose(float(metrics["policy/seq_ratio_mean"]), s, rel_tol=1e-9)
+    assert float(metrics["policy/clip_frac"]) == 1.0              # 2 of the 2 real tokens, not 2 of 3
     loss, grad, _ = loss_and_grad("gspo", [0.1, 0.3, 5.0], [1, 1, 1], mask=[1, 1, 0],
                                   clip_eps_low=0.2, clip_eps_high=0.3)
     assert close(loss, [-s, -s, 0.0]) and close(grad, [-s, -s, 0.0])

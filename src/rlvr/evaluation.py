@@ -18,6 +18,9 @@ from rlvr.tasks import Task
 
 
 def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
+    """P(at least one of k samples drawn without replacement from n is correct) = 1 - C(n-c, k) / C(n, k)."""
+    if not (1 <= k <= num_samples and 0 <= num_correct <= num_samples):
+        raise ValueError(f"pass@k needs 1 <= k <= n and 0 <= c <= n (got n={num_samples}, c={num_correct}, k={k})")
     if num_samples - num_correct < k:
         return 1.0
     return 1.0 - comb(num_samples - num_correct, k) / comb(num_samples, k)

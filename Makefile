@@ -4,7 +4,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-EXTRAS  ?= dev,hf
+EXTRAS  ?= dev,hf,rg
 
 .PHONY: demo test test-slow test-distributed lint bench-lecture bench-scaling clean
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
 
 from rlvr.tasks.arithmetic import ArithTask, CountdownTask
 from rlvr.tasks.expr import ExprError, evaluate_expression
@@ -135,6 +141,56 @@ def test_reasoning_gym_adapter_scores_with_its_own_scorer_and_threshold():
     assert task.reward(prompt, completion(answer, before_eos=[PAD_ID], tokenizer=tok)) == 0.0
     with pytest.raises(ConfigError, match="rg:no_such_dataset"):
         ReasoningGymTask("no_such_dataset", **SPLIT)
+
+
+RG_TINY = ["--policy.hidden_size", "16", "--policy.intermediate_size", "32", "--policy.num_layers", "1",
+           "--policy.num_heads", "2", "--sft.steps", "2", "--train.outer_steps", "2", "--task.num_eval_prompts", "8"]
+
+
+def test_rg_name_is_a_task_not_a_module_to_import():
+    """``rg:NAME`` has the form of ``module:attribute``; validation once tried to import ``rg``."""
+    from rlvr.cli import config_from_args, resolve_config_path, train_parser
+    from rlvr.config import load_config
+
+    assert load_config(resolve_config_path("arith"), {"task.name": "rg:chain_sum"}).task.name == "rg:chain_sum"
+    for flags in (["--task", "rg:chain_sum"], ["--task.name", "rg:chain_sum"], ["--task.name=rg:chain_sum"]):
+        args, rest = train_parser().parse_known_args(["--config", "arith", *flags])
+        assert config_from_args(args, rest).task.name == "rg:chain_sum", flags
+    pytest.importorskip("reasoning_gym")
+    from rlvr.tasks import build_task
+    from rlvr.tasks.reasoning_gym import ReasoningGymTask
+
+    task = build_task(load_config(None, {"task.name": "rg:chain_sum"}).task)
+    assert isinstance(task, ReasoningGymTask) and task.name == "rg:chain_sum"
+
+
+def test_rlvr_train_runs_an_rg_task_and_names_a_bad_one_in_one_line(tmp_path):
+    pytest.importorskip("reasoning_gym")
+    rlvr = str(Path(sys.executable).parent / "rlvr")
+    run = tmp_path / "run"
+    out = subprocess.run([rlvr, "train", "--config", "arith", "--task", "rg:chain_sum", *RG_TINY,
+                          "--run-dir", str(run), "--quiet"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert yaml.safe_load((run / "config.yaml").read_text())["task"]["name"] == "rg:chain_sum"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2] and "eval/exact_match" in rows[-1]
+    sample = json.loads((run / "samples.jsonl").read_text().splitlines()[0])
+    assert "arithmetic problem" in json.dumps(sample)  # chain_sum's own questions are the prompts
+    bad = subprocess.run([rlvr, "train", "--config", "arith", "--task.name", "rg:chain_sums", *RG_TINY,
+                          "--run-dir", str(tmp_path / "bad")], capture_output=True, text=True, timeout=600)
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1, bad.stderr[-2000:]
+    assert lines[0].startswith("rlvr: error: task.name: 'rg:chain_sums'") and "did you mean 'rg:chain_sum'" in lines[0]
+
+
+def test_an_unknown_rg_dataset_is_one_line_exit_2(capsys):
+    pytest.importorskip("reasoning_gym")
+    from rlvr.cli import main
+
+    assert main(["train", "--config", "arith", "--task", "rg:nosuchdataset", *RG_TINY, "--quiet"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rlvr: error: task.name: 'rg:nosuchdataset' is not a "
+                                                   "reasoning-gym dataset"), lines
 
 
 def test_sort_text_copy_shaping_rewards_prompt_digits_and_keeps_exact_match():

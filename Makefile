@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/rlvr report runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

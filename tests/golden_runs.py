@@ -1,0 +1,124 @@
+"""Golden runs: short trainings recorded before a reorganisation, replayed after it
+(tests/test_golden_runs.py). Every metric row but timings must come out equal, and the final weights
+bit-equal, unless a run is listed in ``ALLCLOSE`` (then 1e-6 relative, with the reason there).
+
+    python tests/golden_runs.py --record [NAME ...]     # (re)write tests/golden/NAME.json
+
+Record only from a tree whose behaviour is the reference: the point of these files is that a change
+which should not alter behaviour leaves them untouched. Every run uses one thread, so a machine
+with more cores computes the same sums in the same order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "golden"
+ONE_THREAD = ["--train.threads", "1", "--quiet"]
+
+# name -> (command after `rlvr train`, a crash to inject first (then --resume), needs ray)
+RUNS: dict[str, tuple[list[str], str | None, bool]] = {
+    "sort-toy-seed0": (["--config", "sort-toy", "--seed", "0"], None, False),
+    "sort-toy-seed3": (["--config", "sort-toy", "--seed", "3"], None, False),
+    "sort5-20steps": (["--config", "sort5", "--train.outer_steps", "20", "--eval.every", "10",
+                       "--task.num_eval_prompts", "24", "--eval.pass_samples", "5"], None, False),
+    "hf-5steps": (["--config", "sort5", "--policy", "hf", "--model", "{hf_model}", "--train.outer_steps", "5",
+                   "--train.prompts_per_step", "4", "--eval.every", "5", "--task.num_eval_prompts", "8",
+                   "--eval.pass_samples", "5", "--algo.kl_coef", "0.05"], None, False),
+    "resumed": (["--config", "lecture-sort-clipped", "--seed", "5", "--train.outer_steps", "8",
+                 "--eval.every", "4", "--checkpoint.every", "2", "--algo.kl_coef", "0.1",
+                 "--algo.ref_refresh_every", "3"], "manifest@6", False),
+    "ray-2workers": (["--config", "sort-toy", "--backend", "ray", "--rollout-workers", "2",
+                      "--train.outer_steps", "10", "--algo.kl_coef", "0.1"], None, True),
+}
+ALLCLOSE: dict[str, str] = {}  # run name -> why its arithmetic changed (summation order), if it did
+
+
+def hf_model(folder: Path) -> Path:
+    """A tiny model in the Hugging Face format (our transformer exported), the same every time."""
+    from rlvr.config import load_config
+    from rlvr.policies import build_policy
+    from rlvr.policies.export import save_final
+    from rlvr.tasks import build_task
+
+    path = folder / "hf-model"
+    if not (path / "config.json").exists():
+        cfg = load_config(None, {"task.name": "sort-text", "task.length": 5, "policy.kind": "transformer",
+                                 "policy.hidden_size": 32, "policy.intermediate_size": 64,
+                                 "policy.num_layers": 2, "policy.num_heads": 2})
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            save_final(build_policy(cfg.policy, build_task(cfg.task)), path)
+    return path
+
+
+def rlvr(args: list[str], *, crash: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("RLVR_TEST_CRASH", None)
+    if crash:
+        env["RLVR_TEST_CRASH"] = crash
+    return subprocess.run([sys.executable, "-m", "rlvr", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=900)
+
+
+def run(name: str, folder: Path) -> dict:
+    """Train the named golden run in ``folder``; its metrics (timings dropped) and final weights."""
+    args, crash, _ = RUNS[name]
+    args = [a.replace("{hf_model}", str(hf_model(folder))) for a in args]
+    run_dir = folder / name
+    train = ["train", *args, *ONE_THREAD, "--run-dir", str(run_dir)]
+    if crash:
+        killed = rlvr(train, crash=crash)
+        assert killed.returncode != 0, f"{name}: the injected crash {crash} did not happen"
+        train = ["train", "--resume", str(run_dir), "--quiet"]
+    done = rlvr(train)
+    assert done.returncode == 0, f"{name}: {done.stderr[-3000:]}"
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    metrics = [{k: v for k, v in r.items() if not k.startswith(("time/", "perf/"))} for r in rows]
+    return {"args": RUNS[name][0], "crash": crash, "metrics": metrics, "weights": weights(run_dir / "final")}
+
+
+def weights(final: Path) -> dict:
+    """sha256 over every tensor of the final policy (name, dtype, shape, bytes), and per tensor its
+    float64 sum and sum of squares (for the 1e-6 comparison)."""
+    files = sorted(final.glob("*.safetensors"))
+    tensors = {name: t for f in files for name, t in load_file(str(f)).items()}
+    digest = hashlib.sha256()
+    stats = {}
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        t64 = t.double()
+        stats[name] = [float(t64.sum()), float((t64 * t64).sum())]
+    return {"sha256": digest.hexdigest(), "tensors": stats}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--record", action="store_true", help="write tests/golden/NAME.json")
+    parser.add_argument("names", nargs="*", help="runs to record (default: all)")
+    args = parser.parse_args()
+    if not args.record:
+        parser.error("nothing to do without --record")
+    import tempfile
+    GOLDEN.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.names or list(RUNS):
+            result = run(name, Path(tmp))
+            (GOLDEN / f"{name}.json").write_text(json.dumps(result, indent=0, sort_keys=True) + "\n")
+            print(f"recorded {name}: {len(result['metrics'])} rows, weights {result['weights']['sha256'][:12]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -40,7 +40,7 @@ def build_folder(folder: Path) -> int:
     """The W1 model (HF init, seed 0) and tokenizer, as one folder both tools load. Returns #params."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from rlvr.policies.transformer import Transformer, TransformerConfig
+    from rlvr.policies.transformer import Transformer, TransformerConfig, TransformerPolicy
     from rlvr.tokenizer import CharTokenizer
 
     tok = CharTokenizer.from_texts(sort_task().alphabet_texts())
@@ -51,7 +51,7 @@ def build_folder(folder: Path) -> int:
         bos_token_id=tok.bos_id, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id))
     ours = Transformer(TransformerConfig(vocab_size=tok.vocab_size, max_positions=64))
     ours.load_state_dict(hf.state_dict())
-    ours.save_hf(folder, tok)
+    TransformerPolicy(ours, tok, max_new_tokens=MAX_NEW).save_hf(folder)   # a Llama folder
     return sum(p.numel() for p in ours.parameters())
 
 

@@ -4,7 +4,7 @@
 
 On the W1 model folder (bench_w1.build_folder, random init) and W1's batch (16 prompts x 8, 12 new
 tokens, temperature 1), for each thread count: the best-of-reps wall time of one rollout for
-rlvr's fused decoder, rlvr's module path (``fused_decode=False``) and HF ``generate``; and, for the
+rlvr's fused decoder, rlvr's module path (``TransformerFastPaths(fused_decode=False)``) and HF ``generate``; and, for the
 fused decoder, the split into prefill, building the decoder, the decode steps and the rest (sampling
 ops, masks). Also the matrix-product floor: the decode steps' matmul FLOPs at the machine's measured
 fp32 rate for those shapes. Writes benchmarks/results/decode-breakdown-<date>.json.
@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_w1 import GROUP, MAX_NEW, PROMPTS, RESULTS, build_folder, sort_task  # noqa: E402
-from rlvr.policies.transformer import FusedDecoder, TransformerPolicy  # noqa: E402
+from rlvr.policies.transformer import TransformerFastPaths, TransformerPolicy  # noqa: E402
 from rlvr.runs.rundir import atomic_write_text  # noqa: E402
 
 
@@ -41,15 +41,19 @@ def best_of(fn, reps: int) -> float:
 
 
 class Timed:
-    """Wraps the policy's hooks to add up the time spent in each (one rollout at a time)."""
+    """Wraps the policy's hooks to add up the time spent in each (one rollout at a time), and counts
+    the rows of each decode step."""
 
     def __init__(self, policy: TransformerPolicy) -> None:
         self.spent: dict[str, float] = {}
+        self.rows: list[int] = []
         for name in ("prefill", "expand", "decode"):
             setattr(policy, name, self.wrap(name, getattr(policy, name)))
 
     def wrap(self, name, fn):
         def timed(*args, **kwargs):
+            if name == "decode":
+                self.rows.append(args[0].shape[0])
             t = time.perf_counter()
             out = fn(*args, **kwargs)
             self.spent[name] = self.spent.get(name, 0.0) + time.perf_counter() - t
@@ -81,9 +85,8 @@ def measure(folder: Path, threads: int, reps: int) -> dict:
     out: dict = {"threads": threads}
     tokens = int(policy.sample(ids, GROUP, generator=rng).mask.sum())
     out["fused_s"] = best_of(lambda: policy.sample(ids, GROUP, generator=rng), reps)
-    policy.fused_decode = False
-    out["module_path_s"] = best_of(lambda: policy.sample(ids, GROUP, generator=rng), reps)
-    policy.fused_decode = True
+    module_path = TransformerPolicy.load_hf(folder, max_new_tokens=MAX_NEW, fast=TransformerFastPaths(fused_decode=False))
+    out["module_path_s"] = best_of(lambda: module_path.sample(ids, GROUP, generator=rng), reps)
 
     from transformers import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
@@ -96,25 +99,15 @@ def measure(folder: Path, threads: int, reps: int) -> dict:
     out["hf_generate_s"] = best_of(hf, reps)
 
     timed = Timed(policy)
-    steps, computed_rows = [], []
-    original_step = FusedDecoder.step
-
-    def counting_step(self, ids_, positions, key_mask):
-        computed_rows.append(ids_.shape[0])
-        return original_step(self, ids_, positions, key_mask)
-
-    FusedDecoder.step = counting_step
-    try:
-        for _ in range(reps):
-            timed.spent.clear()
-            computed_rows.clear()
-            t = time.perf_counter()
-            policy.sample(ids, GROUP, generator=rng)
-            total = time.perf_counter() - t
-            steps.append({"total": total, **timed.spent, "decode_steps": len(computed_rows),
-                          "mean_rows": sum(computed_rows) / len(computed_rows)})
-    finally:
-        FusedDecoder.step = original_step
+    steps = []
+    for _ in range(reps):
+        timed.spent.clear()
+        timed.rows.clear()
+        t = time.perf_counter()
+        policy.sample(ids, GROUP, generator=rng)
+        total = time.perf_counter() - t
+        steps.append({"total": total, **timed.spent, "decode_steps": len(timed.rows),
+                      "mean_rows": sum(timed.rows) / len(timed.rows)})
     best = min(steps, key=lambda s: s["total"])
     best["rest"] = best["total"] - best["prefill"] - best["expand"] - best["decode"]
     out["fused_split_s"] = best

@@ -1,32 +1,35 @@
-"""Our transformer policy: KV cache, shared prompt prefill, recorded log-probs, padding, HF export."""
+"""Our transformer policy: KV cache, the grouped training pass, recorded log-probs, padding, HF export."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from rlvr.policies.lm import top_p_filter
-from rlvr.policies.transformer import Transformer, TransformerConfig, TransformerPolicy
+from rlvr.policies.decoder import Transformer, TransformerConfig
+from rlvr.policies.tokens import top_p_filter
+from rlvr.policies.transformer import TransformerFastPaths, TransformerPolicy
 from rlvr.tokenizer import CharTokenizer
 
 # prompts of different lengths, so left padding is exercised
 PROMPTS = ["3 1 4 1 5>", "12+7=", "9>", "0 0 1>"]
 
 
-def tiny_policy(seed: int = 0, **kwargs) -> TransformerPolicy:
+def tiny_policy(seed: int = 0, **fast) -> TransformerPolicy:
     torch.manual_seed(seed)
     tokenizer = CharTokenizer.from_texts(["0123456789 >+="])
     net = Transformer(TransformerConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, intermediate_size=64,
                                         num_layers=2, num_heads=4, init_std=0.3))
-    return TransformerPolicy(net, tokenizer, max_new_tokens=8, **kwargs)
+    return TransformerPolicy(net, tokenizer, max_new_tokens=8, fast=TransformerFastPaths(**fast))
 
 
 def test_kv_cache_sampling_equals_recomputing_everything():
-    policy = tiny_policy()
+    """The module's cached forward (no fused step, every row to the end) against the reference
+    ``Transformer.generate``, which recomputes the whole sequence each step."""
+    policy = tiny_policy(fused_decode=False, shared_decode_rows=False, compact_below=0.0)
     ids = policy.encode_prompts(PROMPTS)
     with_cache = policy.sample(ids, 5, generator=torch.Generator().manual_seed(3), temperature=1.3)
-    policy.use_cache = False
-    without = policy.sample(ids, 5, generator=torch.Generator().manual_seed(3), temperature=1.3)
+    without = policy.net.generate(ids, 5, max_new_tokens=8, pad_id=policy.codec.pad_id, eos_id=policy.codec.eos_id,
+                                  generator=torch.Generator().manual_seed(3), temperature=1.3)
     assert torch.equal(with_cache.response_ids, without.response_ids)
     assert torch.equal(with_cache.mask, without.mask)
     torch.testing.assert_close(with_cache.logprobs, without.logprobs, atol=1e-5, rtol=0)
@@ -35,28 +38,29 @@ def test_kv_cache_sampling_equals_recomputing_everything():
     assert lengths.min() < lengths.max()
 
 
-def test_recorded_logprobs_equal_model_logprobs_and_shared_prefix_equals_per_response():
+def test_recorded_logprobs_equal_model_logprobs_and_the_grouped_pass_equals_the_reference():
     policy = tiny_policy()
     ids = policy.encode_prompts(PROMPTS)
     samples = policy.sample(ids, 4, generator=torch.Generator().manual_seed(0), temperature=0.7)
     shared, entropy_shared = policy.logprobs(ids, samples.response_ids, samples.mask, group_size=4, temperature=0.7)
-    policy.shared_prefix = False
-    plain, entropy_plain = policy.logprobs(ids, samples.response_ids, samples.mask, group_size=4, temperature=0.7)
+    plain, entropy_plain = policy.net.logprobs(ids, samples.response_ids, torch.arange(16) // 4,
+                                               pad_id=policy.codec.pad_id, temperature=0.7)
     mask = samples.mask
     torch.testing.assert_close(shared * mask, samples.logprobs, atol=1e-5, rtol=0)
     torch.testing.assert_close(shared * mask, plain * mask, atol=1e-5, rtol=0)
     torch.testing.assert_close(entropy_shared * mask, entropy_plain * mask, atol=1e-5, rtol=0)
 
 
-def test_shared_prefix_gradients_equal_per_response_gradients():
+def test_grouped_pass_gradients_equal_the_reference_gradients():
     policy = tiny_policy()
     ids = policy.encode_prompts(PROMPTS[:2])
     samples = policy.sample(ids, 3, generator=torch.Generator().manual_seed(1))
     grads = []
-    for shared in (True, False):
-        policy.shared_prefix = shared
+    for logprobs in (lambda: policy.logprobs(ids, samples.response_ids, samples.mask, group_size=3),
+                     lambda: policy.net.logprobs(ids, samples.response_ids, torch.arange(6) // 3,
+                                                 pad_id=policy.codec.pad_id)):
         policy.zero_grad()
-        logp, _ = policy.logprobs(ids, samples.response_ids, samples.mask, group_size=3)
+        logp, _ = logprobs()
         (logp * samples.mask).sum().backward()
         grads.append(torch.cat([p.grad.flatten() for p in policy.parameters()]))
     torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=1e-3)
@@ -68,8 +72,8 @@ def test_left_padding_does_not_change_a_prompt_logits():
     padded = policy.encode_prompts(["9>", "3 1 4 1 5>"])[:1]
     assert padded.shape[1] > alone.shape[1]
     with torch.no_grad():
-        a = policy.full_logits(alone, alone != 0)[:, -1]
-        b = policy.full_logits(padded, padded != 0)[:, -1]
+        a = policy.net.logits(alone, alone != 0)[:, -1]
+        b = policy.net.logits(padded, padded != 0)[:, -1]
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
@@ -82,7 +86,7 @@ def test_greedy_is_the_argmax_path_and_stops_at_eos():
         for n in range(len(PROMPTS)):
             length = int(mask[n].sum())
             seq = torch.cat([ids[n:n + 1], response_ids[n:n + 1, :length]], 1)
-            logits = policy.full_logits(seq, seq != 0)[0, ids.shape[1] - 1: -1]
+            logits = policy.net.logits(seq, seq != 0)[0, ids.shape[1] - 1: -1]
             assert torch.equal(logits.argmax(-1), response_ids[n, :length])
             eos_at = (response_ids[n] == policy.codec.eos_id).nonzero()
             if len(eos_at):
@@ -117,7 +121,7 @@ def test_hf_export_round_trips(tmp_path):
     for prompt, row in zip(PROMPTS, ids.tolist(), strict=True):
         assert tokenizer(prompt).input_ids == [t for t in row if t != 0]
     with torch.no_grad():
-        ours = policy.full_logits(ids, ids != 0)
+        ours = policy.net.logits(ids, ids != 0)
         mask = (ids != 0).long()
         theirs = model(ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
     real = ids != 0
@@ -138,7 +142,7 @@ def test_hf_export_untied(tmp_path):
     model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path).eval()
     ids = policy.encode_prompts(["3 1 4>"])
     with torch.no_grad():
-        torch.testing.assert_close(policy.full_logits(ids, ids != 0), model(ids).logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(policy.net.logits(ids, ids != 0), model(ids).logits, atol=1e-5, rtol=1e-5)
 
 
 def test_hf_policy_matches_our_policy_on_the_exported_model(tmp_path):
@@ -165,3 +169,25 @@ def test_prompt_template_changes_what_the_model_sees_not_the_task_prompt():
     policy.prompt_template = "0 0 {prompt}"
     templated = policy.encode_prompts(["9>"])
     assert templated.tolist() == [[1] + policy.codec.encode_answer("0 0 9>")] and plain.tolist() == [policy.codec.encode_prompt("9>")]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_config_shared_prefix_chooses_the_training_pass_when_the_policy_is_built(tmp_path, shared):
+    """policy.shared_prefix (the user-facing key) is the grouped training pass, for a fresh model and
+    for one loaded from a folder."""
+    from rlvr.config import load_config
+    from rlvr.policies import build_policy
+    from rlvr.policies.grouped import grouped_training_logits
+    from rlvr.tasks import build_task
+
+    def built(**extra):
+        cfg = load_config(None, {"task.name": "sort-text", "policy.kind": "transformer", "policy.hidden_size": 16,
+                                 "policy.intermediate_size": 32, "policy.num_layers": 1, "policy.num_heads": 2,
+                                 "policy.shared_prefix": shared, **extra})
+        return build_policy(cfg.policy, build_task(cfg.task))
+
+    fresh = built()
+    fresh.save_hf(tmp_path)
+    for policy in (fresh, built(**{"policy.model": str(tmp_path)})):
+        assert policy.fast.grouped_training_pass is shared
+        assert (policy.training_logits is grouped_training_logits) is shared

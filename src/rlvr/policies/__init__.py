@@ -34,16 +34,19 @@ def _toy(cfg: PolicyConfig, task: Task) -> Policy:
 
 @POLICIES.register("transformer")
 def _transformer(cfg: PolicyConfig, task: Task) -> Policy:
-    from rlvr.policies.transformer import Transformer, TransformerConfig, TransformerPolicy
+    from rlvr.policies.decoder import Transformer, TransformerConfig
+    from rlvr.policies.transformer import TransformerFastPaths, TransformerPolicy
     from rlvr.tokenizer import CharTokenizer
 
     check_task_kind("transformer", task, text=True)
     max_new = cfg.max_new_tokens or task.max_new_tokens  # type: ignore[attr-defined]
+    # the fast paths, chosen here once; policy.shared_prefix is the user-facing name of the grouped pass
+    fast = TransformerFastPaths(grouped_training_pass=cfg.shared_prefix)
     if cfg.model is not None:
         path = Path(cfg.model)
         if not (path / "config.json").is_file():
             raise ConfigError(f"policy.model: {cfg.model!r} is not a model folder (no config.json)")
-        return TransformerPolicy.load_hf(path, max_new_tokens=max_new, top_p=cfg.top_p)
+        return TransformerPolicy.load_hf(path, max_new_tokens=max_new, top_p=cfg.top_p, fast=fast)
     if cfg.hidden_size % cfg.num_heads:
         raise ConfigError(f"policy.num_heads: {cfg.num_heads} does not divide policy.hidden_size {cfg.hidden_size}")
     texts = task.alphabet_texts()  # type: ignore[attr-defined]
@@ -53,8 +56,7 @@ def _transformer(cfg: PolicyConfig, task: Task) -> Policy:
         vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
         num_layers=cfg.num_layers, num_heads=cfg.num_heads, max_positions=max(64, context),
         tie_embeddings=cfg.tie_embeddings, init_std=cfg.init_std))
-    return TransformerPolicy(net, tokenizer, max_new_tokens=max_new, top_p=cfg.top_p,
-                             shared_prefix=cfg.shared_prefix)
+    return TransformerPolicy(net, tokenizer, max_new_tokens=max_new, top_p=cfg.top_p, fast=fast)
 
 
 @POLICIES.register("hf")

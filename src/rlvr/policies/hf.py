@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from rlvr.errors import ConfigError, UserError
-from rlvr.policies.lm import LMPolicy, positions_of
+from rlvr.policies.lm import LMPolicy
+from rlvr.policies.tokens import positions_of
 from rlvr.safe_load import check_model_folder, check_tokenizer, pretrained_kwargs
 
 
@@ -94,20 +95,22 @@ class HFPolicy(LMPolicy):
         out = self._run(ids, positions, key_mask, cache, True)
         return out.logits[:, -1], out.past_key_values
 
-    def expand(self, cache: Any, group_size: int) -> Any:
-        cache.batch_repeat_interleave(group_size)   # in place, per layer: repeat_interleave on the batch dim
+    def expand(self, cache: Any, rows_per_prompt: int) -> Any:
+        cache.batch_repeat_interleave(rows_per_prompt)   # in place, per layer: repeat_interleave on the batch dim
         return cache
 
     def full_logits(self, ids: Tensor, key_mask: Tensor) -> Tensor:
+        """(N, S) ids, (N, S) bool key mask -> logits (N, S, V) in one causal pass."""
         return self._run(ids, positions_of(key_mask), key_mask, None, False).logits
 
-    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, prompt_of: Tensor) -> Tensor:
+    def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor,
+                        prompt_of: Tensor) -> Tensor:
         """One pass per row over prompt + response, projecting only the T positions that predict
         response tokens onto the vocabulary (``logits_to_keep``), not the whole prompt."""
-        if not self.keeps_logits:
-            return super().response_logits(prompt_ids, response_ids, prompt_of)
         ids, key_mask = self.joined(prompt_ids, response_ids, prompt_of)
         length = response_ids.shape[1]
+        if not self.keeps_logits:
+            return self.full_logits(ids, key_mask)[:, prompt_ids.shape[1] - 1: -1]
         logits = self.model(input_ids=ids, attention_mask=key_mask.long(), position_ids=positions_of(key_mask),
                             use_cache=False, logits_to_keep=length + 1).logits
         return logits[:, :length]

@@ -44,7 +44,7 @@ def test_a_nan_loss_skips_its_update_leaves_weights_and_optimizer_untouched_and_
     trainer.optimizer.step = lambda *a, **k: (taken.append(1), step(*a, **k))
     row = trainer.outer_step(2)
     assert row["fault/skipped_updates"] == 0.5 and len(taken) == 1  # one of the two inner updates skipped
-    assert trainer.nonfinite_streak == 0                            # the next one was finite again
+    assert trainer.state.nonfinite_streak == 0                            # the next one was finite again
     assert all(torch.isfinite(v).all() for v in trainer.policy.state_dict().values())
     assert any(not torch.equal(before[k], v) for k, v in trainer.policy.state_dict().items())
     assert int(trainer.optimizer.state_dict()["state"][0]["step"]) == int(adam_before["step"]) + 1

@@ -217,7 +217,7 @@ def test_total_loss_is_pg_plus_beta_kl_minus_c_entropy(tmp_path, kl_in_loss):
     kl = ((log_q.exp() - 1 - log_q) * r.mask).sum() / tokens
     beta = 0.3 if kl_in_loss else 0.0
     expected = pg + beta * kl - 0.05 * (entropy * r.mask).sum() / tokens
-    assert float(kl) > 0.01 and float((entropy * r.mask).sum() / tokens) > 0.1
+    assert kl.item() > 0.01 and ((entropy * r.mask).sum() / tokens).item() > 0.1
     assert torch.allclose(loss, expected, rtol=1e-5)
     assert torch.allclose(metrics["policy/kl"], kl, rtol=1e-5)
     assert torch.allclose(metrics["loss/policy"], pg, rtol=1e-5)

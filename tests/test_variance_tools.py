@@ -47,7 +47,7 @@ def test_optimal_exact_hook_gives_the_per_parameter_baselined_gradient(tmp_path,
     t.optimizer.zero_grad()
     loss = t.pg_loss(batch)
     loss.backward()
-    metrics = t.param_baseline(t.policy, batch, t.pg_loss)
+    metrics = t.hooks[0].after_backward(t.policy, batch, t.pg_loss)   # the param-baseline hook
     got = torch.cat([p.grad.reshape(-1) for p in t.policy.parameters()])
     assert torch.allclose(got.double(), expected.double(), atol=1e-5)
     assert metrics["algo/param_baseline_mean"] > 0
@@ -65,6 +65,22 @@ def test_training_logs_the_diagnostics_and_they_mean_what_they_say(tmp_path):
     assert not any(k.startswith("diag/") for k in quiet)
 
 
+def test_diagnostics_are_on_by_default_for_the_toy_and_off_for_language_models(tmp_path):
+    from rlvr.analysis.hooks import VarianceDiagnostics
+    toy = trainer(tmp_path / "toy")
+    assert [type(h) for h in toy.hooks] == [VarianceDiagnostics]
+    lm = trainer(tmp_path / "lm", **{"task.name": "sort-text", "task.prompts": None, "policy.kind": "transformer", "task.length": 3,
+                                     "policy.hidden_size": 16, "policy.intermediate_size": 32,
+                                     "policy.num_layers": 1, "policy.num_heads": 2})
+    assert lm.hooks == [] and not any(k.startswith("diag/") for k in lm.outer_step(1))
+    asked = trainer(tmp_path / "lm2", **{"task.name": "sort-text", "task.prompts": None, "policy.kind": "transformer", "task.length": 3,
+                                         "policy.hidden_size": 16, "policy.intermediate_size": 32,
+                                         "policy.num_layers": 1, "policy.num_heads": 2, "train.diagnostics_every": 2})
+    assert [type(h) for h in asked.hooks] == [VarianceDiagnostics]
+    assert not any(k.startswith("diag/") for k in asked.outer_step(1))
+    assert "diag/grad_cos_halves" in asked.outer_step(2)
+
+
 def test_ess_fraction_bounds():
     assert ess_fraction(torch.zeros(8)) == 1.0                          # equal weights: every sample counts
     assert abs(float(ess_fraction(torch.tensor([0.0, -50, -50, -50]))) - 0.25) < 1e-6   # one dominates: 1/N
@@ -79,7 +95,7 @@ def test_half_batch_agreement_is_one_when_the_halves_are_identical(tmp_path):
     r.response_ids[1::2] = r.response_ids[0::2]
     r.rewards = torch.tensor([[float(t.task.reward(r.prompts[n // 6], r.response_ids[n].tolist()))
                                for n in range(s * 6, s * 6 + 6)] for s in range(2)])
-    out = gradient_agreement(t.policy, t.make_batch(r), t.pg_loss, t.param_baseline)
+    out = gradient_agreement(t.policy, t.make_batch(r), t.pg_loss, lambda *args: {})  # no gradient correction
     assert abs(out["diag/grad_cos_halves"] - 1) < 1e-5
     assert out["diag/grad_noise_scale"] < 1e-6
 

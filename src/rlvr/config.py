@@ -187,8 +187,10 @@ class TrainConfig:
     bf16: bool = opt(False, "bfloat16 autocast in the training forward and the reference forward "
                      "(sampling stays float32); pays at real-model widths, not at W1's tiny one "
                      "(docs/performance.md)")
-    diagnostics_every: int = opt(1, "log variance diagnostics (half-batch gradient agreement, noise scale, "
-                                 "importance-ratio ESS) every D outer steps (0: never)", ge=0)
+    diagnostics_every: int | None = opt(None, "log variance diagnostics (half-batch gradient agreement, noise "
+                                        "scale, importance-ratio ESS) every D outer steps (0: never; default: "
+                                        "every step for the toy policy, never for a language model, where "
+                                        "they triple a step)", ge=0)
     nonfinite_patience: int = opt(3, "a non-finite loss or gradient skips its update; stop the run after "
                                   "this many in a row (the last good checkpoint stays intact)", ge=1)
 

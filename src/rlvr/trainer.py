@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +44,11 @@ from rlvr.algorithms import (
 from rlvr.algorithms.aggregation import masked
 from rlvr.algorithms.credit import shaped_token_rewards
 from rlvr.algorithms.losses import log_ratio_of
-from rlvr.analysis.diagnostics import gradient_agreement, importance_ess
-from rlvr.analysis.param_baseline import build_param_baseline
 from rlvr.config import AlgoConfig, Config, OptimConfig, to_dict
 from rlvr.distributed import build_rollout_backend
 from rlvr.errors import RunStopped, UserError
 from rlvr.evaluation import evaluate
+from rlvr.hooks import TrainerHook, build_hooks
 from rlvr.plugins import check_task
 from rlvr.policies import Policy, build_policy
 from rlvr.policies.export import save_final
@@ -74,6 +73,19 @@ class Batch:
     loss_mask: Tensor            # (N, T) the tokens the loss sees (mask, minus filtered responses)
     kl_loss_coef: float = 0.0    # beta of the KL term in the loss (0 when the KL is in the reward)
     loss_weights: Tensor | None = None  # (N, T) a data-parallel rank's share of the aggregate (ddp.py)
+
+
+@dataclass
+class TrainState:
+    """What the loop carries from one outer step to the next besides the modules, the optimizer, the
+    prompt stream, the RNGs, the rollout backend and the reward runner (each has its own state_dict).
+    A checkpoint holds exactly these fields, and resuming restores exactly them."""
+
+    kl_coef: float                                      # beta; moves each step when algo.kl_target is set
+    nonfinite_streak: int = 0                           # non-finite losses or gradients in a row
+    history: list[dict[str, Any]] = field(default_factory=list)  # the metric rows so far (step 0 first)
+    sft_final: dict[str, float] = field(default_factory=dict)    # the SFT warm start's last metrics
+    wall_seconds: float = 0.0                           # wall time of the sessions before this one
 
 
 def build_optimizer(cfg: OptimConfig, params: Any) -> torch.optim.Optimizer:
@@ -141,7 +153,7 @@ def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature:
 
 class Trainer:
     def __init__(self, cfg: Config, *, show_progress: bool = True, trackers: Sequence[str] = (),
-                 show_samples: bool = False) -> None:
+                 show_samples: bool = False, hooks: Sequence[TrainerHook] | None = None) -> None:
         self.cfg = cfg
         torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.seed)
@@ -150,23 +162,25 @@ class Trainer:
         self.rewards = build_rewards(cfg, self.task)  # the verifier, or weighted sources (reward_sources.py)
         self.policy = build_policy(cfg.policy, self.task)
         self.reference = frozen_copy(self.policy)
-        self.param_baseline = build_param_baseline(cfg, self.task)  # gradient correction hook ("none": no-op)
+        # research hooks (rlvr.hooks): the config's, unless a list is given
+        self.hooks = list(hooks) if hooks is not None else build_hooks(
+            cfg, self.task, language_model=hasattr(self.policy, "codec"))
         self.optimizer = build_optimizer(cfg.optim, self.policy.parameters())
         self.prompts = PromptSource(self.task, cfg.seed)
         self.rollout_backend = build_rollout_backend(cfg, self.task, self.policy, self.prompts,
                                                      rewards=self.rewards)
         self.aggregation_constant = cfg.algo.aggregation_constant or float(self.policy.response_length)
-        self.kl_coef = cfg.algo.kl_coef  # beta; changes over training when algo.kl_target is set
+        self.state = TrainState(kl_coef=cfg.algo.kl_coef)
         self.run_dir = RunDir(cfg.run_dir or default_run_dir(cfg.name), writer=self.writes_files())
         self.progress = Progress(total=cfg.train.outer_steps, enabled=show_progress, show_samples=show_samples)
         self.trackers = build_trackers(self.run_dir, extra=trackers, name=cfg.name, config=to_dict(cfg))
-        self.history: list[dict[str, Any]] = []
         ck = cfg.checkpoint
         self.checkpoints = Checkpoints(self.run_dir.path, keep=ck.keep, best_metric=ck.best_metric,
                                        best_mode=ck.best_mode)
-        self.nonfinite_streak = 0     # non-finite losses/gradients in a row
-        self.earlier_seconds = 0.0    # wall time of the sessions before a resume
-        self.sft_final: dict[str, float] = {}  # the SFT warm-start stage's last metrics, if it ran
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.state.history
 
     def writes_files(self) -> bool:
         """Whether this process writes the run directory (under torchrun: rank 0 only)."""
@@ -195,11 +209,11 @@ class Trainer:
             save_final(self.policy, self.run_dir.path / "final")
         final = {k: v for k, v in self.history[-1].items() if k.startswith("eval/")}
         final["train/reward_mean"] = self.history[-1]["train/reward_mean"]
-        wall_seconds = self.earlier_seconds + time.perf_counter() - start
+        wall_seconds = self.state.wall_seconds + time.perf_counter() - start
         summary = {"steps": cfg.train.outer_steps, "wall_seconds": wall_seconds,
                    "final": final, "run_dir": str(self.run_dir.path)}
-        if self.sft_final:
-            summary["sft_final"] = self.sft_final
+        if self.state.sft_final:
+            summary["sft_final"] = self.state.sft_final
         self.run_dir.write_json("summary.json", summary)
         return summary
 
@@ -246,18 +260,12 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything one outer step hands to the next: a checkpoint holds exactly this."""
+        train_state = dataclasses.replace(
+            self.state, wall_seconds=self.state.wall_seconds + time.perf_counter() - self.started_at)
         return {"policy": self.policy.state_dict(), "reference": self.reference.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "prompts": self.prompts.state_dict(),
                 "rng": rng_state(), "rollout": self.rollout_backend.state_dict(),
-                "rewards": self.rewards.state_dict(),
-                "scalars": self.scalar_state(), "history": self.history, "sft_final": self.sft_final,
-                "wall_seconds": self.earlier_seconds + time.perf_counter() - self.started_at}
-
-    def scalar_state(self) -> dict[str, bool | int | float]:
-        """Every number the trainer carries from step to step (the non-finite streak, an adaptive KL
-        coefficient, ...), taken whole: a scalar that the loop gains later is resumed exactly too."""
-        return {name: value for name, value in vars(self).items()
-                if isinstance(value, (bool, int, float)) and name not in ("started_at", "earlier_seconds")}
+                "rewards": self.rewards.state_dict(), "train_state": dataclasses.asdict(train_state)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
@@ -265,11 +273,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.prompts.load_state_dict(state["prompts"])
         self.rewards.load_state_dict(state["rewards"])
-        for name, value in state["scalars"].items():
-            setattr(self, name, value)
-        self.history = state["history"]
-        self.sft_final = state["sft_final"]
-        self.earlier_seconds = state["wall_seconds"]
+        self.state = TrainState(**state["train_state"])
         set_rng_state(state["rng"])
         self.rollout_backend.load_state_dict(state["rollout"])
 
@@ -283,7 +287,7 @@ class Trainer:
         from rlvr.sft import run_sft
         rows = run_sft(self.cfg, self.policy, self.task, self.run_dir, show_progress=self.progress.enabled)
         self.reference.load_state_dict(self.policy.state_dict())
-        self.sft_final = {k: v for k, v in rows[-1].items() if k.startswith(("eval/", "sft/"))}
+        self.state.sft_final = {k: v for k, v in rows[-1].items() if k.startswith(("eval/", "sft/"))}
         return rows
 
     def outer_step(self, step: int) -> dict[str, Any]:
@@ -308,14 +312,15 @@ class Trainer:
         # 5. inner loop: K gradient steps on the same rollouts
         progress = (step - 1) / cfg.train.outer_steps
         entropy_coef = algo.entropy_coef * schedule_value(algo.entropy_schedule, progress, until=algo.entropy_until)
-        diagnose = bool(cfg.train.diagnostics_every) and step % cfg.train.diagnostics_every == 0
-        diagnostics = gradient_agreement(self.policy, batch, self.pg_loss, self.param_baseline) if diagnose else {}
+        watched: dict[str, Any] = {}
+        for hook in self.hooks:
+            watched.update(hook.before_inner(step, self.policy, batch, self.pg_loss))
         sums: dict[str, float] = defaultdict(float)
         for _ in range(cfg.train.inner_steps):
             for key, value in self.inner_step(batch, entropy_coef=entropy_coef).items():
                 sums[key] += value
-        if diagnose:
-            diagnostics.update(importance_ess(self.policy, batch, temperature=cfg.train.temperature))
+        for hook in self.hooks:
+            watched.update(hook.after_inner(step, self.policy, batch))
         t2 = time.perf_counter()
         self.rollout_backend.sync(self.policy)  # the samplers get the new weights
 
@@ -326,13 +331,10 @@ class Trainer:
         row.update(sampling)
         row.update(self.rewards.pop_metrics())
         row["algo/entropy_coef"] = entropy_coef
-        row["algo/kl_coef"] = self.kl_coef
+        row["algo/kl_coef"] = self.state.kl_coef
         if batch.ref_logprobs is not None:
             row["policy/seq_kl"] = float(self.sequence_kl(batch).mean())
-            if algo.kl_target is not None:
-                self.kl_coef = adaptive_kl_coef(self.kl_coef, row["policy/seq_kl"], target=algo.kl_target,
-                                                horizon=algo.kl_horizon, num_samples=batch.advantages.shape[0])
-        row.update(diagnostics)
+        row.update(watched)
         row.update(self.rollout_backend.metrics())
         row.update({"time/rollout": t1 - t0, "time/train": t2 - t1, "time/step": t2 - t0})
         tokens = float(rollouts.mask.sum())  # sampled response tokens (LM policies: up to and incl. <eos>)
@@ -340,12 +342,16 @@ class Trainer:
         row["perf/tokens_per_s"] = tokens / max(t1 - t0, 1e-9)  # response tokens sampled per second of rollout
         if step % cfg.eval.samples_every == 0 or step == 1:
             self.write_samples(step, batch)
+        # 6. (last) adapt the KL coefficient towards its target (Ziegler et al. 2019) for the next step
+        if batch.ref_logprobs is not None and algo.kl_target is not None:
+            self.state.kl_coef = adaptive_kl_coef(self.state.kl_coef, row["policy/seq_kl"], target=algo.kl_target,
+                                                  horizon=algo.kl_horizon, num_samples=batch.advantages.shape[0])
         return row
 
     def make_batch(self, rollouts: Rollouts) -> Batch:
         algo = self.cfg.algo
         ref_logprobs = None
-        if self.kl_coef > 0:
+        if self.state.kl_coef > 0:
             with torch.no_grad(), autocast(self.reference, self.cfg.train.bf16):
                 ref_logprobs, _ = self.reference.logprobs(
                     rollouts.prompt_ids, rollouts.response_ids, rollouts.mask,
@@ -358,7 +364,7 @@ class Trainer:
         in_reward = algo.kl_in == "reward"
         per_token = None
         if ref_logprobs is not None and in_reward:
-            per_token = -self.kl_coef * token_kl(rollouts.logprobs, ref_logprobs, rollouts.mask,
+            per_token = -self.state.kl_coef * token_kl(rollouts.logprobs, ref_logprobs, rollouts.mask,
                                                  estimator=algo.kl_estimator)                  # (N, T)
             rewards = rewards + per_token.sum(-1).reshape(rewards.shape)
         deltas = compute_deltas(rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std)
@@ -372,7 +378,7 @@ class Trainer:
         if algo.mask_truncated and rollouts.truncated is not None:
             loss_mask = rollouts.mask * (~rollouts.truncated.bool()).to(rollouts.mask.dtype).unsqueeze(-1)
         return Batch(rollouts=rollouts, deltas=deltas, advantages=advantages, ref_logprobs=ref_logprobs,
-                     loss_mask=loss_mask, kl_loss_coef=0.0 if in_reward else self.kl_coef)
+                     loss_mask=loss_mask, kl_loss_coef=0.0 if in_reward else self.state.kl_coef)
 
     @staticmethod
     def sequence_kl(batch: Batch) -> Tensor:
@@ -385,7 +391,8 @@ class Trainer:
             loss, metrics = self.learner_loss(batch, entropy_coef=entropy_coef)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        metrics.update(self.param_baseline(self.policy, batch, self.pg_loss))
+        for hook in self.hooks:  # e.g. a per-parameter baseline correcting the gradient
+            metrics.update(hook.after_backward(self.policy, batch, self.pg_loss))
         max_norm = self.cfg.optim.grad_clip or float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm, foreach=True)
         finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm))
@@ -409,11 +416,11 @@ class Trainer:
                             aggregation_constant=self.aggregation_constant, entropy_coef=entropy_coef)
 
     def count_nonfinite(self, finite: bool) -> None:
-        self.nonfinite_streak = 0 if finite else self.nonfinite_streak + 1
+        self.state.nonfinite_streak = 0 if finite else self.state.nonfinite_streak + 1
         patience = self.cfg.train.nonfinite_patience
-        if self.nonfinite_streak >= patience:
+        if self.state.nonfinite_streak >= patience:
             last = self.checkpoints.steps()
-            raise RunStopped(f"{self.nonfinite_streak} non-finite losses or gradients in a row "
+            raise RunStopped(f"{self.state.nonfinite_streak} non-finite losses or gradients in a row "
                              f"(train.nonfinite_patience {patience}); each update was skipped; last good "
                              f"checkpoint: {last[0][1] if last else 'none yet'}")
 

@@ -183,3 +183,17 @@ def test_a_resumed_trainer_equals_the_uninterrupted_one_attribute_by_attribute(t
     # the declared state (TrainState) but the wall time, field by field
     for name in ("kl_coef", "nonfinite_streak", "sft_final"):
         assert getattr(resumed.state, name) == getattr(whole.state, name), name
+
+
+def test_a_checkpoint_written_before_train_state_still_resumes(tmp_path):
+    """Older checkpoints held the loop's scalars, history, SFT metrics and wall time as loose keys."""
+    t = Trainer(config(tmp_path / "run", **{"algo.kl_target": 0.001}), show_progress=False)
+    t.run()
+    state = t.state_dict()
+    new = state.pop("train_state")
+    old = {**state, "scalars": {"kl_coef": new["kl_coef"], "nonfinite_streak": 2, "aggregation_constant": 3.0},
+           "history": new["history"], "sft_final": new["sft_final"], "wall_seconds": new["wall_seconds"]}
+    fresh = Trainer(config(tmp_path / "other", **{"algo.kl_target": 0.001}), show_progress=False)
+    fresh.load_state_dict(old)
+    assert fresh.state.kl_coef == new["kl_coef"] != 0.1 and fresh.state.nonfinite_streak == 2
+    assert fresh.history == new["history"] and fresh.state.wall_seconds == new["wall_seconds"]

@@ -273,7 +273,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.prompts.load_state_dict(state["prompts"])
         self.rewards.load_state_dict(state["rewards"])
-        self.state = TrainState(**state["train_state"])
+        self.state = TrainState(**state["train_state"]) if "train_state" in state else legacy_train_state(state)
         set_rng_state(state["rng"])
         self.rollout_backend.load_state_dict(state["rollout"])
 
@@ -444,6 +444,13 @@ class Trainer:
         for record in records:
             self.run_dir.append_jsonl("samples.jsonl", record)
         self.progress.samples(step, records)
+
+
+def legacy_train_state(state: dict[str, Any]) -> TrainState:
+    """The TrainState of a checkpoint written before it existed (its fields stood loose in the state)."""
+    scalars = state["scalars"]
+    return TrainState(kl_coef=scalars["kl_coef"], nonfinite_streak=scalars["nonfinite_streak"],
+                      history=state["history"], sft_final=state["sft_final"], wall_seconds=state["wall_seconds"])
 
 
 def reward_metrics(rewards: Tensor, deltas: Tensor) -> dict[str, float]:

@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rlvr import reward_sources
 from rlvr.cli import main
 from rlvr.config import load_config
-from rlvr.reward_model import bradley_terry_loss, hf_tokenizer_args, preference_pairs
-from rlvr.reward_sources import SequenceScorer, load_scorer, response_text
+from rlvr.rewards import sources as reward_sources
+from rlvr.rewards.model import bradley_terry_loss, hf_tokenizer_args, preference_pairs
+from rlvr.rewards.sources import SequenceScorer, load_scorer, response_text
 from rlvr.tasks import SortTextTask, build_task
 from rlvr.tokenizer import CharTokenizer
 from rlvr.trainer import Trainer

@@ -160,7 +160,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": cmd_train, **{
         "convert": "rlvr.lm_commands:convert_command",
         "report": "rlvr.runs.report:cmd_report",
         "variance": "rlvr.analysis.cli:cmd_variance",
-        "rm": "rlvr.rm_commands:rm_command",
+        "rm": "rlvr.rewards.commands:rm_command",
     }.items()}}
 
 

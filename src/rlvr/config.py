@@ -240,7 +240,7 @@ class RewardsConfig:
                        "parallel, and a hung call's worker is killed)", ge=0)
     sources: list | None = opt(None, "weighted reward sources, e.g. [{kind: verifier, weight: 1}, {kind: model, "
                                "path: DIR, weight: 0.5}]; kinds: verifier, exact, format, model (none: the verifier "
-                               "alone); see rlvr.reward_sources")
+                               "alone); see rlvr.rewards.sources")
 
 
 @dataclass
@@ -422,7 +422,7 @@ def validate(cfg: Config) -> None:
     if cfg.eval.pass_samples < cfg.eval.pass_k:
         raise ConfigError(f"eval.pass_samples: {cfg.eval.pass_samples} must be >= eval.pass_k ({cfg.eval.pass_k})")
     check_run_fields(cfg)
-    from rlvr.reward_sources import check_sources
+    from rlvr.rewards.sources import check_sources
     check_sources(cfg)
 
 

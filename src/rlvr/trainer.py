@@ -52,7 +52,7 @@ from rlvr.hooks import TrainerHook, build_hooks
 from rlvr.plugins import check_task
 from rlvr.policies import Policy, build_policy
 from rlvr.policies.export import save_final
-from rlvr.reward_sources import build_rewards
+from rlvr.rewards.sources import build_rewards
 from rlvr.rollout import PromptSource, Rollouts, as_json
 from rlvr.runs import RunDir
 from rlvr.runs.checkpoint import Checkpoints, rng_state, set_rng_state
@@ -159,7 +159,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.task = build_task(cfg.task)
         check_task(self.task)
-        self.rewards = build_rewards(cfg, self.task)  # the verifier, or weighted sources (reward_sources.py)
+        self.rewards = build_rewards(cfg, self.task)  # the verifier, or weighted sources (rewards/sources.py)
         self.policy = build_policy(cfg.policy, self.task)
         self.reference = frozen_copy(self.policy)
         # research hooks (rlvr.hooks): the config's, unless a list is given

@@ -33,8 +33,8 @@ import torch
 from rlvr.config import Config
 from rlvr.errors import UserError
 from rlvr.policies import Policy, build_policy
-from rlvr.reward_sources import build_rewards
 from rlvr.rewards import RewardRunner
+from rlvr.rewards.sources import build_rewards
 from rlvr.rollout import PromptSource, Rollouts
 from rlvr.tasks import Task, build_task
 

@@ -3,7 +3,7 @@
     rlvr rm data  --task NAME --out FILE.jsonl [--pairs N] [--task.key VALUE ...]
     rlvr rm train --out DIR (--data FILE.jsonl | --task NAME) [--pairs N] [--steps N] ...
 
-``rm train`` fits a Bradley-Terry reward model (``rlvr.reward_model``) and writes DIR as a Hugging
+``rm train`` fits a Bradley-Terry reward model (``rlvr.rewards.model``) and writes DIR as a Hugging
 Face folder (config.json, model.safetensors, tokenizer files) plus DIR/summary.json with
 ``heldout/pairwise_accuracy``; use it as ``rewards.sources: [{kind: model, path: DIR}]``.
 """
@@ -59,7 +59,7 @@ def write_jsonl(path: Path, records: list[dict[str, str]]) -> None:
 
 
 def data_command(argv: list[str]) -> int:
-    from rlvr.reward_model import preference_pairs
+    from rlvr.rewards.model import preference_pairs
 
     args, rest = rm_parser("data").parse_known_args(argv)
     if args.task is None:
@@ -71,7 +71,7 @@ def data_command(argv: list[str]) -> int:
 
 
 def train_command(argv: list[str]) -> int:
-    from rlvr.reward_model import (
+    from rlvr.rewards.model import (
         build_reward_model,
         preference_pairs,
         read_pairs,

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from rlvr.errors import ConfigError
-from rlvr.rewards import RewardRunner
+from rlvr.rewards.runner import RewardRunner
 from rlvr.safe_load import check_model_folder, pretrained_kwargs
 
 KINDS = ("verifier", "exact", "format", "model")

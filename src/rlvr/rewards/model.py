@@ -4,7 +4,7 @@ Bradley-Terry: P(chosen > rejected) = sigmoid(r(x, y_c) - r(x, y_r)); the reward
     L = -mean log sigmoid(r_c - r_r)        dL/dr_c = -(1 - sigmoid(r_c - r_r)) / n,  dL/dr_r = -dL/dr_c
 (Ouyang et al. 2022, eq. 1; the notes' RLHF contrast). The model is a small Llama with a one-logit
 head (``LlamaForSequenceClassification``) over the task's character tokenizer, saved as a Hugging
-Face folder, so ``rlvr.reward_sources`` (``AutoModelForSequenceClassification``) loads it.
+Face folder, so ``rlvr.rewards.sources`` (``AutoModelForSequenceClassification``) loads it.
 
 Synthetic preferences for a text task: two answers to one prompt, drawn from the solution, the
 task's flawed solution and random corruptions of the solution; the one with the higher verifier
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rlvr.errors import UserError
-from rlvr.reward_sources import SequenceScorer
+from rlvr.rewards.sources import SequenceScorer
 from rlvr.tokenizer import CharTokenizer
 
 

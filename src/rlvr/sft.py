@@ -23,6 +23,7 @@ from rlvr.config import Config
 from rlvr.errors import ConfigError
 from rlvr.evaluation import evaluate
 from rlvr.policies import Policy
+from rlvr.policies.lm import LMPolicy
 from rlvr.runs import RunDir
 from rlvr.runs.progress import Progress
 from rlvr.tasks import Task
@@ -59,7 +60,7 @@ def sft_loss(policy: Policy, prompts: list[str], answers: list[str]) -> Tensor:
 def run_sft(cfg: Config, policy: Policy, task: Task, run_dir: RunDir, *, show_progress: bool) -> list[dict[str, Any]]:
     """The SFT stage: ``cfg.sft.steps`` AdamW steps; metrics to sft_metrics.jsonl. Returns its rows."""
     sft = cfg.sft
-    if not hasattr(policy, "codec"):
+    if not isinstance(policy, LMPolicy):
         raise ConfigError(f"sft.steps: SFT needs a language-model policy, not policy.kind {cfg.policy.kind!r}")
     optimizer = torch.optim.AdamW(policy.parameters(), lr=sft.lr, weight_decay=cfg.optim.weight_decay)
     rng = np.random.default_rng([cfg.seed, 7])

@@ -52,6 +52,7 @@ from rlvr.hooks import TrainerHook, build_hooks
 from rlvr.plugins import check_task
 from rlvr.policies import Policy, build_policy
 from rlvr.policies.export import save_final
+from rlvr.policies.lm import LMPolicy
 from rlvr.rewards.sources import build_rewards
 from rlvr.rollout import PromptSource, Rollouts, as_json
 from rlvr.runs import RunDir
@@ -164,7 +165,7 @@ class Trainer:
         self.reference = frozen_copy(self.policy)
         # research hooks (rlvr.hooks): the config's, unless a list is given
         self.hooks = list(hooks) if hooks is not None else build_hooks(
-            cfg, self.task, language_model=hasattr(self.policy, "codec"))
+            cfg, self.task, language_model=isinstance(self.policy, LMPolicy))
         self.optimizer = build_optimizer(cfg.optim, self.policy.parameters())
         self.prompts = PromptSource(self.task, cfg.seed)
         self.rollout_backend = build_rollout_backend(cfg, self.task, self.policy, self.prompts,

@@ -19,7 +19,9 @@ POLICIES: Registry[Callable[[PolicyConfig, Task], Policy]] = Registry("policy ki
 
 
 def check_task_kind(kind: str, task: Task, *, text: bool) -> None:
-    if getattr(task, "is_text", False) != text:
+    from rlvr.tasks.text import TextTask
+
+    if isinstance(task, TextTask) != text:
         wanted = "a text task (sort-text, arith, countdown, rg:NAME)" if text else "a token task (sort)"
         raise ConfigError(f"policy.kind: {kind!r} needs {wanted}; task.name is {task.name!r}")
 

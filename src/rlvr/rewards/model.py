@@ -70,7 +70,9 @@ def candidate(task: Any, prompt: str, rng: np.random.Generator, alphabet: str) -
 
 def preference_pairs(task: Any, count: int, *, seed: int) -> list[dict[str, str]]:
     """``count`` {prompt, chosen, rejected} from the task's training prompts (never held-out ones)."""
-    if not getattr(task, "is_text", False):
+    from rlvr.tasks.text import TextTask
+
+    if not isinstance(task, TextTask):
         raise UserError(f"--task: {task.name!r} is not a text task; preference data needs string answers")
     rng = np.random.default_rng([seed, 7])
     alphabet = "".join(sorted(set("".join(task.alphabet_texts())) - set(">")))

@@ -44,7 +44,6 @@ class Completion:
 class TextTask(Task):
     """A task whose prompts and answers are strings. Reward in [0, max_reward]; 0 for malformed output."""
 
-    is_text = True
     max_reward = 1.0
     vocab_size = 0          # text tasks are tokenized by the policy's tokenizer
     prompt_length = 0

@@ -499,6 +499,9 @@ class PerPromptSoftmax(torch.nn.Module):
         super().__init__()
         self.theta = torch.nn.Parameter(torch.tensor(theta, dtype=D))       # (prompts, V)
 
+    def encode_prompts(self, prompts):  # token prompts, as rlvr's Policy encodes them
+        return torch.tensor([list(p) for p in prompts], dtype=torch.long)
+
     def logprobs(self, prompt_ids, response_ids, mask, *, group_size, temperature=1.0):
         logits = self.theta[prompt_ids[:, 0]] / temperature                  # (S, V)
         logp = torch.log_softmax(logits, -1).repeat_interleave(group_size, 0)  # (S*A, V)

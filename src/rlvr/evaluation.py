@@ -17,6 +17,11 @@ from rlvr.rewards import RewardRunner
 from rlvr.tasks import Task
 
 
+def evaluation_seed(seed: int, step: int) -> int:
+    """The sampling seed of the evaluation at ``step``: its own stream per step, the same on resume."""
+    return seed * 1_000_003 + step
+
+
 def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
     """P(at least one of k samples drawn without replacement from n is correct) = 1 - C(n-c, k) / C(n, k)."""
     if not (1 <= k <= num_samples and 0 <= num_correct <= num_samples):

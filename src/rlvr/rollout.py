@@ -110,10 +110,6 @@ class PromptSource:
         self.rng.bit_generator.state = state["rng"]
 
 
-def encode_prompts(prompts: Sequence[Prompt]) -> Tensor:
-    return torch.tensor([list(p) for p in prompts], dtype=torch.long)
-
-
 def score(task: Task, prompts: Sequence[Prompt], responses: Sequence[Any], group_size: int,
           *, rewards: RewardRunner | None = None) -> Tensor:
     """Rewards (B, G) of N = B * G responses, response n answering prompt n // G. With ``rewards``

@@ -21,7 +21,7 @@ from torch import Tensor
 from rlvr.algorithms import aggregate
 from rlvr.config import Config
 from rlvr.errors import ConfigError
-from rlvr.evaluation import evaluate
+from rlvr.evaluation import evaluate, evaluation_seed
 from rlvr.policies import Policy
 from rlvr.policies.lm import LMPolicy
 from rlvr.runs import RunDir
@@ -79,7 +79,7 @@ def run_sft(cfg: Config, policy: Policy, task: Task, run_dir: RunDir, *, show_pr
                                    "time/step": time.perf_counter() - t0}
             if step % sft.eval_every == 0 or step == sft.steps:
                 row.update(evaluate(policy, task, pass_k=cfg.eval.pass_k, pass_samples=cfg.eval.pass_samples,
-                                    seed=cfg.seed * 1_000_003 + step, temperature=cfg.train.temperature))
+                                    seed=evaluation_seed(cfg.seed, step), temperature=cfg.train.temperature))
             rows.append(row)
             run_dir.append_jsonl("sft_metrics.jsonl", row)
             progress.update(step, row)

@@ -47,7 +47,7 @@ from rlvr.algorithms.losses import log_ratio_of
 from rlvr.config import AlgoConfig, Config, OptimConfig, to_dict
 from rlvr.distributed import build_rollout_backend
 from rlvr.errors import RunStopped, UserError
-from rlvr.evaluation import evaluate
+from rlvr.evaluation import evaluate, evaluation_seed
 from rlvr.hooks import TrainerHook, build_hooks
 from rlvr.plugins import check_task
 from rlvr.policies import Policy, build_policy
@@ -429,7 +429,7 @@ class Trainer:
         t0 = time.perf_counter()
         ev = self.cfg.eval
         metrics = evaluate(self.policy, self.task, pass_k=ev.pass_k, pass_samples=ev.pass_samples,
-                           seed=self.cfg.seed * 1_000_003 + step, temperature=self.cfg.train.temperature,
+                           seed=evaluation_seed(self.cfg.seed, step), temperature=self.cfg.train.temperature,
                            rewards=self.rewards)
         metrics["time/eval"] = time.perf_counter() - t0
         return metrics

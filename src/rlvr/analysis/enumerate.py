@@ -16,7 +16,6 @@ from rlvr.algorithms.logprobs import sequence_logprob
 from rlvr.analysis.exact import FiniteProblem
 from rlvr.errors import ConfigError
 from rlvr.policies import Policy
-from rlvr.rollout import encode_prompts
 from rlvr.tasks import Prompt, Task
 
 MAX_RESPONSES = 4096
@@ -37,7 +36,7 @@ def response_logprobs(policy: Policy, prompts: Sequence[Prompt], responses: Tens
     num_prompts, num_responses = len(prompts), responses.shape[0]
     response_ids = responses.repeat(num_prompts, 1)                            # (S*A, T)
     mask = torch.ones(response_ids.shape, dtype=next(policy.parameters()).dtype)
-    logp, _ = policy.logprobs(encode_prompts(prompts), response_ids, mask, group_size=num_responses,
+    logp, _ = policy.logprobs(policy.encode_prompts(prompts), response_ids, mask, group_size=num_responses,
                               temperature=temperature)
     return sequence_logprob(logp, mask).reshape(num_prompts, num_responses)
 

@@ -43,7 +43,9 @@ def reference_samples(p: TransformerPolicy, ids, group: int, seed: int, temperat
 def assert_same_samples(fast, plain):
     assert torch.equal(fast.response_ids, plain.response_ids)
     assert torch.equal(fast.mask, plain.mask)
-    torch.testing.assert_close(fast.logprobs, plain.logprobs, atol=1e-5, rtol=0)  # float32 rounding order
+    # float32 rounding order: the reference recomputes the whole sequence each step (on the peaked policy
+    # below, log-probs reach ~-10 and differ from the cached step's by ~1e-5)
+    torch.testing.assert_close(fast.logprobs, plain.logprobs, atol=1e-5, rtol=1e-5)
 
 
 def rollout(p: TransformerPolicy, group: int = 4):

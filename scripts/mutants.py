@@ -183,11 +183,11 @@ MUTANTS: list[Mutant] = [
     m("algorithms/schedules.py", "0.5 * (1.0 + math.cos(", "0.5 * (1.0 - math.cos(", AGG_TESTS,
       "cosine schedule rising"),
     # ---- sampling
-    m("sampling.py", "return rewards.max(-1).values != rewards.min(-1).values",
+    m("rollout.py", "return rewards.max(-1).values != rewards.min(-1).values",
       "return rewards.max(-1).values == rewards.min(-1).values", SAMPLING_TESTS, "dynamic sampling keeps flat groups"),
-    m("sampling.py", "if count >= batch_size or draws > max_refills:", "if count >= batch_size or draws >= max_refills:",
+    m("rollout.py", "if count >= batch_size or draws > max_refills:", "if count >= batch_size or draws >= max_refills:",
       SAMPLING_TESTS, "dynamic sampling: one refill too few"),
-    m("sampling.py", "task.token_rewards(rollouts.prompts[n // group], response)",
+    m("rollout.py", "task.token_rewards(rollouts.prompts[n // group], response)",
       "task.token_rewards(rollouts.prompts[n % group], response)", SAMPLING_TESTS, "token rewards of the wrong prompt"),
     # ---- trainer: loss assembly, batch, reference refresh
     m("trainer.py", "loss = loss + batch.kl_loss_coef * kl", "loss = loss - batch.kl_loss_coef * kl",

@@ -7,11 +7,12 @@ import torch
 from rlvr.algorithms import compute_deltas, token_advantages
 from rlvr.algorithms.shaping import overlong_penalty
 from rlvr.policies.toy import ToyPolicy
-from rlvr.rollout import generate, select_prompts
-from rlvr.sampling import (
+from rlvr.rollout import (
     dynamic_sample,
+    generate,
     has_signal,
     length_penalty,
+    select_prompts,
     token_reward_tensor,
 )
 from rlvr.tasks import SortTask

@@ -54,12 +54,18 @@ from rlvr.policies import Policy, build_policy
 from rlvr.policies.export import save_final
 from rlvr.policies.lm import LMPolicy
 from rlvr.rewards.sources import build_rewards
-from rlvr.rollout import PromptSource, Rollouts, as_json
+from rlvr.rollout import (
+    PromptSource,
+    Rollouts,
+    as_json,
+    dynamic_sample,
+    length_penalty,
+    token_reward_tensor,
+)
 from rlvr.runs import RunDir
 from rlvr.runs.checkpoint import Checkpoints, rng_state, set_rng_state
 from rlvr.runs.progress import Progress
 from rlvr.runs.trackers import build_trackers
-from rlvr.sampling import dynamic_sample, length_penalty, token_reward_tensor
 from rlvr.tasks import build_task
 
 

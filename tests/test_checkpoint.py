@@ -144,7 +144,7 @@ def test_a_fresh_run_refuses_to_overwrite_an_unfinished_run(tmp_path):
         Trainer(config(run), show_progress=False).run()
 
 
-SKIPPED = {"cfg", "task", "run_dir", "progress", "checkpoints", "started_at", "state", "hooks"}
+SKIPPED = {"cfg", "task", "record", "started_at", "state", "hooks"}
 
 
 def snapshot(trainer):

@@ -30,9 +30,10 @@ def sft_command(argv: list[str]) -> int:
 
     from rlvr.policies import build_policy
     from rlvr.policies.export import save_final
+    from rlvr.runs.recorder import default_run_dir
     from rlvr.sft import run_sft
     from rlvr.tasks import build_task
-    from rlvr.trainer import default_run_dir, seed_everything
+    from rlvr.trainer import seed_everything
 
     parser = train_parser()
     parser.prog, parser.description = "rlvr sft", "Supervised warm start (the config's sft section) alone."

@@ -24,7 +24,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,14 +43,13 @@ from rlvr.algorithms import (
 from rlvr.algorithms.aggregation import masked
 from rlvr.algorithms.credit import shaped_token_rewards
 from rlvr.algorithms.losses import log_ratio_of
-from rlvr.config import AlgoConfig, Config, OptimConfig, to_dict
+from rlvr.config import AlgoConfig, Config, OptimConfig
 from rlvr.distributed import build_rollout_backend
-from rlvr.errors import RunStopped, UserError
+from rlvr.errors import RunStopped
 from rlvr.evaluation import evaluate, evaluation_seed
 from rlvr.hooks import TrainerHook, build_hooks
 from rlvr.plugins import check_task
 from rlvr.policies import Policy, build_policy
-from rlvr.policies.export import save_final
 from rlvr.policies.lm import LMPolicy
 from rlvr.rewards.sources import build_rewards
 from rlvr.rollout import (
@@ -62,10 +60,8 @@ from rlvr.rollout import (
     length_penalty,
     token_reward_tensor,
 )
-from rlvr.runs import RunDir
-from rlvr.runs.checkpoint import Checkpoints, rng_state, set_rng_state
-from rlvr.runs.progress import Progress
-from rlvr.runs.trackers import build_trackers
+from rlvr.runs.checkpoint import rng_state, set_rng_state
+from rlvr.runs.recorder import RunRecorder
 from rlvr.tasks import build_task
 
 
@@ -178,12 +174,9 @@ class Trainer:
                                                      rewards=self.rewards)
         self.aggregation_constant = cfg.algo.aggregation_constant or float(self.policy.response_length)
         self.state = TrainState(kl_coef=cfg.algo.kl_coef)
-        self.run_dir = RunDir(cfg.run_dir or default_run_dir(cfg.name), writer=self.writes_files())
-        self.progress = Progress(total=cfg.train.outer_steps, enabled=show_progress, show_samples=show_samples)
-        self.trackers = build_trackers(self.run_dir, extra=trackers, name=cfg.name, config=to_dict(cfg))
-        ck = cfg.checkpoint
-        self.checkpoints = Checkpoints(self.run_dir.path, keep=ck.keep, best_metric=ck.best_metric,
-                                       best_mode=ck.best_mode)
+        # the run directory, checkpoints, trackers and progress display, behind one object
+        self.record = RunRecorder(cfg, writer=self.writes_files(), show_progress=show_progress,
+                                  trackers=trackers, show_samples=show_samples)
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -200,58 +193,45 @@ class Trainer:
         first = self.resume() if resume else None
         if first is None:
             first = self.begin(overwrite=resume)
-        with self.progress, closing(self.rollout_backend):
-            self.progress.update(first - 1, self.history[-1])
+        with self.record.progress, closing(self.rollout_backend):
+            self.record.progress.update(first - 1, self.history[-1])
             for step in range(first, cfg.train.outer_steps + 1):
                 row = self.outer_step(step)
-                if step % cfg.eval.every == 0 or step == cfg.train.outer_steps:
+                evaluated = step % cfg.eval.every == 0 or step == cfg.train.outer_steps
+                if evaluated:
                     row.update(self.evaluate(step))
-                    self.run_dir.write_plot(self.history + [row], title=cfg.name)
+                self.record.log(step, row, plot_with=list(self.history) if evaluated else None)
                 self.history.append(row)
-                self.trackers.log(step, row)
-                self.progress.update(step, row)
                 self.after_step(step, row)
-        self.trackers.close()
-        if self.run_dir.writer:
-            save_final(self.policy, self.run_dir.path / "final")
         final = {k: v for k, v in self.history[-1].items() if k.startswith("eval/")}
         final["train/reward_mean"] = self.history[-1]["train/reward_mean"]
         wall_seconds = self.state.wall_seconds + time.perf_counter() - start
         summary = {"steps": cfg.train.outer_steps, "wall_seconds": wall_seconds,
-                   "final": final, "run_dir": str(self.run_dir.path)}
+                   "final": final, "run_dir": str(self.record.path)}
         if self.state.sft_final:
             summary["sft_final"] = self.state.sft_final
-        self.run_dir.write_json("summary.json", summary)
+        self.record.finish(self.policy, summary)
         return summary
 
     # ---------------------------------------------------------------- starting, checkpoints, resuming
     def begin(self, *, overwrite: bool) -> int:
-        """A fresh run: its config, and the evaluation at step 0. Returns the first step to run.
-        Never silently overwrites the checkpoints of an unfinished run (unless resuming it failed)."""
-        if not overwrite and self.checkpoints.steps() and not (self.run_dir.path / "summary.json").exists():
-            raise UserError(f"run_dir: {str(self.run_dir.path)!r} holds an unfinished run; continue it with "
-                            f"--resume {self.run_dir.path}, or delete it")
-        self.checkpoints.drop_after(0)  # every checkpoint of the finished run this one replaces
-        self.run_dir.reset(keep_earlier=not overwrite)
-        self.run_dir.write_config(to_dict(self.cfg))
+        """A fresh run: its directory and config (``RunRecorder.start``), the SFT stage, and the
+        evaluation at step 0. Returns the first step to run."""
+        self.record.start(overwrite=overwrite)
         self.warm_start()
         initial = {"step": 0, **self.evaluate(0)}  # the starting point of every evaluation curve
         self.history.append(initial)
-        self.trackers.log(0, initial)
+        self.record.log(0, initial)
         return 1
 
     def resume(self) -> int | None:
         """Continue from the newest good checkpoint (None: there is none). Returns the next step;
         metrics.jsonl and samples.jsonl are cut back to the checkpoint's step."""
-        found = self.checkpoints.latest()
+        found = self.record.latest()
         if found is None:
-            print(f"rlvr: no usable checkpoint in {self.run_dir.path}; starting over from its config", flush=True)
             return None
         self.load_state_dict(found.state)
-        self.checkpoints.drop_after(found.step)
-        self.run_dir.rewrite_jsonl("metrics.jsonl", self.history)
-        self.run_dir.truncate_jsonl("samples.jsonl", last_step=found.step)
-        print(f"rlvr: resuming {self.run_dir.path} from step {found.step}", flush=True)
+        self.record.rewind(found.step, self.history)
         return found.step + 1
 
     def after_step(self, step: int, row: dict[str, Any]) -> None:
@@ -259,10 +239,9 @@ class Trainer:
         stop = self.rewards.stop_reason()
         every = self.cfg.checkpoint.every
         due = stop or step == self.cfg.train.outer_steps or (every and step % every == 0)
-        if due and self.run_dir.writer:  # under torchrun rank 0 writes the one checkpoint
-            held_out = {k: v for k, v in row.items() if k.startswith("eval/")}
-            path = self.checkpoints.save(step, self.state_dict(), metrics=held_out)
-            if stop:
+        if due:  # under torchrun rank 0 writes the one checkpoint
+            path = self.record.checkpoint(step, self.state_dict(), row)
+            if stop and path is not None:
                 raise RunStopped(f"{stop}; checkpoint {path}")
 
     def state_dict(self) -> dict[str, Any]:
@@ -292,7 +271,8 @@ class Trainer:
         if not self.cfg.sft.steps:
             return []
         from rlvr.sft import run_sft
-        rows = run_sft(self.cfg, self.policy, self.task, self.run_dir, show_progress=self.progress.enabled)
+        rows = run_sft(self.cfg, self.policy, self.task, self.record.run_dir,
+                       show_progress=self.record.progress.enabled)
         self.reference.load_state_dict(self.policy.state_dict())
         self.state.sft_final = {k: v for k, v in rows[-1].items() if k.startswith(("eval/", "sft/"))}
         return rows
@@ -426,7 +406,7 @@ class Trainer:
         self.state.nonfinite_streak = 0 if finite else self.state.nonfinite_streak + 1
         patience = self.cfg.train.nonfinite_patience
         if self.state.nonfinite_streak >= patience:
-            last = self.checkpoints.steps()
+            last = self.record.checkpoints.steps()
             raise RunStopped(f"{self.state.nonfinite_streak} non-finite losses or gradients in a row "
                              f"(train.nonfinite_patience {patience}); each update was skipped; last good "
                              f"checkpoint: {last[0][1] if last else 'none yet'}")
@@ -448,9 +428,7 @@ class Trainer:
                     "responses": responses[i * group:(i + 1) * group],
                     "rewards": r.rewards[i].tolist(), "deltas": batch.deltas[i].tolist()}
                    for i, prompt in enumerate(r.prompts[: self.cfg.eval.samples_prompts])]
-        for record in records:
-            self.run_dir.append_jsonl("samples.jsonl", record)
-        self.progress.samples(step, records)
+        self.record.samples(step, records)
 
 
 def legacy_train_state(state: dict[str, Any]) -> TrainState:
@@ -469,10 +447,6 @@ def reward_metrics(rewards: Tensor, deltas: Tensor) -> dict[str, float]:
         "train/zero_std_frac": float(same.mean()),
         "train/delta_abs_mean": float(deltas.abs().mean()),
     }
-
-
-def default_run_dir(name: str) -> Path:
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def train(cfg: Config, *, show_progress: bool = True, trackers: Sequence[str] = (),

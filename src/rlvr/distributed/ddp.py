@@ -36,7 +36,8 @@ from rlvr.algorithms import aggregate
 from rlvr.config import Config
 from rlvr.errors import UserError
 from rlvr.rollout import select_prompts
-from rlvr.trainer import Batch, Trainer, compute_loss, default_run_dir
+from rlvr.runs.recorder import default_run_dir
+from rlvr.trainer import Batch, Trainer, compute_loss
 
 from .shards import response_rows, shard_prompt_rows
 

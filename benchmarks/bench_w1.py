@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PROMPTS, GROUP, MAX_NEW, LR, THREADS = 16, 8, 12, 1e-3, 2
 BF16 = False  # rlvr runs with train.bf16 (--bf16)
+AB_BASE = ""  # --ab-base: a src/ folder whose rlvr runs beside today's
 
 
 # ---------------------------------------------------------------- shared assets
@@ -202,12 +203,15 @@ def child(args: argparse.Namespace) -> None:
 
 # ---------------------------------------------------------------- the parent: alternate, summarise
 def spawn(kind: str, folder: Path, steps: int, beta: float = 0.0, seed: int = 0) -> dict:
+    """Run one child process; kind ``rlvr-base`` is rlvr's run with the library imported from --ab-base."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = Path(f.name)
-    cmd = [sys.executable, __file__, "--child", kind, "--folder", str(folder), "--steps", str(steps),
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
+    if kind == "rlvr-base":
+        env["PYTHONPATH"] = AB_BASE
+    cmd = [sys.executable, __file__, "--child", kind.removesuffix("-base"), "--folder", str(folder), "--steps", str(steps),
            "--beta", str(beta), "--seed", str(seed), "--out", str(out), "--threads", str(THREADS)]
     cmd += ["--bf16"] if BF16 else []
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TOKENIZERS_PARALLELISM": "false"}
     t = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
     result = json.loads(out.read_text())
@@ -239,7 +243,7 @@ def summarise(runs: list[dict], flops_per_token: float) -> dict:
 
 
 def main() -> None:
-    global THREADS, BF16
+    global THREADS, BF16, AB_BASE
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seeds", type=int, default=3)
@@ -250,6 +254,8 @@ def main() -> None:
                    "(workloads.md: 2; on a loaded shared machine 1 is far less noisy)")
     p.add_argument("--no-trl", action="store_true", help="rlvr only (also when trl is not installed)")
     p.add_argument("--bf16", action="store_true", help="rlvr with train.bf16 (bfloat16 autocast; TRL unchanged)")
+    p.add_argument("--ab-base", default="", help="A/B: also run rlvr with the library from this src/ folder "
+                   "(e.g. a worktree of an earlier commit), alternating with today's, and report base/new")
     p.add_argument("--tag", default="", help="results file w1-<date>-<tag>.json instead of w1-<date>.json")
     p.add_argument("--child", choices=["rlvr", "trl", "gen-rlvr", "gen-hf"], help=argparse.SUPPRESS)
     p.add_argument("--folder", help=argparse.SUPPRESS)
@@ -257,7 +263,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args()
-    THREADS, BF16 = args.threads, args.bf16
+    THREADS, BF16, AB_BASE = args.threads, args.bf16, str(Path(args.ab_base).resolve()) if args.ab_base else ""
     if args.child:
         return child(args)
     torch.set_num_threads(THREADS)
@@ -271,6 +277,7 @@ def main() -> None:
     print(f"W1 folder {folder} ({params} parameters); TRL {'on' if with_trl else 'off'}; "
           f"matmul fp32 {machine['fp32_gflops']:.0f} GFLOP/s, bf16 {machine['bf16_gflops']:.0f} GFLOP/s", flush=True)
     tools = ["rlvr", "trl"] if with_trl else ["rlvr"]
+    tools += ["rlvr-base"] if AB_BASE else []
     runs: dict[str, dict[str, list[dict]]] = {t: {} for t in tools}
     for beta in args.betas:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -290,6 +297,10 @@ def main() -> None:
                                  "peak_rss_mb": max(r["rss_mb"] for r in rs)} for t, rs in gen.items()}}
     result["generation"]["rlvr_over_hf"] = (result["generation"]["rlvr"]["tokens_per_s"]
                                             / result["generation"]["hf"]["tokens_per_s"])
+    if AB_BASE:
+        result["ab_base"] = AB_BASE
+        result["base_over_new_step_time"] = {b: result["tools"]["rlvr-base"][b]["step_median"]
+                                             / result["tools"]["rlvr"][b]["step_median"] for b in result["tools"]["rlvr"]}
     if with_trl:
         ratios = {b: result["tools"]["trl"][b]["step_median"] / result["tools"]["rlvr"][b]["step_median"]
                   for b in result["tools"]["rlvr"]}
@@ -321,6 +332,8 @@ def print_table(result: dict) -> None:
                   f"{fmt(s['reward_at_200'], '6.3f')} {fmt(s['reward_last'], '6.3f')}")
     for beta, r in result.get("trl_over_rlvr_by_beta", {}).items():
         print(f"TRL / rlvr step time, beta {beta}: {r:.2f}x")
+    for beta, r in result.get("base_over_new_step_time", {}).items():
+        print(f"A/B: base / today's rlvr step time, beta {beta}: {r:.3f}")
     g, m = result["generation"], result["machine"]
     print(f"generation alone: rlvr {g['rlvr']['tokens_per_s']:.0f} tok/s, HF generate {g['hf']['tokens_per_s']:.0f} "
           f"tok/s ({g['rlvr_over_hf']:.2f}x); matmul fp32 {m['fp32_gflops']:.0f}, bf16 {m['bf16_gflops']:.0f} GFLOP/s")

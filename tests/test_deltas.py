@@ -66,3 +66,16 @@ def test_unknown_mode_names_the_valid_ones():
     with pytest.raises(ConfigError, match="did you mean 'centered'"):
         compute_deltas(REWARDS, "centred")
     assert {"raw", "centered", "normalized", "max-only", "rloo"} <= set(DELTAS.names())
+
+
+def test_modes_that_compare_within_a_group_declare_it_and_validation_reads_the_registry():
+    from rlvr.config import load_config
+    needs = {name for name in DELTAS.names() if DELTAS.meta(name).get("needs_group")}
+    assert needs == {"centered", "normalized", "grpo", "dr-grpo", "rloo", "pass-at-k"}
+    for name in DELTAS.names():
+        overrides = {"algo.deltas": name, "train.group_size": 1}
+        if name in needs:
+            with pytest.raises(ConfigError, match=f"algo.deltas {name!r} needs group_size >= 2"):
+                load_config(None, overrides)
+        else:
+            assert load_config(None, overrides).algo.deltas == name

@@ -402,8 +402,8 @@ def validate(cfg: Config) -> None:
     task, train, algo = cfg.task, cfg.train, cfg.algo
     if task.prompts is not None:
         check_prompt_list(task)
-    centering = {"centered", "normalized", "rloo", "grpo", "dr-grpo", "pass-at-k"}
-    if train.group_size < 2 and algo.deltas in centering:
+    from rlvr.algorithms import DELTAS
+    if train.group_size < 2 and DELTAS.meta(algo.deltas).get("needs_group"):
         raise ConfigError(
             f"train.group_size: {train.group_size} leaves nothing to compare with; "
             f"algo.deltas {algo.deltas!r} needs group_size >= 2")
@@ -432,7 +432,8 @@ def check_run_fields(cfg: Config) -> None:
         raise ConfigError(f"name: {cfg.name!r} must be a non-empty name without '/'")
     if cfg.run_dir is not None and Path(cfg.run_dir).exists() and not Path(cfg.run_dir).is_dir():
         raise ConfigError(f"run_dir: {cfg.run_dir!r} is a file, not a directory")
-    metrics = ["eval/reward_mean", "eval/exact_match", f"eval/pass@{cfg.eval.pass_k}"]
+    from rlvr.evaluation import evaluation_metrics
+    metrics = evaluation_metrics(cfg.eval.pass_k)
     best = cfg.checkpoint.best_metric
     if best is not None and best not in metrics:
         close = difflib.get_close_matches(best, metrics, n=1)

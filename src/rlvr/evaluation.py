@@ -17,6 +17,11 @@ from rlvr.rewards import RewardRunner
 from rlvr.tasks import Task
 
 
+def evaluation_metrics(pass_k: int) -> list[str]:
+    """The metrics ``evaluate`` returns (any of them can pick the best checkpoint)."""
+    return ["eval/reward_mean", "eval/exact_match", f"eval/pass@{pass_k}"]
+
+
 def evaluation_seed(seed: int, step: int) -> int:
     """The sampling seed of the evaluation at ``step``: its own stream per step, the same on resume."""
     return seed * 1_000_003 + step

@@ -6,6 +6,7 @@
     def centered(rewards, *, eps): ...
 
     DELTAS.get("centered")     # -> the function
+    DELTAS.meta("centered")    # -> what the entry declared about itself, e.g. {"needs_group": True}
     DELTAS.get("centred")      # ConfigError: unknown deltas 'centred'; valid: ... (did you mean 'centered'?)
 """
 
@@ -24,15 +25,23 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._meta: dict[str, dict[str, object]] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, **meta: object) -> Callable[[T], T]:
+        """Register under ``name``; ``meta``: facts the entry declares about itself (read by
+        validation, e.g. ``needs_group=True``), so no list elsewhere has to know them."""
         def add(obj: T) -> T:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             self._entries[name] = obj
+            self._meta[name] = dict(meta)
             return obj
 
         return add
+
+    def meta(self, name: str) -> dict[str, object]:
+        self.get(name)  # an unknown name fails here, with the valid ones
+        return self._meta[name]
 
     def get(self, name: str) -> T:
         try:

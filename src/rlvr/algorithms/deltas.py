@@ -4,6 +4,8 @@ The notes call it the unified delta: algorithms differ mainly in how rewards bec
 All functions map rewards (B, G) -> deltas (B, G); the G responses of a row share one prompt.
 A baseline b may depend on the prompt and on the *other* responses of the group, never on the
 response it is subtracted from: then E[(R - b) grad log pi] = E[R grad log pi] (unbiased).
+A mode that compares a response with its group-mates registers with ``needs_group=True``
+(validation then asks for group_size >= 2).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def raw(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     return rewards
 
 
-@DELTAS.register("centered")
+@DELTAS.register("centered", needs_group=True)
 def centered(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     """delta_i = R_i - mean_j R_j over the prompt's group (the notes' group baseline).
 
@@ -39,7 +41,7 @@ def centered(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     return rewards - rewards.mean(dim=-1, keepdim=True)
 
 
-@DELTAS.register("normalized")
+@DELTAS.register("normalized", needs_group=True)
 def normalized(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     """delta_i = (R_i - mean R) / (std R + eps), std over the prompt's group (GRPO).
 
@@ -54,10 +56,10 @@ def normalized(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
 # GRPO's name for the same estimator. Sources differ in the constants: the GRPO paper (Shao et al.
 # 2024) writes std without saying which; TRL and verl both call torch.std (N-1), with eps 1e-4 (TRL)
 # and 1e-6 (verl). Here: N-1 by default (``algo.unbiased_std``), eps = ``algo.norm_eps`` (1e-5).
-DELTAS.register("grpo")(normalized)
+DELTAS.register("grpo", needs_group=True)(normalized)
 
 
-@DELTAS.register("dr-grpo")
+@DELTAS.register("dr-grpo", needs_group=True)
 def dr_grpo(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     """delta_i = R_i - mean_j R_j: GRPO without the division by the std (Liu et al. 2025,
     "Understanding R1-Zero-Like Training", Dr. GRPO). The same estimator as ``centered``; its other
@@ -80,7 +82,7 @@ def reinforce_plus_plus(rewards: Tensor, *, eps: float, unbiased_std: bool) -> T
     return (rewards - flat.mean()) / (std + eps)
 
 
-@DELTAS.register("pass-at-k")
+@DELTAS.register("pass-at-k", needs_group=True)
 def pass_at_k(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     """Only the best response of a group gets credit: the leave-one-out max,
 
@@ -108,7 +110,7 @@ def max_only(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     return torch.where(rewards == group_max, rewards, torch.zeros_like(rewards))
 
 
-@DELTAS.register("rloo")
+@DELTAS.register("rloo", needs_group=True)
 def rloo(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     """Leave-one-out: delta_i = R_i - mean_{j != i} R_j = G/(G-1) (R_i - mean R).
 

@@ -1,7 +1,8 @@
 """The command line: ``rlvr COMMAND ...``, one module per family of commands.
 
     parsing.py    Parser, config presets and --section.key overrides, rlvr train's parser
-    train.py      rlvr train (and --resume)
+    train.py      rlvr train (and --resume), rlvr sft
+    models.py     rlvr eval, rlvr convert
 
 A user mistake prints one line ``rlvr: error: ...`` and exits with code 2; a run stopped by a guard
 (failing rewards, non-finite updates) prints ``rlvr: stopped: ...``, exit code 3.
@@ -40,9 +41,9 @@ def lazy_command(spec: str) -> Callable[[list[str]], int]:
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {name: lazy_command(spec) for name, spec in {
     "train": "rlvr.cli.train:train_command",
-    "sft": "rlvr.lm_commands:sft_command",
-    "eval": "rlvr.lm_commands:eval_command",
-    "convert": "rlvr.lm_commands:convert_command",
+    "sft": "rlvr.cli.train:sft_command",
+    "eval": "rlvr.cli.models:eval_command",
+    "convert": "rlvr.cli.models:convert_command",
     "report": "rlvr.runs.report:cmd_report",
     "variance": "rlvr.analysis.cli:cmd_variance",
     "rm": "rlvr.rewards.commands:rm_command",

@@ -1,8 +1,7 @@
-"""Commands around language-model policies: ``rlvr sft``, ``rlvr eval``, ``rlvr convert``.
+"""Commands on model folders: ``rlvr eval``, ``rlvr convert``.
 
-    rlvr sft  --config FILE [--run-dir DIR] [--section.key VALUE ...]   the config's SFT stage alone
     rlvr eval RUN_OR_MODEL [--task NAME] [--config FILE] [--section.key VALUE ...] [--out FILE]
-    rlvr convert [--gguf FILE] --out DIR                                a GGUF file -> HF safetensors
+    rlvr convert [--gguf FILE] --out DIR      a GGUF file -> HF safetensors
 
 ``rlvr eval`` reads a run directory (its final/ policy and, unless overridden, its task config) or a
 model folder, and reports held-out greedy exact match, mean greedy reward and pass@k.
@@ -14,47 +13,17 @@ import importlib.util
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import yaml
 
-from rlvr.cli import Parser, config_from_args, parse_overrides, resolve_config_path, train_parser
-from rlvr.config import load_config, to_dict
+from rlvr.cli.parsing import Parser, parse_overrides, resolve_config_path
+from rlvr.config import load_config
 from rlvr.errors import UserError
-from rlvr.runs import RunDir
 from rlvr.runs.rundir import atomic_write_text
 
-
-def sft_command(argv: list[str]) -> int:
-    import torch
-
-    from rlvr.policies import build_policy
-    from rlvr.policies.export import save_final
-    from rlvr.runs.recorder import default_run_dir
-    from rlvr.sft import run_sft
-    from rlvr.tasks import build_task
-    from rlvr.trainer import seed_everything
-
-    parser = train_parser()
-    parser.prog, parser.description = "rlvr sft", "Supervised warm start (the config's sft section) alone."
-    args, rest = parser.parse_known_args(argv)
-    cfg = config_from_args(args, rest)
-    if cfg.sft.steps == 0:
-        raise UserError("sft.steps: 0; give the number of SFT steps (--sft.steps N)")
-    torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.seed)
-    task = build_task(cfg.task)
-    policy = build_policy(cfg.policy, task)
-    run_dir = RunDir(cfg.run_dir or default_run_dir(cfg.name + "-sft"))
-    run_dir.write_config(to_dict(cfg))
-    start = time.perf_counter()
-    rows = run_sft(cfg, policy, task, run_dir, show_progress=not args.quiet)
-    save_final(policy, run_dir.path / "final")
-    final = {k: v for k, v in rows[-1].items() if k.startswith(("eval/", "sft/"))}
-    run_dir.write_json("summary.json", {"sft_steps": cfg.sft.steps, "wall_seconds": time.perf_counter() - start,
-                                        "final": final, "run_dir": str(run_dir.path)})
-    print("done: " + "  ".join(f"{k} {v:.3f}" for k, v in final.items()) + f"\nrun directory: {run_dir.path}")
-    return 0
+if TYPE_CHECKING:
+    from rlvr.tasks.text import TextTask
 
 
 def eval_parser() -> Parser:
@@ -101,7 +70,8 @@ def eval_command(argv: list[str]) -> int:
     cfg = load_config(None, {**dict(flatten(base)), **overrides})
     torch.set_num_threads(cfg.train.threads)
     task = build_task(cfg.task)
-    policy = load_policy_folder(model_dir, max_new_tokens=cfg.policy.max_new_tokens or task.max_new_tokens,  # type: ignore[attr-defined]
+    text_task = cast("TextTask", task)  # a model folder holds a language model: its task is a text task
+    policy = load_policy_folder(model_dir, max_new_tokens=cfg.policy.max_new_tokens or text_task.max_new_tokens,
                                 trust_remote_code=cfg.policy.trust_remote_code, chat_template=cfg.policy.chat_template)
     metrics = evaluate(policy, task, pass_k=cfg.eval.pass_k, pass_samples=cfg.eval.pass_samples,
                        seed=cfg.seed, temperature=cfg.train.temperature)

@@ -5,7 +5,7 @@
 - ``sources.py``  ``build_rewards``: the task's verifier, or weighted reward sources (``rewards.sources``:
                   verifier, format, a learned reward model, user functions) combined into one runner.
 - ``model.py``    Bradley-Terry reward models trained on preference pairs (``rlvr rm train``).
-- ``commands.py`` the ``rlvr rm`` command.
+(The ``rlvr rm`` command is ``rlvr/cli/rewards.py``.)
 Reward *shaping* (length, KL in the reward) is math, in ``rlvr.algorithms`` (shaping.py, kl.py).
 """
 

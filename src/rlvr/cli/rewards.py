@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlvr.cli import Parser, parse_overrides
+from rlvr.cli.parsing import Parser, parse_overrides
 from rlvr.config import load_config
 from rlvr.errors import UserError
 from rlvr.runs.rundir import atomic_write_text
@@ -58,7 +58,7 @@ def write_jsonl(path: Path, records: list[dict[str, str]]) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
-def data_command(argv: list[str]) -> int:
+def rm_data_command(argv: list[str]) -> int:
     from rlvr.rewards.model import preference_pairs
 
     args, rest = rm_parser("data").parse_known_args(argv)
@@ -70,7 +70,7 @@ def data_command(argv: list[str]) -> int:
     return 0
 
 
-def train_command(argv: list[str]) -> int:
+def rm_train_command(argv: list[str]) -> int:
     from rlvr.rewards.model import (
         build_reward_model,
         preference_pairs,
@@ -118,7 +118,7 @@ def train_command(argv: list[str]) -> int:
 
 
 def rm_command(argv: list[str]) -> int:
-    actions = {"data": data_command, "train": train_command}
+    actions = {"data": rm_data_command, "train": rm_train_command}
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: rlvr rm {data,train} ...\n\n"
               "  data   synthetic preference pairs of a text task (rlvr rm data --help)\n"

@@ -7,5 +7,7 @@
     task_variance   ``rlvr variance task``: gradient variance and bias of every delta mode on a task
     param_baseline  the notes' optimal per-parameter baseline as a training-time gradient correction
     diagnostics     live diagnostics: half-batch gradient agreement, noise scale, importance-ratio ESS
-    figures, cli    the PNGs and the ``rlvr variance`` command
+    figures         the PNGs
+    tables          result rows as plain-text tables
+(The ``rlvr variance`` command is ``rlvr/cli/variance.py``.)
 """

@@ -1,4 +1,4 @@
-"""``rlvr variance task``: how noisy is one batch's gradient under each delta mode?
+"""How noisy is one batch's gradient under each delta mode? (``rlvr variance task``, ``measure``)
 
 At a fixed policy (the config's initial policy, or a safetensors checkpoint) and a fixed batch of
 B prompts, draw R independent rollouts of G responses per prompt and, for each delta mode, the
@@ -17,9 +17,8 @@ baseline (``optimal-exact``, raw deltas) and its per-prompt form are two more ro
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ import torch
 from torch import Tensor
 
 from rlvr.algorithms import DELTAS, compute_deltas
-from rlvr.analysis.cli import format_table
 from rlvr.analysis.enumerate import policy_problem
 from rlvr.analysis.exact import exact_gradient
 from rlvr.analysis.param_baseline import PARAM_BASELINES
@@ -35,25 +33,10 @@ from rlvr.config import Config
 from rlvr.errors import ConfigError, UserError
 from rlvr.policies import Policy, build_policy
 from rlvr.rollout import PromptSource, Rollouts, generate
-from rlvr.runs.rundir import atomic_write_text
-from rlvr.tasks import Task, build_task
-from rlvr.trainer import Batch, compute_loss
+from rlvr.tasks import Prompt, Task, build_task
+from rlvr.trainer import Batch, compute_loss, seed_everything
 
 OPTIMAL = tuple(name for name in PARAM_BASELINES.names() if name != "none")  # rows for per-parameter baselines
-
-
-def task_parser() -> argparse.ArgumentParser:
-    from rlvr.cli import Parser
-
-    parser = Parser(prog="rlvr variance task", description="Gradient variance under each delta mode, "
-                    "from repeated rollouts at a fixed policy and batch of prompts. Any rlvr train config "
-                    "field can be given as --section.key VALUE.")
-    parser.add_argument("--config", help="YAML config or preset name (as rlvr train)")
-    parser.add_argument("--checkpoint", help="a safetensors state dict of the policy (default: the initial policy)")
-    parser.add_argument("--repeats", type=int, default=200, help="R independent rollouts of the batch [default 200]")
-    parser.add_argument("--modes", help="comma-separated delta modes (default: all, plus optimal-exact for toy)")
-    parser.add_argument("--out", default="variance-task", help="folder for the PNG and results.json")
-    return parser
 
 
 def load_checkpoint(policy: Policy, path: str) -> None:
@@ -112,55 +95,48 @@ def summarize(draws: Tensor, exact: Tensor | None) -> dict[str, float | None]:
     return row
 
 
-def exact_or_none(policy: Policy, task: Task, prompts: list, temperature: float) -> Tensor | None:
+def exact_or_none(policy: Policy, task: Task, prompts: list[Prompt], temperature: float) -> Tensor | None:
     try:
         return exact_gradient(policy_problem(policy, task, prompts, temperature=temperature))
     except ConfigError:
         return None
 
 
-def run_task_variance(argv: list[str]) -> int:
-    from rlvr.analysis.figures import task_figure
-    from rlvr.cli import parse_overrides, resolve_config_path
-    from rlvr.config import load_config
-    from rlvr.trainer import seed_everything
+@dataclasses.dataclass
+class TaskVariance:
+    """What ``measure`` found: a row per delta mode (``summarize``'s columns), the batch of prompts,
+    and whether grad J was known exactly (by enumeration: then the bias columns are filled)."""
 
-    args, rest = task_parser().parse_known_args(argv)
-    if args.repeats < 2:
-        raise UserError(f"--repeats: {args.repeats} must be >= 2")
-    cfg = load_config(resolve_config_path(args.config) if args.config else None, parse_overrides(rest))
-    torch.set_num_threads(cfg.train.threads)
+    rows: list[dict[str, Any]]
+    prompts: list[Prompt]
+    exact: bool
+
+
+def measure(cfg: Config, *, repeats: int, modes: list[str] | None = None, checkpoint: str | None = None,
+            progress: Callable[[int], None] | None = None) -> TaskVariance:
+    """R = ``repeats`` rollouts of one batch at the config's policy (or ``checkpoint``), each mode's
+    gradient estimate on every one; ``modes`` default to every delta mode (+ the optimal baselines
+    when grad J is exact). ``progress(r)`` is called after the r-th rollout."""
     seed_everything(cfg.seed)
     task = build_task(cfg.task)
     policy = build_policy(cfg.policy, task).double()
-    if args.checkpoint:
-        load_checkpoint(policy, args.checkpoint)
+    if checkpoint:
+        load_checkpoint(policy, checkpoint)
     prompts = PromptSource(task, cfg.seed).next_batch(cfg.train.prompts_per_step)
     exact = exact_or_none(policy, task, prompts, cfg.train.temperature)
-    modes = args.modes.split(",") if args.modes else DELTAS.names() + (list(OPTIMAL) if exact is not None else [])
+    if modes is None:
+        modes = DELTAS.names() + (list(OPTIMAL) if exact is not None else [])
     for mode in modes:
         if mode not in OPTIMAL:
             DELTAS.get(mode)
     generator = torch.Generator().manual_seed(cfg.seed)
     draws: dict[str, list[Tensor]] = {m: [] for m in modes}
-    for r in range(args.repeats):
+    for r in range(repeats):
         rollouts = generate(policy, task, prompts, group_size=cfg.train.group_size, generator=generator,
                             temperature=cfg.train.temperature)
         for mode in modes:
             draws[mode].append(estimate(policy, rollouts, cfg, mode, task))
-        if (r + 1) % max(1, args.repeats // 10) == 0:
-            print(f"\rrollouts {r + 1}/{args.repeats}", end="", flush=True)
-    print()
+        if progress is not None:
+            progress(r + 1)
     rows: list[dict[str, Any]] = [{"mode": m, **summarize(torch.stack(draws[m]), exact)} for m in modes]
-    print(f"{cfg.name}: B={len(prompts)} prompts x G={cfg.train.group_size}, {args.repeats} rollouts, "
-          f"{'checkpoint ' + args.checkpoint if args.checkpoint else 'initial policy'}"
-          f"{'' if exact is None else ', exact grad J by enumeration'}\n")
-    print(format_table(rows, ["mode", "trace_cov", "cos_batch_full", "cos_mean_exact", "norm_ratio",
-                              "rel_bias", "rel_mc_noise"]))
-    out = Path(args.out)
-    task_figure(rows, out / "task_variance.png", title=f"{cfg.name}: B={len(prompts)}, G={cfg.train.group_size}, "
-                f"{args.repeats} rollouts")
-    atomic_write_text(out / "results.json", json.dumps({"config": cfg.name, "repeats": args.repeats,
-                                                        "prompts": [list(p) for p in prompts], "rows": rows}, indent=1))
-    print(f"\nfigure: {out / 'task_variance.png'}\nresults: {out / 'results.json'}")
-    return 0
+    return TaskVariance(rows, prompts, exact is not None)

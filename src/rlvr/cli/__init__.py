@@ -3,6 +3,7 @@
     parsing.py    Parser, config presets and --section.key overrides, rlvr train's parser
     train.py      rlvr train (and --resume), rlvr sft
     models.py     rlvr eval, rlvr convert
+    variance.py   rlvr variance two-state | task
     rewards.py    rlvr rm data | train
 
 A user mistake prints one line ``rlvr: error: ...`` and exits with code 2; a run stopped by a guard
@@ -46,7 +47,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {name: lazy_command(spec) for 
     "eval": "rlvr.cli.models:eval_command",
     "convert": "rlvr.cli.models:convert_command",
     "report": "rlvr.runs.report:cmd_report",
-    "variance": "rlvr.analysis.cli:cmd_variance",
+    "variance": "rlvr.cli.variance:variance_command",
     "rm": "rlvr.cli.rewards:rm_command",
 }.items()}
 

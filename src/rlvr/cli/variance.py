@@ -1,4 +1,4 @@
-"""``rlvr variance``: the notes' variance analysis as a command.
+"""``rlvr variance``: the notes' variance analysis as a command (the analysis: ``rlvr.analysis``).
 
     rlvr variance two-state [--out DIR] [--lr X --group-size G --steps N --seeds K]
     rlvr variance task --config FILE [--checkpoint FILE.safetensors] [--repeats R] [--out DIR]
@@ -8,12 +8,11 @@ Tables go to stdout, figures (PNG) to --out.
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from rlvr.analysis.tables import format_table
+from rlvr.cli.parsing import Parser, parse_overrides, resolve_config_path
 from rlvr.errors import UserError
 from rlvr.runs.rundir import atomic_write_text
 
@@ -23,22 +22,8 @@ USAGE = """usage: rlvr variance {two-state,task} ...
   task        gradient variance of a task/policy under each delta mode, from repeated rollouts"""
 
 
-def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        return "-" if value is None else str(value)
-
-    cells = [[cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
-
-
-def two_state_parser() -> argparse.ArgumentParser:
+def two_state_parser() -> Parser:
     from rlvr.analysis.two_state import TrainSetup
-    from rlvr.cli import Parser
 
     d = TrainSetup()
     parser = Parser(prog="rlvr variance two-state", description="The notes' two-state example.")
@@ -51,7 +36,7 @@ def two_state_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_two_state(argv: list[str]) -> int:
+def two_state_command(argv: list[str]) -> int:
     import torch
 
     from rlvr.analysis import two_state as ts
@@ -95,18 +80,59 @@ def cmd_two_state(argv: list[str]) -> int:
     return 0
 
 
-def cmd_variance(argv: list[str]) -> int:
+def variance_command(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
     sub, rest = argv[0], argv[1:]
-    commands = {"two-state": cmd_two_state, "task": cmd_task}
+    commands = {"two-state": two_state_command, "task": task_command}
     if sub not in commands:
         raise UserError(f"unknown variance command {sub!r}; valid: {', '.join(commands)}")
     return commands[sub](rest)
 
 
-def cmd_task(argv: list[str]) -> int:
-    from rlvr.analysis.task_variance import run_task_variance
+def task_parser() -> Parser:
+    parser = Parser(prog="rlvr variance task", description="Gradient variance under each delta mode, "
+                    "from repeated rollouts at a fixed policy and batch of prompts. Any rlvr train config "
+                    "field can be given as --section.key VALUE.")
+    parser.add_argument("--config", help="YAML config or preset name (as rlvr train)")
+    parser.add_argument("--checkpoint", help="a safetensors state dict of the policy (default: the initial policy)")
+    parser.add_argument("--repeats", type=int, default=200, help="R independent rollouts of the batch [default 200]")
+    parser.add_argument("--modes", help="comma-separated delta modes (default: all, plus optimal-exact for toy)")
+    parser.add_argument("--out", default="variance-task", help="folder for the PNG and results.json")
+    return parser
 
-    return run_task_variance(argv)
+
+def task_command(argv: list[str]) -> int:
+    import torch
+
+    from rlvr.analysis.figures import task_figure
+    from rlvr.analysis.task_variance import measure
+    from rlvr.config import load_config
+
+    args, rest = task_parser().parse_known_args(argv)
+    if args.repeats < 2:
+        raise UserError(f"--repeats: {args.repeats} must be >= 2")
+    cfg = load_config(resolve_config_path(args.config) if args.config else None, parse_overrides(rest))
+    torch.set_num_threads(cfg.train.threads)
+
+    def show_progress(done: int) -> None:
+        if done % max(1, args.repeats // 10) == 0:
+            print(f"\rrollouts {done}/{args.repeats}", end="", flush=True)
+
+    found = measure(cfg, repeats=args.repeats, modes=args.modes.split(",") if args.modes else None,
+                    checkpoint=args.checkpoint, progress=show_progress)
+    print()
+    rows, prompts = found.rows, found.prompts
+    print(f"{cfg.name}: B={len(prompts)} prompts x G={cfg.train.group_size}, {args.repeats} rollouts, "
+          f"{'checkpoint ' + args.checkpoint if args.checkpoint else 'initial policy'}"
+          f"{', exact grad J by enumeration' if found.exact else ''}\n")
+    print(format_table(rows, ["mode", "trace_cov", "cos_batch_full", "cos_mean_exact", "norm_ratio",
+                              "rel_bias", "rel_mc_noise"]))
+    out = Path(args.out)
+    task_figure(rows, out / "task_variance.png", title=f"{cfg.name}: B={len(prompts)}, G={cfg.train.group_size}, "
+                f"{args.repeats} rollouts")
+    atomic_write_text(out / "results.json", json.dumps({"config": cfg.name, "repeats": args.repeats,
+                                                        "prompts": [list(p) for p in prompts], "rows": rows}, indent=1))
+    print(f"\nfigure: {out / 'task_variance.png'}\nresults: {out / 'results.json'}")
+    return 0

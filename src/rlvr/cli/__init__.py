@@ -3,6 +3,7 @@
     parsing.py    Parser, config presets and --section.key overrides, rlvr train's parser
     train.py      rlvr train (and --resume), rlvr sft
     models.py     rlvr eval, rlvr convert
+    report.py     rlvr report
     variance.py   rlvr variance two-state | task
     rewards.py    rlvr rm data | train
 
@@ -33,8 +34,9 @@ DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPER
 
 
 def lazy_command(spec: str) -> Callable[[list[str]], int]:
-    """A command whose module ("package.module:function") is imported only when it runs, so
-    ``rlvr train`` never pays for Hugging Face, reports or the variance tools."""
+    """A command whose module ("package.module:function") is imported only when it runs, so each
+    command pays only for its own imports (``rlvr train`` never for Hugging Face, reports or the
+    variance tools)."""
     def run(argv: list[str]) -> int:
         module, function = spec.split(":")
         return getattr(importlib.import_module(module), function)(argv)
@@ -46,7 +48,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {name: lazy_command(spec) for 
     "sft": "rlvr.cli.train:sft_command",
     "eval": "rlvr.cli.models:eval_command",
     "convert": "rlvr.cli.models:convert_command",
-    "report": "rlvr.runs.report:cmd_report",
+    "report": "rlvr.cli.report:report_command",
     "variance": "rlvr.cli.variance:variance_command",
     "rm": "rlvr.cli.rewards:rm_command",
 }.items()}

@@ -1,7 +1,5 @@
-"""``rlvr report RUN_DIR [RUN_DIR ...]``: a one-page, self-contained HTML report.
-
-    rlvr report runs/quick                          # -> runs/quick/report.html
-    rlvr report runs/a runs/b --out compare.html    # several runs overlaid
+"""A one-page, self-contained HTML report of one or more run directories: ``load_run`` reads a run,
+``build_report`` writes the page (the ``rlvr report`` command is ``rlvr/cli/report.py``).
 
 Sections: the runs at a glance (final held-out results), learning curves (PNG, several runs
 overlaid), held-out results at every evaluation, sample completions (first and last batch written),
@@ -12,7 +10,6 @@ it got.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -27,7 +24,7 @@ import yaml
 from rlvr.errors import UserError
 from rlvr.runs.plots import plot_runs, plot_timings
 from rlvr.runs.progress import distinct_responses, is_solution, tokens
-from rlvr.runs.rundir import RunDir, atomic_write_text
+from rlvr.runs.rundir import RunDir
 
 PHASES = ["time/rollout", "time/train", "time/eval"]
 
@@ -277,28 +274,3 @@ def build_report(runs: Sequence[Run]) -> str:
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
             f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>"
             f'<p class="meta">generated {stamp} by <code>rlvr report</code></p><nav>{nav}</nav>{body}</body></html>\n')
-
-
-def report_parser() -> argparse.ArgumentParser:
-    from rlvr.cli import Parser
-
-    parser = Parser(prog="rlvr report", description="A one-page HTML report of one or more run directories: "
-                    "config, learning curves, held-out results, sample completions, timings.")
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories; several are overlaid")
-    parser.add_argument("--out", help="output HTML file (default RUN_DIR/report.html; required for several runs)")
-    return parser
-
-
-def cmd_report(argv: list[str]) -> int:
-    args = report_parser().parse_args(argv)
-    paths = [Path(p) for p in args.run_dirs]
-    if args.out is None and len(paths) > 1:
-        raise UserError(f"report: {len(paths)} runs given; say where the comparison goes with --out FILE")
-    out = Path(args.out) if args.out else paths[0] / "report.html"
-    runs = [load_run(path, label) for path, label in zip(paths, run_labels(paths), strict=True)]
-    try:
-        atomic_write_text(out, build_report(runs))
-    except OSError as exc:
-        raise UserError(f"--out: cannot write {str(out)!r} ({exc.strerror})") from None
-    print(f"report: {out}")
-    return 0

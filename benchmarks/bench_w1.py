@@ -58,9 +58,8 @@ def build_folder(folder: Path) -> int:
 
 def sort_task():
     """rlvr's sort-text task (W1's prompts and reward)."""
-    from rlvr.config import TaskConfig
-    from rlvr.tasks import build_task
-    return build_task(TaskConfig(name="sort-text", length=5, num_eval_prompts=16))
+    from rlvr.tasks import SortTextConfig, build_task
+    return build_task(SortTextConfig(name="sort-text", length=5, num_eval_prompts=16))
 
 
 def rss_mb() -> float:

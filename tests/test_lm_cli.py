@@ -9,9 +9,10 @@ import pytest
 from rlvr.cli import main
 from test_cli import rlvr
 
+RUN = ["--train.prompts_per_step", "4", "--train.group_size", "4",
+       "--task.num_eval_prompts", "8", "--eval.pass_samples", "5", "--train.threads", "1", "--quiet"]
 TINY = ["--policy.hidden_size", "32", "--policy.intermediate_size", "64", "--policy.num_layers", "1",
-        "--policy.num_heads", "2", "--train.prompts_per_step", "4", "--train.group_size", "4",
-        "--task.num_eval_prompts", "8", "--eval.pass_samples", "5", "--train.threads", "1", "--quiet"]
+        "--policy.num_heads", "2", *RUN]  # our transformer's settings: another policy kind has none of them
 
 
 def test_transformer_run_saves_an_hf_final_policy_that_eval_reproduces(tmp_path):
@@ -56,7 +57,7 @@ def test_rlvr_sft_alone_and_hf_policy_on_its_export(tmp_path):
     assert (sft / "final" / "model.safetensors").is_file()
     run = tmp_path / "hf-run"
     out = rlvr("train", "--config", "sort5", "--policy", "hf", "--model", str(sft / "final"), "--run-dir", str(run),
-               "--train.outer_steps", "2", "--eval.every", "2", *TINY)
+               "--train.outer_steps", "2", "--eval.every", "2", *RUN)
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 2 and "eval/exact_match" in rows[-1]

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from rlvr.config import TaskConfig
-from rlvr.tasks import build_task
+from rlvr.tasks import SortConfig, build_task
 from rlvr.tasks.sorting import binary_reward, inclusion_adjacency_reward, position_match_reward
 
 
@@ -22,7 +21,7 @@ def test_rewards_on_hand_checked_cases():
 
 
 def test_held_out_prompts_never_appear_in_training():
-    task = build_task(TaskConfig(length=3, vocab_size=5, num_eval_prompts=32))
+    task = build_task(SortConfig(length=3, vocab_size=5, num_eval_prompts=32))
     heldout = set(task.eval_prompts())
     rng = np.random.default_rng(0)
     train = {task.train_prompt(rng) for _ in range(3000)}
@@ -32,21 +31,21 @@ def test_held_out_prompts_never_appear_in_training():
 
 
 def test_prompts_are_seeded():
-    task = build_task(TaskConfig(length=6, vocab_size=10))
+    task = build_task(SortConfig(length=6, vocab_size=10))
     draws = [[task.train_prompt(np.random.default_rng(7)) for _ in range(5)] for _ in range(2)]
     assert draws[0] == draws[1]
-    assert build_task(TaskConfig(length=6, vocab_size=10)).eval_prompts() == task.eval_prompts()
+    assert build_task(SortConfig(length=6, vocab_size=10)).eval_prompts() == task.eval_prompts()
 
 
 def test_a_fixed_prompt_list_is_the_evaluation_set():
-    task = build_task(TaskConfig(prompts=[[1, 0, 2], [3, 2, 4], [1, 2, 3]]))
+    task = build_task(SortConfig(prompts=[[1, 0, 2], [3, 2, 4], [1, 2, 3]]))
     assert task.eval_prompts() == [(1, 0, 2), (3, 2, 4), (1, 2, 3)]
     assert task.solution((3, 2, 4)) == (2, 3, 4)
     assert task.max_reward == 5
 
 
 def test_configurable_length_and_vocabulary():
-    task = build_task(TaskConfig(length=5, vocab_size=10, reward="position-match"))
+    task = build_task(SortConfig(length=5, vocab_size=10, reward="position-match"))
     prompt = task.train_prompt(np.random.default_rng(0))
     assert len(prompt) == 5 and all(0 <= x < 10 for x in prompt)
     assert task.reward(prompt, sorted(prompt)) == 5 == task.max_reward

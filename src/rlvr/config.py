@@ -4,8 +4,14 @@ A run's config is built in layers, later ones winning:
     dataclass defaults  <  YAML file (``--config``)  <  a named recipe (``--algo NAME``)
                         <  command-line flags (``--section.key VALUE``)
 then validated once, before any work starts. Every field carries its help text and its allowed
-values in ``metadata``; ``rlvr train --help`` prints them, and a bad value fails with one line
-naming the field.
+values in ``metadata`` (``rlvr.options.opt``); ``rlvr train --help`` prints them, and a bad value
+fails with one line naming the field.
+
+Each component owns its settings, next to its code (``rlvr.options``): the task's section is the
+config class its task registered (``task.name: arith`` -> ``tasks/arithmetic.py: ArithConfig``),
+the policy's the one its kind registered, each reward source's its kind's; in ``algo`` a loss, a
+deltas mode or an aggregation declares the parameter block it reads. This module only composes
+them (it imports the components; no component imports it) and holds the run-wide sections below.
 """
 
 from __future__ import annotations
@@ -15,136 +21,54 @@ import difflib
 import math
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from rlvr.algorithms import AGGREGATIONS, CREDIT, DELTAS, KL_ESTIMATORS, POLICY_LOSSES, SCHEDULES
+from rlvr.algorithms.aggregation import ConstantParams
+from rlvr.algorithms.deltas import NormParams
+from rlvr.algorithms.losses import DualClipParams
+from rlvr.analysis.param_baseline import PARAM_BASELINES
 from rlvr.errors import ConfigError
+from rlvr.evaluation import evaluation_metrics
+from rlvr.options import opt, section
 from rlvr.plugins import import_object, is_import_spec
+from rlvr.policies import PolicyConfig, ToyConfig, policy_config_class
+from rlvr.rewards.sources import SourceConfig, check_sources
+from rlvr.tasks import SortConfig, TaskConfig, task_config_class
 
-
-def opt(default: Any, help: str, *, choices: Any = None, ge: float | None = None,
-        gt: float | None = None, le: float | None = None, imports: bool = False) -> Any:
-    """A config field with help text and bounds. ``choices`` is a list or a zero-argument callable
-    (so registries are read after every entry has been registered). ``imports``: the value may also
-    name user code as ``module.path:factory`` (see ``rlvr.plugins``), imported while validating."""
-    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt, "le": le, "imports": imports}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-class _TaskNames(list):
-    """Registered task names; any ``rg:NAME`` (a reasoning-gym dataset) is also accepted."""
-
-    def __contains__(self, value: object) -> bool:
-        from rlvr.tasks import is_reasoning_gym
-        return list.__contains__(self, value) or (isinstance(value, str) and is_reasoning_gym(value))
-
-
-def _tasks() -> list[str]:
-    from rlvr.tasks import TASKS
-    return _TaskNames(TASKS.names() + ["rg:NAME"])
-
-
-def _rewards() -> list[str]:
-    from rlvr.tasks.sorting import SORT_REWARDS
-    return SORT_REWARDS.names()
-
-
-def _policies() -> list[str]:
-    from rlvr.policies import POLICIES
-    return POLICIES.names()
-
-
-def _backends() -> list[str]:
-    from rlvr.distributed import BACKENDS
-    return BACKENDS.names()
-
-
-def _registry_names(attr: str) -> Any:
-    def names() -> list[str]:
-        from rlvr import algorithms
-        return getattr(algorithms, attr).names()
-    return names
-
-
-def _param_baselines() -> list[str]:
-    from rlvr.analysis.param_baseline import PARAM_BASELINES
-    return PARAM_BASELINES.names()
+# the rollout backends registered in rlvr.distributed.backend (not imported here: the backends read
+# the whole Config; tests/test_cli.py checks this list against the registry)
+ROLLOUT_BACKENDS = ["local", "ray"]
 
 
 @dataclass
-class TaskConfig:
-    name: str = opt("sort", "verifiable task, or module.path:factory for your own (factory(task_config) -> Task)",
-                    choices=_tasks, imports=True)
-    length: int = opt(3, "numbers per prompt (and per response)", ge=1)
-    vocab_size: int = opt(5, "numbers are drawn from 0 .. vocab_size-1", ge=2)
-    reward: str = opt("inclusion-adjacency", "sorting reward, or module.path:function for your own "
-                      "(function(prompt, response) -> float)", choices=_rewards, imports=True)
-    prompts: list | None = opt(None, "fixed prompt list, e.g. [[1,0,2],[3,2,4],[1,2,3]]; "
-                               "training and evaluation then both use exactly this list")
-    eval_fraction: float = opt(0.2, "share of the prompt space held out for evaluation", gt=0.0, le=0.9)
-    num_eval_prompts: int = opt(32, "held-out prompts evaluated (fewer if the held-out split is smaller)", ge=1)
-    split_seed: int = opt(0, "seed of the train/held-out split and of the held-out prompts", ge=0, le=2**32 - 1)
-    digits: int = opt(2, "arith: digits per operand; countdown: largest number has this many digits", ge=1)
-    operations: str = opt("+*", "arith: operations drawn from (any of + - *)")
-    count: int = opt(4, "countdown: how many numbers are given", ge=2)
-    copy_weight: float = opt(0.0, "sort-text: share of the reward for answer digits taken from the prompt's "
-                             "digits (shaping towards copying; 0: W1's position reward)", ge=0.0, le=1.0)
+class AlgoConfig(DualClipParams, NormParams, ConstantParams):
+    """The algorithm: one choice from each registry of ``rlvr.algorithms``, and the settings of the
+    whole method. Settings that belong to one registry entry (a loss's clip range, the deltas' std
+    eps, seq-sum-constant's divisor) are declared by that entry (``params=`` where it registers) and
+    inherited here; setting one whose entry is not chosen is refused (``check_owned``)."""
 
-
-@dataclass
-class PolicyConfig:
-    kind: str = opt("toy", "policy architecture", choices=_policies)
-    embedding_dim: int = opt(10, "toy policy: embedding dimension", ge=1)
-    init_scale: float = opt(1.0, "toy policy: multiplier on the initial decode matrices "
-                            "(1: the notes' init; small: a near-uniform initial policy)", ge=0.0)
-    hidden_size: int = opt(128, "transformer: hidden size D", ge=1)
-    intermediate_size: int = opt(512, "transformer: SwiGLU inner size", ge=1)
-    num_layers: int = opt(4, "transformer: decoder blocks", ge=1)
-    num_heads: int = opt(4, "transformer: attention heads (must divide hidden_size)", ge=1)
-    tie_embeddings: bool = opt(True, "transformer: share the input embedding and the output head")
-    init_std: float = opt(0.02, "transformer: std of the initial weights", gt=0.0)
-    shared_prefix: bool = opt(True, "transformer: training log-probs prefill each prompt once per group")
-    max_new_tokens: int = opt(0, "LM policies: response length limit (0: the task's)", ge=0)
-    top_p: float = opt(1.0, "LM policies: nucleus sampling mass (1: plain sampling)", gt=0.0, le=1.0)
-    model: str | None = opt(None, "hf: a local Hugging Face model folder (transformer: start from "
-                            "this exported folder instead of a random init)")
-    trust_remote_code: bool = opt(False, "hf: allow the model folder's own Python code to run")
-    chat_template: bool = opt(True, "hf: wrap prompts in the tokenizer's chat template when it has one")
-    prompt_template: str = opt("{prompt}", "LM policies: how a task prompt is shown to the model, e.g. "
-                               "'Compute {prompt} Reply with the number only.'")
-
-
-@dataclass
-class AlgoConfig:
-    deltas: str = opt("centered", "how rewards become deltas", choices=_registry_names("DELTAS"))
-    loss: str = opt("naive", "policy-gradient loss", choices=_registry_names("POLICY_LOSSES"))
-    clip_eps_low: float = opt(0.2, "clipped loss: lower bound 1 - eps_low on the ratio", ge=0.0, le=1.0)
-    clip_eps_high: float | None = opt(None, "clipped loss: upper bound 1 + eps_high (default: eps_low)", ge=0.0)
+    deltas: str = opt("centered", "how rewards become deltas", choices=DELTAS.names, registry=DELTAS)
+    loss: str = opt("naive", "policy-gradient loss", choices=POLICY_LOSSES.names, registry=POLICY_LOSSES)
     aggregation: str = opt("token-mean", "how per-token losses become one scalar",
-                           choices=_registry_names("AGGREGATIONS"))
-    aggregation_constant: float | None = opt(None, "seq-sum-constant divisor (default: response length)", gt=0.0)
+                           choices=AGGREGATIONS.names, registry=AGGREGATIONS)
     kl_coef: float = opt(0.0, "beta: weight of the KL penalty towards the reference policy", ge=0.0)
-    kl_estimator: str = opt("k3", "per-token KL estimator", choices=_registry_names("KL_ESTIMATORS"))
+    kl_estimator: str = opt("k3", "per-token KL estimator", choices=KL_ESTIMATORS.names)
     ref_refresh_every: int = opt(10, "copy the policy into the frozen reference every R outer steps "
                                  "(0: keep the initial policy)", ge=0)
     entropy_coef: float = opt(0.0, "weight of the entropy bonus (subtracted from the loss) at the start", ge=0.0)
-    entropy_schedule: str = opt("constant", "how the entropy weight changes over training",
-                                choices=_registry_names("SCHEDULES"))
+    entropy_schedule: str = opt("constant", "how the entropy weight changes over training", choices=SCHEDULES.names)
     entropy_until: float = opt(1.0, "fraction of training at which a decaying entropy weight reaches 0",
                                gt=0.0, le=1.0)
-    norm_eps: float = opt(1e-5, "normalized deltas: eps in (R - mean) / (std + eps)", gt=0.0)
-    unbiased_std: bool = opt(True, "normalized deltas: std with N-1 (true) or N (false)")
-    dual_clip_c: float = opt(3.0, "dual-clip loss: bound c |A| on the loss of negative-advantage tokens", gt=1.0)
     kl_in: str = opt("loss", "where the KL penalty acts: a loss term, or subtracted from the reward "
                      "before the deltas", choices=["loss", "reward"])
     kl_grad_estimator: str | None = opt(None, "KL in the loss: take the gradient from this estimator, "
                                         "the value from kl_estimator (k3 + k2: unbiased KL gradient)",
-                                        choices=_registry_names("KL_ESTIMATORS"))
+                                        choices=KL_ESTIMATORS.names)
     kl_ratio_weight: bool = opt(False, "KL in the loss: weigh each token's KL by the importance ratio "
                                 "pi_theta/pi_old (value 1 on-policy; with k3 its gradient is then "
                                 "log(pi/pi_ref) grad log pi, the unbiased one; DeepSeek-V3.2, TRL's "
@@ -153,7 +77,7 @@ class AlgoConfig:
                                   "kl_coef)", gt=0.0)
     kl_horizon: int = opt(10000, "adaptive KL coefficient: horizon in samples", ge=1)
     credit: str = opt("outcome", "credit assignment: broadcast the outcome delta, or per-token "
-                      "process rewards of the task", choices=_registry_names("CREDIT"))
+                      "process rewards of the task", choices=CREDIT.names)
     dynamic_sampling: bool = opt(False, "drop groups whose rewards are all equal and draw more (DAPO)")
     max_refills: int = opt(3, "dynamic sampling: at most this many extra draws per outer step", ge=0)
     overlong_buffer: float = opt(0.0, "soft overlong penalty: buffer at the end of the length limit, "
@@ -163,7 +87,11 @@ class AlgoConfig:
     param_baseline: str = opt("none", "per-parameter baseline subtracted from the gradient (optimal-exact: "
                               "the notes' variance-optimal b*_k, exact by enumeration; optimal-exact-per-prompt: "
                               "b*_{s,k} within each prompt; both need the toy policy and deltas raw)",
-                              choices=_param_baselines)
+                              choices=PARAM_BASELINES.names)
+
+    def check(self) -> None:
+        if self.kl_target is not None and self.kl_coef == 0:
+            raise ConfigError("algo.kl_target: an adaptive coefficient starts from algo.kl_coef, which is 0")
 
 
 @dataclass
@@ -207,7 +135,7 @@ class EvalConfig:
 @dataclass
 class DistributedConfig:
     backend: str = opt("local", "where rollouts are generated: local (this process; each rank under "
-                       "torchrun) or ray (Ray actors that own copies of the policy)", choices=_backends)
+                       "torchrun) or ray (Ray actors that own copies of the policy)", choices=ROLLOUT_BACKENDS)
     rollout_workers: int = opt(2, "ray: rollout actors", ge=1)
     rollout_shards: int | None = opt(None, "shards per rollout batch, each with its own sampling stream; "
                                      "a seed's metrics depend on this, never on the backend "
@@ -238,9 +166,14 @@ class RewardsConfig:
                                   "reward calls so far has failed", ge=0.0, le=1.0)
     workers: int = opt(0, "reward worker processes (0: call rewards in the training process; >0: in "
                        "parallel, and a hung call's worker is killed)", ge=0)
-    sources: list | None = opt(None, "weighted reward sources, e.g. [{kind: verifier, weight: 1}, {kind: model, "
-                               "path: DIR, weight: 0.5}]; kinds: verifier, exact, format, model (none: the verifier "
-                               "alone); see rlvr.rewards.sources")
+    sources: list[SourceConfig] | None = opt(
+        None, "weighted reward sources, e.g. [{kind: verifier, weight: 1}, {kind: model, path: DIR, "
+        "weight: 0.5}]; kinds: verifier, exact, format, model (none: the verifier alone); see "
+        "rlvr.rewards.sources")
+
+    def check(self) -> None:
+        if self.sources is not None:
+            check_sources(self.sources)
 
 
 @dataclass
@@ -258,37 +191,101 @@ class Config:
     seed: int = opt(0, "seed of everything random in the run", ge=0, le=2**32 - 1)
     run_dir: str | None = opt(None, "run directory (default: runs/<name>-<time>)")
     name: str = opt("run", "run name, used for the default run directory")
-    task: TaskConfig = field(default_factory=TaskConfig)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-    algo: AlgoConfig = field(default_factory=AlgoConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    distributed: DistributedConfig = field(default_factory=DistributedConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    rewards: RewardsConfig = field(default_factory=RewardsConfig)
-    sft: SFTConfig = field(default_factory=SFTConfig)
+    task: TaskConfig = section(SortConfig, "the task: its own fields by task.name", kind="name",
+                               resolve=task_config_class)
+    policy: PolicyConfig = section(ToyConfig, "the policy: its own fields by policy.kind", kind="kind",
+                                   resolve=policy_config_class)
+    algo: AlgoConfig = section(AlgoConfig, "the algorithm")
+    optim: OptimConfig = section(OptimConfig, "the optimizer")
+    train: TrainConfig = section(TrainConfig, "the loop's budget and batch")
+    eval: EvalConfig = section(EvalConfig, "held-out evaluation")
+    distributed: DistributedConfig = section(DistributedConfig, "rollout backends")
+    checkpoint: CheckpointConfig = section(CheckpointConfig, "checkpoints")
+    rewards: RewardsConfig = section(RewardsConfig, "how rewards are computed")
+    sft: SFTConfig = section(SFTConfig, "a supervised warm start")
 
 
 # ----------------------------------------------------------------------------- building
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None, *,
-                recipe: str | None = None) -> Config:
+                recipe: str | None = None, saved: bool = False) -> Config:
     """Defaults < YAML at ``path`` < named ``recipe`` (rlvr.recipes) < ``overrides``
-    ({"algo.deltas": "rloo", ...}); validated."""
+    ({"algo.deltas": "rloo", ...}); validated. ``saved``: ``path`` is a run directory's config.yaml,
+    possibly written before each component had its own fields: a setting there that belongs to
+    another task, policy kind or algorithm entry than the chosen one is dropped, not refused."""
     from rlvr.recipes import recipe_values
 
     data: dict[str, Any] = {}
     if path is not None:
         data = read_yaml(Path(path))
-    layers = [recipe_values(recipe) if recipe is not None else {}, overrides or {}]
-    for layer in layers:
-        for dotted, value in layer.items():
-            set_dotted(data, dotted, value)
+    for layer in (recipe_values(recipe) if recipe is not None else {}, overrides or {}):
+        apply_layer(data, layer)
+    if saved:
+        data = prune_saved(data)
     cfg = from_dict(Config, data, prefix="")
     validate(cfg)
+    check_owned(cfg.algo, data.get("algo") or {}, prefix="algo.")
     return cfg
+
+
+def prune_saved(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved config.yaml (possibly written when every task field sat in one class) without the
+    settings of the kinds and registry entries it did not choose; nothing else changes."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    defaults = Config()
+    for dotted, resolve in CHOICE_FIELDS.items():
+        section, key = dotted.split(".")
+        node = data.get(section)
+        if isinstance(node, dict):
+            chosen = str(node.get(key, getattr(getattr(defaults, section), key)))
+            try:
+                keep = {f.name for f in dataclasses.fields(resolve(chosen))}
+            except ConfigError:
+                continue
+            data[section] = {k: v for k, v in node.items() if k in keep}
+    algo = data.get("algo")
+    if isinstance(algo, dict):
+        for name, registry in REGISTRY_FIELDS.items():
+            chosen = str(algo.get(name, getattr(defaults.algo, name)))
+            if chosen in registry:
+                owned = {p for entry in registry.names() for p in params_of(registry, entry)}
+                for stale in owned - set(params_of(registry, chosen)):
+                    algo.pop(stale, None)
+    return data
+
+
+def apply_layer(data: dict[str, Any], layer: dict[str, Any]) -> None:
+    """Set a layer's dotted values on ``data``. A value that changes a choice (``task.name``,
+    ``policy.kind``, an ``algo`` registry field) is set first, and the settings lower layers gave
+    for the replaced choice go with it: ``--config arith --task rg:chain_sum`` drops the YAML's
+    ``task.digits``, ``--algo grpo --algo.loss naive`` the recipe's clip range."""
+    choices = {k: v for k, v in layer.items() if k in CHOICE_FIELDS or k.split(".")[0] == "algo"
+               and k.split(".", 1)[-1] in REGISTRY_FIELDS}
+    for dotted, value in choices.items():
+        section, key = dotted.split(".", 1)
+        node = data.get(section)
+        old = node.get(key, getattr(getattr(Config(), section), key)) if isinstance(node, dict) else None
+        if isinstance(node, dict) and old != value:
+            for stale in replaced_settings(dotted, old, value):
+                node.pop(stale, None)
+        set_dotted(data, dotted, value)
+    for dotted, value in layer.items():
+        if dotted not in choices:
+            set_dotted(data, dotted, value)
+
+
+def replaced_settings(dotted: str, old: Any, new: Any) -> set[str]:
+    """The settings that belong to the choice ``old`` of field ``dotted`` and not to ``new``."""
+    try:
+        if dotted in CHOICE_FIELDS:
+            resolve = CHOICE_FIELDS[dotted]
+            return ({f.name for f in dataclasses.fields(resolve(str(old)))}
+                    - {f.name for f in dataclasses.fields(resolve(str(new)))})
+        registry = REGISTRY_FIELDS[dotted.split(".", 1)[1]]
+        return set(params_of(registry, str(old))) - set(params_of(registry, str(new)))
+    except ConfigError:  # an unknown name: validation names it
+        return set()
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -321,32 +318,114 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def from_dict(cls: type, data: dict[str, Any], *, prefix: str) -> Any:
+# ----------------------------------------------------------------------------- parsing
+
+
+def from_dict(cls: type, data: Any, *, prefix: str, kind_note: str = "") -> Any:
+    """``data`` (a mapping) -> an instance of ``cls``, each value checked against its field's type.
+    A nested section whose class depends on one of its fields (``section(kind=..., resolve=...)``)
+    is parsed as the class that field's value picks."""
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
-            raise ConfigError(unknown_key_message(prefix + str(key), names, prefix))
+            raise ConfigError(unknown_key_message(prefix + str(key), names, prefix, kind_note))
     kwargs = {}
     for f in dataclasses.fields(cls):
-        if f.name not in data:
-            continue
         path = prefix + f.name
-        if dataclasses.is_dataclass(hints[f.name]):
+        if f.metadata.get("kind"):
+            sub = data.get(f.name, {})
+            sub_cls, note = kind_class(f, hints[f.name], sub, path)
+            kwargs[f.name] = from_dict(sub_cls, sub, prefix=path + ".", kind_note=note)
+        elif f.name not in data:
+            continue
+        elif dataclasses.is_dataclass(hints[f.name]):
             kwargs[f.name] = from_dict(hints[f.name], data[f.name], prefix=path + ".")
+        elif item_class(hints[f.name]) is not None:
+            kwargs[f.name] = items_from_list(item_class(hints[f.name]), data[f.name], path)
         else:
             kwargs[f.name] = coerce(data[f.name], hints[f.name], path)
     return cls(**kwargs)
 
 
-def unknown_key_message(path: str, names: list[str], prefix: str) -> str:
-    msg = f"{path}: unknown key; valid keys here: {', '.join(prefix + n for n in names)}"
+def kind_class(f: dataclasses.Field, base: type, data: Any, path: str) -> tuple[type, str]:
+    """The class of a kinded section: its discriminator's value (checked like any field) -> class."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping, got {data!r}")
+    key = f.metadata["kind"]
+    key_field = next(x for x in dataclasses.fields(base) if x.name == key)
+    value = coerce(data.get(key, key_field.default), str, f"{path}.{key}")
+    check_value(f"{path}.{key}", value, key_field.metadata)
+    return f.metadata["resolve"](value), f"{path}.{key} {value!r}"
+
+
+def item_class(hint: Any) -> type | None:
+    """``list[SomeConfig] | None`` -> SomeConfig (a list of kinded sections); else None."""
+    for arg in (typing.get_args(hint) or (hint,)):
+        if typing.get_origin(arg) is list:
+            (inner,) = typing.get_args(arg)
+            if dataclasses.is_dataclass(inner):
+                return inner
+    return None
+
+
+def items_from_list(base: type, raw: Any, path: str) -> list[Any] | None:
+    """A list of kinded entries (e.g. ``rewards.sources``): each parsed as the class its ``kind``
+    picks (``base.kind_class(kind)``)."""
+    if isinstance(raw, str):
+        raw = coerce(raw, list, path)
+    if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
+        return None
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{path}: expected a non-empty list of entries, got {raw!r}")
+    items = []
+    for i, entry in enumerate(raw):
+        where = f"{path}[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping like {{kind: ..., ...}}, got {entry!r}")
+        kind = entry.get("kind")
+        kind_field = next(x for x in dataclasses.fields(base) if x.name == "kind")
+        check_value(f"{where}.kind", kind, kind_field.metadata)
+        items.append(from_dict(base.kind_class(kind), entry, prefix=where + ".", kind_note=f"{where}.kind {kind!r}"))
+    return items
+
+
+def unknown_key_message(path: str, names: list[str], prefix: str, kind_note: str = "") -> str:
+    where = f" for {kind_note}" if kind_note else ""
+    msg = f"{path}: unknown key{where}; valid keys here: {', '.join(prefix + n for n in names)}"
     close = difflib.get_close_matches(path.rsplit(".", 1)[-1], names, n=1)
     if close:
-        msg = f"{path}: unknown key (did you mean {prefix + close[0]!r}?)"
+        msg = f"{path}: unknown key{where} (did you mean {prefix + close[0]!r}?)"
     return msg
+
+
+def check_owned(section: Any, data: dict[str, Any], *, prefix: str) -> None:
+    """In a section whose fields pick registry entries (``opt(registry=...)``), each entry's own
+    settings (its ``params`` block) may be set only when that entry is chosen: a setting given that
+    belongs only to entries not chosen is one line naming the chosen entry's settings."""
+    for f in dataclasses.fields(section):
+        registry = f.metadata.get("registry")
+        if registry is None:
+            continue
+        chosen = getattr(section, f.name)
+        owners: dict[str, list[str]] = {}  # setting -> the entries that declare it
+        for name in registry.names():
+            for p in params_of(registry, name):
+                owners.setdefault(p, []).append(name)
+        mine = params_of(registry, chosen)
+        for key in sorted(k for k in data if k in owners and k not in mine):
+            theirs = ", ".join(repr(n) for n in owners[key])
+            has = ", ".join(prefix + n for n in mine) or "no settings of its own"
+            raise ConfigError(f"{prefix}{key}: a setting of {prefix}{f.name} {theirs}, not of the chosen "
+                              f"{chosen!r} (which has {has})")
+
+
+def params_of(registry: Any, name: str) -> list[str]:
+    """The settings the registry entry ``name`` declared (``register(name, params=Block)``)."""
+    params = registry.meta(name).get("params")
+    return [p.name for p in dataclasses.fields(params)] if params is not None else []
 
 
 def coerce(value: Any, hint: Any, path: str) -> Any:
@@ -397,12 +476,10 @@ def coerce(value: Any, hint: Any, path: str) -> Any:
 
 
 def validate(cfg: Config) -> None:
-    """Check every field against its metadata, then the rules that tie fields together."""
+    """Check every field against its metadata, each section's own rules (``check()``), then the
+    rules that tie sections together."""
     check_fields(cfg, prefix="")
-    task, train, algo = cfg.task, cfg.train, cfg.algo
-    if task.prompts is not None:
-        check_prompt_list(task)
-    from rlvr.algorithms import DELTAS
+    train, algo = cfg.train, cfg.algo
     if train.group_size < 2 and DELTAS.meta(algo.deltas).get("needs_group"):
         raise ConfigError(
             f"train.group_size: {train.group_size} leaves nothing to compare with; "
@@ -410,8 +487,6 @@ def validate(cfg: Config) -> None:
     if algo.dynamic_sampling and train.group_size < 2:
         raise ConfigError(f"train.group_size: {train.group_size} makes every group zero-variance; "
                           "algo.dynamic_sampling needs group_size >= 2")
-    if algo.kl_target is not None and algo.kl_coef == 0:
-        raise ConfigError("algo.kl_target: an adaptive coefficient starts from algo.kl_coef, which is 0")
     shards = cfg.distributed.rollout_shards
     if shards is not None and shards > train.prompts_per_step:
         raise ConfigError(f"distributed.rollout_shards: {shards} must be <= train.prompts_per_step "
@@ -422,8 +497,6 @@ def validate(cfg: Config) -> None:
     if cfg.eval.pass_samples < cfg.eval.pass_k:
         raise ConfigError(f"eval.pass_samples: {cfg.eval.pass_samples} must be >= eval.pass_k ({cfg.eval.pass_k})")
     check_run_fields(cfg)
-    from rlvr.rewards.sources import check_sources
-    check_sources(cfg)
 
 
 def check_run_fields(cfg: Config) -> None:
@@ -432,7 +505,6 @@ def check_run_fields(cfg: Config) -> None:
         raise ConfigError(f"name: {cfg.name!r} must be a non-empty name without '/'")
     if cfg.run_dir is not None and Path(cfg.run_dir).exists() and not Path(cfg.run_dir).is_dir():
         raise ConfigError(f"run_dir: {cfg.run_dir!r} is a file, not a directory")
-    from rlvr.evaluation import evaluation_metrics
     metrics = evaluation_metrics(cfg.eval.pass_k)
     best = cfg.checkpoint.best_metric
     if best is not None and best not in metrics:
@@ -442,64 +514,103 @@ def check_run_fields(cfg: Config) -> None:
 
 
 def check_fields(obj: Any, *, prefix: str) -> None:
+    """Every field of ``obj`` (and of its sections) against its metadata; then ``obj.check()``."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         path = prefix + f.name
         if dataclasses.is_dataclass(value):
             check_fields(value, prefix=path + ".")
-            continue
-        meta = f.metadata
-        if value is None:
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{path}: {value!r} must be a finite number")
-        choices = meta.get("choices")
-        valid = (choices() if callable(choices) else choices) if choices is not None else None
-        if valid is not None and value in valid:
-            pass  # a name the field accepts (rg:NAME too) is never read as module:attribute
-        elif meta.get("imports") and is_import_spec(value):
-            import_object(value, field=path)
-            continue
-        elif valid is not None:
-            close = difflib.get_close_matches(str(value), valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(valid)}{hint}")
-        if meta.get("ge") is not None and value < meta["ge"]:
-            raise ConfigError(f"{path}: {value!r} must be >= {meta['ge']}")
-        if meta.get("gt") is not None and value <= meta["gt"]:
-            raise ConfigError(f"{path}: {value!r} must be > {meta['gt']}")
-        if meta.get("le") is not None and value > meta["le"]:
-            raise ConfigError(f"{path}: {value!r} must be <= {meta['le']}")
+        elif isinstance(value, list) and value and all(dataclasses.is_dataclass(v) for v in value):
+            for i, item in enumerate(value):
+                check_fields(item, prefix=f"{path}[{i}].")
+        elif value is not None:
+            check_value(path, value, f.metadata)
+    if callable(getattr(obj, "check", None)):
+        obj.check()
 
 
-def check_prompt_list(task: TaskConfig) -> None:
-    prompts = task.prompts or []
-    if not prompts:
-        raise ConfigError("task.prompts: the list is empty; give at least one prompt or null")
-    for prompt in prompts:
-        ok = (isinstance(prompt, list) and len(prompt) == task.length
-              and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < task.vocab_size for x in prompt))
-        if not ok:
-            raise ConfigError(
-                f"task.prompts: {prompt!r} must be a list of {task.length} integers in 0..{task.vocab_size - 1}")
+def check_value(path: str, value: Any, meta: Any) -> None:
+    """One value against its field's metadata: finite, one of its choices (or, where allowed, the
+    user's ``module.path:attr``, imported here), within its bounds."""
+    if value is None:
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{path}: {value!r} must be a finite number")
+    choices = meta.get("choices")
+    valid = (choices() if callable(choices) else choices) if choices is not None else None
+    if valid is not None and value in valid:
+        pass  # a name the field accepts (rg:NAME too) is never read as module:attribute
+    elif meta.get("imports") and is_import_spec(value):
+        import_object(value, field=path)
+        return
+    elif valid is not None:
+        close = difflib.get_close_matches(str(value), valid, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{path}: {value!r} is not one of {', '.join(valid)}{hint}")
+    if meta.get("ge") is not None and value < meta["ge"]:
+        raise ConfigError(f"{path}: {value!r} must be >= {meta['ge']}")
+    if meta.get("gt") is not None and value <= meta["gt"]:
+        raise ConfigError(f"{path}: {value!r} must be > {meta['gt']}")
+    if meta.get("le") is not None and value > meta["le"]:
+        raise ConfigError(f"{path}: {value!r} must be <= {meta['le']}")
 
 
 # ----------------------------------------------------------------------------- help
 
 
 def field_help(cls: type = Config, prefix: str = "") -> list[tuple[str, str]]:
-    """(flag, description) for every leaf field, for ``--help``."""
+    """(flag, description) for every leaf field, for ``--help``. A kinded section lists its base
+    fields once, then each kind's own fields marked with the kind (``[task.name arith]``)."""
     rows: list[tuple[str, str]] = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if dataclasses.is_dataclass(hints[f.name]):
-            rows += field_help(hints[f.name], prefix + f.name + ".")
+        hint = hints[f.name]
+        if f.metadata.get("kind"):
+            rows += field_help(hint, prefix + f.name + ".")
+            key = f.metadata["kind"]
+            base_names = {x.name for x in dataclasses.fields(hint)}
+            kinds = next(x for x in dataclasses.fields(hint) if x.name == key).metadata["choices"]()
+            owned: dict[tuple[str, str], list[str]] = {}  # (flag, text) -> the kinds that have it
+            for kind in kinds:
+                if ":" in kind:  # rg:NAME has the base fields only
+                    continue
+                for flag, text in field_help(f.metadata["resolve"](kind), prefix + f.name + "."):
+                    if flag.rsplit(".", 1)[-1] not in base_names:
+                        owned.setdefault((flag, text), []).append(kind)
+            rows += [(flag, f"[{prefix}{f.name}.{key} {', '.join(kinds)}] {text}")
+                     for (flag, text), kinds in owned.items()]
+            continue
+        if dataclasses.is_dataclass(hint):
+            rows += field_help(hint, prefix + f.name + ".")
             continue
         meta = f.metadata
+        owner = registry_owner(cls, f.name, prefix)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        text = f"{meta.get('help', '')} [default: {default}]"
+        text = f"{owner}{meta.get('help', '')} [default: {default}]"
         choices = meta.get("choices")
         if choices is not None:
             text += f" {{{', '.join(choices() if callable(choices) else choices)}}}"
+        item = item_class(hint)
+        if item is not None:
+            text += "; each entry: " + "; ".join(
+                f"kind {kind}: {', '.join(x.name for x in dataclasses.fields(item.kind_class(kind)))}"
+                for kind in item.kinds())
         rows.append((f"--{prefix}{f.name}", text))
     return rows
+
+
+def registry_owner(cls: type, name: str, prefix: str) -> str:
+    """'[algo.loss clipped, gspo] ' when ``name`` is a setting declared by registry entries."""
+    for f in dataclasses.fields(cls):
+        registry = f.metadata.get("registry")
+        if registry is not None:
+            owners = [entry for entry in registry.names() if name in params_of(registry, entry)]
+            if owners:
+                return f"[{prefix}{f.name} {', '.join(owners)}] "
+    return ""
+
+
+# the fields whose value picks a config class or a registry entry's settings (``apply_layer``)
+CHOICE_FIELDS = {"task.name": task_config_class, "policy.kind": policy_config_class}
+REGISTRY_FIELDS = {f.name: f.metadata["registry"] for f in dataclasses.fields(AlgoConfig)
+                   if f.metadata.get("registry") is not None}

@@ -13,13 +13,22 @@ because masking by multiplication turns ``inf * 0`` into NaN.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from rlvr.options import opt
 from rlvr.registry import Registry
 
 AGGREGATIONS: Registry[Callable[..., Tensor]] = Registry("aggregation")
+
+
+@dataclass
+class ConstantParams:
+    """The setting of ``seq-sum-constant``."""
+
+    aggregation_constant: float | None = opt(None, "seq-sum-constant divisor (default: response length)", gt=0.0)
 
 
 def masked(values: Tensor, mask: Tensor) -> Tensor:
@@ -45,7 +54,7 @@ def seq_mean_token_sum(loss: Tensor, mask: Tensor, *, constant: float) -> Tensor
     return masked(loss, mask).sum(-1).mean()
 
 
-@AGGREGATIONS.register("seq-sum-constant")
+@AGGREGATIONS.register("seq-sum-constant", params=ConstantParams)
 def seq_sum_constant(loss: Tensor, mask: Tensor, *, constant: float) -> Tensor:
     return masked(loss, mask).sum(-1).mean() / constant
 

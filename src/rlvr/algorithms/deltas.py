@@ -10,12 +10,23 @@ A mode that compares a response with its group-mates registers with ``needs_grou
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
+from rlvr.options import opt
 from rlvr.registry import Registry
 
 DELTAS: Registry = Registry("deltas mode")
+
+
+@dataclass
+class NormParams:
+    """The settings of the modes that divide by a standard deviation (``params=NormParams``)."""
+
+    norm_eps: float = opt(1e-5, "normalized deltas: eps in (R - mean) / (std + eps)", gt=0.0)
+    unbiased_std: bool = opt(True, "normalized deltas: std with N-1 (true) or N (false)")
 
 
 def group_std(rewards: Tensor, *, unbiased: bool) -> Tensor:
@@ -41,7 +52,7 @@ def centered(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     return rewards - rewards.mean(dim=-1, keepdim=True)
 
 
-@DELTAS.register("normalized", needs_group=True)
+@DELTAS.register("normalized", needs_group=True, params=NormParams)
 def normalized(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     """delta_i = (R_i - mean R) / (std R + eps), std over the prompt's group (GRPO).
 
@@ -56,7 +67,7 @@ def normalized(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
 # GRPO's name for the same estimator. Sources differ in the constants: the GRPO paper (Shao et al.
 # 2024) writes std without saying which; TRL and verl both call torch.std (N-1), with eps 1e-4 (TRL)
 # and 1e-6 (verl). Here: N-1 by default (``algo.unbiased_std``), eps = ``algo.norm_eps`` (1e-5).
-DELTAS.register("grpo", needs_group=True)(normalized)
+DELTAS.register("grpo", needs_group=True, params=NormParams)(normalized)
 
 
 @DELTAS.register("dr-grpo", needs_group=True)
@@ -67,7 +78,7 @@ def dr_grpo(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     return centered(rewards, eps=eps, unbiased_std=unbiased_std)
 
 
-@DELTAS.register("reinforce++")
+@DELTAS.register("reinforce++", params=NormParams)
 def reinforce_plus_plus(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     """delta = (R - mean R) / (std R + eps) with mean and std over the WHOLE batch (B * G rewards),
     not per group: REINFORCE++'s global advantage normalisation (Hu 2025, arXiv:2501.03262; verl

@@ -20,16 +20,31 @@ through its ratio.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from rlvr.algorithms.aggregation import masked
+from rlvr.options import opt
 from rlvr.registry import Registry
 
 LOG_RATIO_LIMIT = 20.0  # |log r| beyond this is clamped before exp (verl: the same 20)
 LossFn = Callable[..., tuple[Tensor, dict[str, Tensor]]]
 POLICY_LOSSES: Registry[LossFn] = Registry("policy loss")
+
+
+@dataclass
+class ClipParams:
+    """The settings of the losses that clip a ratio (``params=ClipParams`` below)."""
+
+    clip_eps_low: float = opt(0.2, "clipped losses: lower bound 1 - eps_low on the ratio", ge=0.0, le=1.0)
+    clip_eps_high: float | None = opt(None, "clipped losses: upper bound 1 + eps_high (default: eps_low)", ge=0.0)
+
+
+@dataclass
+class DualClipParams(ClipParams):
+    dual_clip_c: float = opt(3.0, "dual-clip loss: bound c |A| on the loss of negative-advantage tokens", gt=1.0)
 
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -77,7 +92,7 @@ def ratio(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
     return -log_ratio.exp() * advantages, ratio_metrics(log_ratio, mask)
 
 
-@POLICY_LOSSES.register("clipped")
+@POLICY_LOSSES.register("clipped", params=ClipParams)
 def clipped(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
             clip_eps_low: float, clip_eps_high: float, dual_clip_c: float) -> tuple[Tensor, dict[str, Tensor]]:
     """PPO/GRPO: l_t = -min(r_t A_t, clip(r_t, 1 - eps_low, 1 + eps_high) A_t) (Schulman et al. 2017).
@@ -93,7 +108,7 @@ def clipped(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
     return loss, metrics
 
 
-@POLICY_LOSSES.register("dual-clip")
+@POLICY_LOSSES.register("dual-clip", params=DualClipParams)
 def dual_clip(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
               clip_eps_low: float, clip_eps_high: float, dual_clip_c: float) -> tuple[Tensor, dict[str, Tensor]]:
     """PPO clip, and on negative-advantage tokens a bound c |A_t| on the loss (Ye et al. 2020,
@@ -119,7 +134,7 @@ def sequence_log_ratio(log_ratio: Tensor, mask: Tensor) -> Tensor:
     return masked(log_ratio, mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1)
 
 
-@POLICY_LOSSES.register("gspo")
+@POLICY_LOSSES.register("gspo", params=ClipParams)
 def gspo(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
          clip_eps_low: float, clip_eps_high: float, dual_clip_c: float) -> tuple[Tensor, dict[str, Tensor]]:
     """GSPO (Zheng et al. 2025, "Group Sequence Policy Optimization"): one ratio per response,
@@ -143,7 +158,7 @@ def gspo(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
     return loss, metrics
 
 
-@POLICY_LOSSES.register("cispo")
+@POLICY_LOSSES.register("cispo", params=ClipParams)
 def cispo(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
           clip_eps_low: float, clip_eps_high: float, dual_clip_c: float) -> tuple[Tensor, dict[str, Tensor]]:
     """CISPO (MiniMax-M1 report, 2025): the clipped ratio is a stop-gradient WEIGHT on log pi,

@@ -34,8 +34,8 @@ from rlvr.analysis.exact import optimal_baseline_vector
 from rlvr.errors import ConfigError
 from rlvr.registry import Registry
 
+Config = Any  # the run's rlvr.config.Config (not imported: the config imports this registry)
 if TYPE_CHECKING:
-    from rlvr.config import Config
     from rlvr.policies import Policy
     from rlvr.tasks import Task
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 import yaml
 
 from rlvr.cli.parsing import Parser, parse_overrides, resolve_config_path
-from rlvr.config import load_config
+from rlvr.config import load_config, prune_saved
 from rlvr.errors import UserError
 from rlvr.runs.rundir import atomic_write_text
 
@@ -49,6 +49,7 @@ def eval_command(argv: list[str]) -> int:
     import torch
 
     from rlvr.evaluation import evaluate
+    from rlvr.policies import HFConfig, LMConfig
     from rlvr.policies.hf import load_policy_folder
     from rlvr.tasks import build_task
 
@@ -64,15 +65,17 @@ def eval_command(argv: list[str]) -> int:
     if args.config:
         base = yaml.safe_load(resolve_config_path(args.config).read_text()) or {}
     elif (target / "config.yaml").is_file():
-        saved = yaml.safe_load((target / "config.yaml").read_text())
+        saved = prune_saved(yaml.safe_load((target / "config.yaml").read_text()) or {})
         base = {k: saved[k] for k in ("task", "eval", "seed", "policy") if k in saved}
         base.get("policy", {}).pop("model", None)
     cfg = load_config(None, {**dict(flatten(base)), **overrides})
     torch.set_num_threads(cfg.train.threads)
     task = build_task(cfg.task)
     text_task = cast("TextTask", task)  # a model folder holds a language model: its task is a text task
-    policy = load_policy_folder(model_dir, max_new_tokens=cfg.policy.max_new_tokens or text_task.max_new_tokens,
-                                trust_remote_code=cfg.policy.trust_remote_code, chat_template=cfg.policy.chat_template)
+    hf = cfg.policy if isinstance(cfg.policy, HFConfig) else HFConfig()  # how to load an HF folder
+    max_new = cfg.policy.max_new_tokens if isinstance(cfg.policy, LMConfig) else 0
+    policy = load_policy_folder(model_dir, max_new_tokens=max_new or text_task.max_new_tokens,
+                                trust_remote_code=hf.trust_remote_code, chat_template=hf.chat_template)
     metrics = evaluate(policy, task, pass_k=cfg.eval.pass_k, pass_samples=cfg.eval.pass_samples,
                        seed=cfg.seed, temperature=cfg.train.temperature)
     metrics["eval/num_prompts"] = len(task.eval_prompts())

@@ -50,7 +50,7 @@ def resume_train(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     if (run / "summary.json").is_file():
         print(f"run {args.resume} already finished ({run / 'summary.json'}); nothing to do")
         return 0
-    cfg = load_config(run / "config.yaml", {"run_dir": str(run)})
+    cfg = load_config(run / "config.yaml", {"run_dir": str(run)}, saved=True)
     summary = train(cfg, show_progress=not args.quiet, trackers=args.tracker, show_samples=args.show_samples,
                     resume=True)
     print_summary(summary)

@@ -7,12 +7,37 @@ prompt n // G; response_ids, masks and log-probs are (N, T) with N = B * G.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from rlvr.errors import ConfigError
+from rlvr.options import opt
+from rlvr.registry import Registry
+from rlvr.tasks import Task, TextTask
+
+
+@dataclass
+class PolicyConfig:
+    """What every policy kind has: which one it is. A kind's own settings live in a subclass next
+    to its code (``ToyConfig`` in toy.py, ``LMConfig`` in lm.py and its subclasses), registered with
+    it: ``POLICIES.register("toy", config=ToyConfig)``."""
+
+    kind: str = opt("toy", "policy architecture", choices=lambda: POLICIES.names())
+
+
+# kind -> factory(config, task) -> Policy; each entry declares its config class (``config=``)
+POLICIES: Registry[Callable[[Any, Task], Policy]] = Registry("policy kind")
+
+
+def check_task_kind(kind: str, task: Task, *, text: bool) -> None:
+    """A language model needs a text task, the toy policy a token task: one line when they differ."""
+    if isinstance(task, TextTask) != text:
+        wanted = "a text task (sort-text, arith, countdown, rg:NAME)" if text else "a token task (sort)"
+        raise ConfigError(f"policy.kind: {kind!r} needs {wanted}; task.name is {task.name!r}")
 
 
 def response_lists(response_ids: Tensor, mask: Tensor) -> list[list[int]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,12 @@ import torch
 from torch import Tensor
 
 from rlvr.errors import ConfigError, UserError
-from rlvr.policies.lm import LMPolicy
+from rlvr.options import opt
+from rlvr.policies.base import POLICIES, Policy, check_task_kind
+from rlvr.policies.lm import LMConfig, LMPolicy
 from rlvr.policies.tokens import positions_of
 from rlvr.safe_load import check_model_folder, check_tokenizer, pretrained_kwargs
+from rlvr.tasks import Task, TextTask
 
 
 def import_transformers() -> Any:
@@ -135,3 +139,21 @@ def load_policy_folder(path: Path, *, max_new_tokens: int, top_p: float = 1.0,
         return TransformerPolicy.load_hf(path, max_new_tokens=max_new_tokens, top_p=top_p)
     return HFPolicy.from_folder(path, max_new_tokens=max_new_tokens, top_p=top_p,
                                 trust_remote_code=trust_remote_code, chat_template=chat_template)
+
+
+@dataclass
+class HFConfig(LMConfig):
+    model: str | None = opt(None, "a local Hugging Face model folder")
+    trust_remote_code: bool = opt(False, "allow the model folder's own Python code to run")
+    chat_template: bool = opt(True, "wrap prompts in the tokenizer's chat template when it has one")
+
+
+@POLICIES.register("hf", config=HFConfig)
+def build_hf(cfg: HFConfig, task: Task) -> Policy:
+    check_task_kind("hf", task, text=True)
+    assert isinstance(task, TextTask)
+    if cfg.model is None:
+        raise ConfigError("policy.model: the hf policy needs a local model folder (--policy.model PATH)")
+    return HFPolicy.from_folder(Path(cfg.model), max_new_tokens=cfg.max_new_tokens or task.max_new_tokens,
+                                top_p=cfg.top_p, trust_remote_code=cfg.trust_remote_code,
+                                chat_template=cfg.chat_template)

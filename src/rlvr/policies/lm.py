@@ -23,20 +23,37 @@ per prompt, or one shared by the responses equal so far), then one token per ste
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from rlvr.algorithms.logprobs import token_entropy, token_logprobs
-from rlvr.policies.base import Policy, Samples
+from rlvr.errors import ConfigError
+from rlvr.options import opt
+from rlvr.policies.base import Policy, PolicyConfig, Samples
 from rlvr.policies.decode_rows import EVERY_ROW, DecodeRows
 from rlvr.policies.distinct import score_distinct
 from rlvr.policies.tokens import draw, joined, positions_of, prompt_mask, stacked
 from rlvr.tasks.text import Completion
 from rlvr.tokenizer import Codec
 
-__all__ = ["LMPolicy", "positions_of", "prompt_mask"]
+__all__ = ["LMConfig", "LMPolicy", "positions_of", "prompt_mask"]
+
+
+@dataclass
+class LMConfig(PolicyConfig):
+    """What every language-model policy kind has: sampling limits and how a prompt is shown."""
+
+    max_new_tokens: int = opt(0, "response length limit (0: the task's)", ge=0)
+    top_p: float = opt(1.0, "nucleus sampling mass (1: plain sampling)", gt=0.0, le=1.0)
+    prompt_template: str = opt("{prompt}", "how a task prompt is shown to the model, e.g. "
+                               "'Compute {prompt} Reply with the number only.'")
+
+    def check(self) -> None:
+        if "{prompt}" not in self.prompt_template:
+            raise ConfigError(f"policy.prompt_template: {self.prompt_template!r} has no {{prompt}} placeholder")
 
 
 class LMPolicy(Policy):

@@ -11,12 +11,15 @@ depend on the prompt only: a group's G responses share one forward pass.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from rlvr.algorithms.logprobs import token_entropy, token_logprobs
-from rlvr.policies.base import Policy, Samples
+from rlvr.options import opt
+from rlvr.policies.base import POLICIES, Policy, PolicyConfig, Samples, check_task_kind
+from rlvr.tasks import Task
 
 
 class ToyPolicy(Policy):
@@ -65,3 +68,18 @@ class ToyPolicy(Policy):
     def greedy(self, prompt_ids: Tensor) -> tuple[Tensor, Tensor]:
         response_ids = self(prompt_ids).argmax(-1)
         return response_ids, torch.ones_like(response_ids, dtype=torch.float)
+
+
+@dataclass
+class ToyConfig(PolicyConfig):
+    embedding_dim: int = opt(10, "embedding dimension", ge=1)
+    init_scale: float = opt(1.0, "multiplier on the initial decode matrices "
+                            "(1: the notes' init; small: a near-uniform initial policy)", ge=0.0)
+
+
+@POLICIES.register("toy", config=ToyConfig)
+def build_toy(cfg: ToyConfig, task: Task) -> Policy:
+    check_task_kind("toy", task, text=False)
+    return ToyPolicy(vocab_size=task.vocab_size, embedding_dim=cfg.embedding_dim,
+                     prompt_length=task.prompt_length, response_length=task.response_length,
+                     init_scale=cfg.init_scale)

@@ -18,16 +18,21 @@ from pathlib import Path
 
 from torch import Tensor
 
+from rlvr.errors import ConfigError
+from rlvr.options import opt
+from rlvr.policies.base import POLICIES, Policy, check_task_kind
 from rlvr.policies.decode_rows import DecodeRows
 from rlvr.policies.decoder import KVCache, Transformer, TransformerConfig
 from rlvr.policies.fused_decode import FusedDecoder, FusedDecoding
 from rlvr.policies.grouped import grouped_training_logits
 from rlvr.policies.llama_format import load_llama, save_llama
-from rlvr.policies.lm import LMPolicy
+from rlvr.policies.lm import LMConfig, LMPolicy
 from rlvr.policies.tokens import positions_of
+from rlvr.tasks import Task, TextTask
 from rlvr.tokenizer import CharTokenizer
 
-__all__ = ["Transformer", "TransformerConfig", "TransformerFastPaths", "TransformerPolicy"]
+__all__ = ["Transformer", "TransformerConfig", "TransformerFastPaths", "TransformerPolicy",
+           "TransformerPolicyConfig"]
 
 
 @dataclass(frozen=True)
@@ -119,3 +124,43 @@ class TransformerPolicy(LMPolicy):
     def load_hf(cls, path: Path, *, max_new_tokens: int, top_p: float = 1.0,
                 fast: TransformerFastPaths = TransformerFastPaths()) -> TransformerPolicy:
         return cls(load_llama(path), CharTokenizer.load(path), max_new_tokens=max_new_tokens, top_p=top_p, fast=fast)
+
+
+@dataclass
+class TransformerPolicyConfig(LMConfig):
+    hidden_size: int = opt(128, "hidden size D", ge=1)
+    intermediate_size: int = opt(512, "SwiGLU inner size", ge=1)
+    num_layers: int = opt(4, "decoder blocks", ge=1)
+    num_heads: int = opt(4, "attention heads (must divide hidden_size)", ge=1)
+    tie_embeddings: bool = opt(True, "share the input embedding and the output head")
+    init_std: float = opt(0.02, "std of the initial weights", gt=0.0)
+    shared_prefix: bool = opt(True, "training log-probs prefill each prompt once per group")
+    model: str | None = opt(None, "start from this exported model folder instead of a random init")
+
+    def check(self) -> None:
+        super().check()
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"policy.num_heads: {self.num_heads} does not divide policy.hidden_size "
+                              f"{self.hidden_size}")
+
+
+@POLICIES.register("transformer", config=TransformerPolicyConfig)
+def build_transformer(cfg: TransformerPolicyConfig, task: Task) -> Policy:
+    check_task_kind("transformer", task, text=True)
+    assert isinstance(task, TextTask)
+    max_new = cfg.max_new_tokens or task.max_new_tokens
+    # the fast paths, chosen here once; policy.shared_prefix is the user-facing name of the grouped pass
+    fast = TransformerFastPaths(grouped_training_pass=cfg.shared_prefix)
+    if cfg.model is not None:
+        path = Path(cfg.model)
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"policy.model: {cfg.model!r} is not a model folder (no config.json)")
+        return TransformerPolicy.load_hf(path, max_new_tokens=max_new, top_p=cfg.top_p, fast=fast)
+    texts = task.alphabet_texts()
+    tokenizer = CharTokenizer.from_texts(texts)
+    context = max(len(t) for t in texts) + 1 + max_new  # context length follows the task
+    net = Transformer(TransformerConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
+        num_layers=cfg.num_layers, num_heads=cfg.num_heads, max_positions=max(64, context),
+        tie_embeddings=cfg.tie_embeddings, init_std=cfg.init_std))
+    return TransformerPolicy(net, tokenizer, max_new_tokens=max_new, top_p=cfg.top_p, fast=fast)

@@ -22,7 +22,6 @@ source is loaded once per actor and scores that actor's shards next to the polic
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +30,12 @@ from typing import Any
 import torch
 
 from rlvr.errors import ConfigError
+from rlvr.options import opt
+from rlvr.registry import Registry
 from rlvr.rewards.runner import RewardRunner
 from rlvr.safe_load import check_model_folder, pretrained_kwargs
 
-KINDS = ("verifier", "exact", "format", "model")
 EXACT = "exact"  # marker scorer: 1 where the guarded verifier's reward reaches task.max_reward
-KEYS = {"kind", "weight", "name", "path", "batch_size", "trust_remote_code"}
 BatchScorer = Callable[[Sequence[Any], Sequence[Any]], list[float]]
 
 
@@ -109,53 +108,65 @@ def load_scorer(path: str | Path, *, field: str, trust_remote_code: bool = False
 
 
 @dataclass
-class SourceSpec:
-    kind: str
-    weight: float
-    name: str
-    path: str | None = None
-    batch_size: int = 256
-    trust_remote_code: bool = False
+class SourceConfig:
+    """One entry of ``rewards.sources``; a kind with settings of its own subclasses it
+    (``ModelSourceConfig``) and registers with it in ``SOURCES``."""
+
+    kind: str = opt("verifier", "verifier (the task's reward, guarded), exact (1 where the verifier "
+                    "reaches the task's max_reward), format (1 if well formed), model (a reward model)",
+                    choices=lambda: SOURCES.names())
+    weight: float = opt(1.0, "the source's weight in the sum")
+    name: str | None = opt(None, "logged as reward/<name> (default: the kind)")
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name is not None else self.kind
+
+    @classmethod
+    def kind_class(cls, kind: str) -> type[SourceConfig]:
+        config = SOURCES.meta(kind).get("config", SourceConfig)
+        assert isinstance(config, type) and issubclass(config, SourceConfig)
+        return config
+
+    @classmethod
+    def kinds(cls) -> list[str]:
+        return SOURCES.names()
 
 
-def parse_sources(raw: Any) -> list[SourceSpec]:
-    """``rewards.sources`` -> specs; every mistake is one ConfigError naming the entry."""
-    if not isinstance(raw, list) or not raw:
-        raise ConfigError(f"rewards.sources: expected a non-empty list of sources, got {raw!r}")
-    specs, names = [], set()
-    for i, entry in enumerate(raw):
+@dataclass
+class ModelSourceConfig(SourceConfig):
+    path: str | None = opt(None, "a local HF sequence-classification model folder with one label")
+    batch_size: int = opt(256, "texts scored per forward pass", ge=1)
+    trust_remote_code: bool = opt(False, "allow the model folder's own Python code to run")
+
+
+# kind -> scorer(config): None for the guarded verifier itself, EXACT for its binary form, else a
+# function (prompts, responses) -> scores
+SOURCES: Registry[Callable[[Any], Any]] = Registry("reward source")
+SOURCES.register("verifier")(lambda spec: None)
+SOURCES.register("exact")(lambda spec: EXACT)
+SOURCES.register("format")(lambda spec: lambda ps, rs: [format_reward(p, r) for p, r in zip(ps, rs, strict=True)])
+
+
+@SOURCES.register("model", config=ModelSourceConfig)
+def model_source(spec: ModelSourceConfig) -> SequenceScorer:
+    assert spec.path is not None  # check_sources refused a model source without one
+    return load_scorer(spec.path, field=f"rewards.sources[{spec.label}].path",
+                       trust_remote_code=spec.trust_remote_code, batch_size=spec.batch_size)
+
+
+def check_sources(sources: list[SourceConfig]) -> None:
+    """Config validation: names unique; a model source's folder exists and is safe to load."""
+    names: set[str] = set()
+    for i, spec in enumerate(sources):
         where = f"rewards.sources[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: expected a mapping like {{kind: verifier, weight: 1}}, got {entry!r}")
-        unknown = sorted(set(entry) - KEYS)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(KEYS))}")
-        kind = entry.get("kind")
-        if kind not in KINDS:
-            raise ConfigError(f"{where}.kind: {kind!r} is not one of {', '.join(KINDS)}")
-        weight = entry.get("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
-            raise ConfigError(f"{where}.weight: {weight!r} must be a finite number")
-        name = str(entry.get("name", kind))
-        if name in names:
-            raise ConfigError(f"{where}.name: {name!r} is used twice; give each source its own name")
-        names.add(name)
-        path = entry.get("path")
-        if kind == "model" and not isinstance(path, str):
-            raise ConfigError(f"{where}.path: a model source needs the path of a model folder")
-        batch_size = entry.get("batch_size", 256)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"{where}.batch_size: {batch_size!r} must be an integer >= 1")
-        if kind == "model":
-            check_model_folder(path, field=f"{where}.path", trust_remote_code=bool(entry.get("trust_remote_code")))
-        specs.append(SourceSpec(kind, float(weight), name, path, batch_size, bool(entry.get("trust_remote_code"))))
-    return specs
-
-
-def check_sources(cfg: Any) -> None:
-    """Config validation hook: the sources parse (model folders exist and are safe to load)."""
-    if cfg.rewards.sources is not None:
-        parse_sources(cfg.rewards.sources)
+        if spec.label in names:
+            raise ConfigError(f"{where}.name: {spec.label!r} is used twice; give each source its own name")
+        names.add(spec.label)
+        if isinstance(spec, ModelSourceConfig):
+            if spec.path is None:
+                raise ConfigError(f"{where}.path: a model source needs the path of a model folder")
+            check_model_folder(spec.path, field=f"{where}.path", trust_remote_code=spec.trust_remote_code)
 
 
 # ----------------------------------------------------------------------------- combining
@@ -221,13 +232,5 @@ def build_rewards(cfg: Any, task: Any, *, max_failure_rate: float | None = None,
                          workers=rw.workers if workers is None else workers)
     if rw.sources is None:
         return guard
-    components: list[tuple[str, float, Any]] = []
-    for spec in parse_sources(rw.sources):
-        scorer: Any = EXACT if spec.kind == "exact" else None  # None: the guarded verifier
-        if spec.kind == "format":
-            scorer = lambda ps, rs: [format_reward(p, r) for p, r in zip(ps, rs, strict=True)]  # noqa: E731
-        elif spec.kind == "model":
-            scorer = load_scorer(spec.path, field=f"rewards.sources[{spec.name}].path",  # type: ignore[arg-type]
-                                 trust_remote_code=spec.trust_remote_code, batch_size=spec.batch_size)
-        components.append((spec.name, spec.weight, scorer))
+    components = [(spec.label, spec.weight, SOURCES.get(spec.kind)(spec)) for spec in rw.sources]
     return CombinedRewards(guard, components, max_reward=task.max_reward)

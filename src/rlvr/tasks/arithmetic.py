@@ -10,9 +10,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
+from rlvr.errors import ConfigError
+from rlvr.options import opt
+from rlvr.tasks.base import TASKS, Task, TaskConfig
 from rlvr.tasks.expr import ExprError, evaluate_expression
 from rlvr.tasks.text import TextTask
 
@@ -23,7 +27,6 @@ class ArithTask(TextTask):
     def __init__(self, *, digits: int, operations: str, **kwargs: object) -> None:
         ops = [op for op in operations if op in "+-*"]
         if not ops:
-            from rlvr.errors import ConfigError
             raise ConfigError(f"task.operations: {operations!r} holds none of + - *")
         kwargs.setdefault("max_new_tokens", 2 * digits + 2)
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -132,3 +135,25 @@ def _search(items: list[tuple[str, int]], target: int) -> str | None:
                 if found is not None:
                     return found
     return None
+
+
+@dataclass
+class ArithConfig(TaskConfig):
+    digits: int = opt(2, "digits per operand", ge=1)
+    operations: str = opt("+*", "operations drawn from (any of + - *)")
+
+
+@TASKS.register("arith", config=ArithConfig)
+def build_arith(cfg: ArithConfig) -> Task:
+    return ArithTask(digits=cfg.digits, operations=cfg.operations, **cfg.split_args())
+
+
+@dataclass
+class CountdownConfig(TaskConfig):
+    count: int = opt(4, "how many numbers are given", ge=2)
+    digits: int = opt(2, "the largest number has this many digits", ge=1)
+
+
+@TASKS.register("countdown", config=CountdownConfig)
+def build_countdown(cfg: CountdownConfig) -> Task:
+    return CountdownTask(count=cfg.count, digits=cfg.digits, **cfg.split_args())

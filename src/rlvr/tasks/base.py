@@ -12,14 +12,60 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from rlvr.errors import ConfigError
+from rlvr.options import opt
+from rlvr.registry import Registry
 
 Prompt = tuple[int, ...]
 Response = tuple[int, ...]
+
+RG_PREFIX = "rg:"  # a task-name namespace, not a module: rg:NAME is never imported as module:attribute
+
+
+def is_reasoning_gym(name: str) -> bool:
+    """``rg:NAME``: the reasoning-gym dataset NAME (rlvr.tasks.reasoning_gym)."""
+    return name.startswith(RG_PREFIX)
+
+
+class TaskNames(list):
+    """Registered task names; any ``rg:NAME`` (a reasoning-gym dataset) is also accepted."""
+
+    def __contains__(self, value: object) -> bool:
+        return list.__contains__(self, value) or (isinstance(value, str) and is_reasoning_gym(value))
+
+
+def task_names() -> list[str]:
+    return TaskNames(TASKS.names() + ["rg:NAME"])
+
+
+@dataclass
+class TaskConfig:
+    """The settings every task has: which one, and its held-out split. A task kind's own settings
+    live in a subclass next to its code (``SortConfig`` in sorting.py, ``ArithConfig`` ...),
+    registered with it: ``TASKS.register("sort", config=SortConfig)``."""
+
+    name: str = opt("sort", "verifiable task, or module.path:factory for your own (factory(task_config) -> Task)",
+                    choices=task_names, imports=True)
+    eval_fraction: float = opt(0.2, "share of the prompt space held out for evaluation", gt=0.0, le=0.9)
+    num_eval_prompts: int = opt(32, "held-out prompts evaluated (fewer if the held-out split is smaller)", ge=1)
+    split_seed: int = opt(0, "seed of the train/held-out split and of the held-out prompts", ge=0, le=2**32 - 1)
+
+    def split_args(self) -> dict[str, Any]:
+        return {"eval_fraction": self.eval_fraction, "num_eval_prompts": self.num_eval_prompts,
+                "split_seed": self.split_seed}
+
+    def check(self) -> None:
+        """Rules that tie this section's fields together (raise ConfigError); none by default."""
+
+
+# name -> factory(config) -> Task; each entry declares its config class (``config=``)
+TASKS: Registry[Callable[[Any], Task]] = Registry("task")
 
 
 class Task(ABC):

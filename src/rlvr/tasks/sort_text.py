@@ -12,8 +12,12 @@ where it ends, so emitting <eos> after good digits is what keeps them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from rlvr.options import opt
+from rlvr.tasks.base import TASKS, Task, TaskConfig
 from rlvr.tasks.text import Completion, TextTask
 
 
@@ -83,3 +87,15 @@ class SortTextTask(TextTask):
             i = int(rng.choice(pairs))
             digits[i], digits[i + 1] = digits[i + 1], digits[i]
         return " ".join(str(d) for d in digits)
+
+
+@dataclass
+class SortTextConfig(TaskConfig):
+    length: int = opt(3, "numbers per prompt (and per answer)", ge=1)
+    copy_weight: float = opt(0.0, "share of the reward for answer digits taken from the prompt's digits "
+                             "(shaping towards copying; 0: W1's position reward)", ge=0.0, le=1.0)
+
+
+@TASKS.register("sort-text", config=SortTextConfig)
+def build_sort_text(cfg: SortTextConfig) -> Task:
+    return SortTextTask(length=cfg.length, copy_weight=cfg.copy_weight, **cfg.split_args())

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from rlvr.errors import ConfigError
+from rlvr.options import opt
 from rlvr.plugins import import_object, is_import_spec
 from rlvr.registry import Registry
-from rlvr.tasks.base import Prompt, Response, Task
+from rlvr.tasks.base import TASKS, Prompt, Response, Task, TaskConfig
 
 SORT_REWARDS: Registry[Callable[[Sequence[int], Sequence[int]], float]] = Registry("sorting reward")
 
@@ -74,3 +77,32 @@ class SortTask(Task):
     def token_rewards(self, prompt: Prompt, response: Sequence[int]) -> list[float]:
         """Process reward: 1 at each position that holds the right number of the sorted prompt."""
         return [float(int(a) == b) for a, b in zip(response, sorted(prompt), strict=False)]
+
+
+@dataclass
+class SortConfig(TaskConfig):
+    length: int = opt(3, "numbers per prompt (and per response)", ge=1)
+    vocab_size: int = opt(5, "numbers are drawn from 0 .. vocab_size-1", ge=2)
+    reward: str = opt("inclusion-adjacency", "sorting reward, or module.path:function for your own "
+                      "(function(prompt, response) -> float)", choices=SORT_REWARDS.names, imports=True)
+    prompts: list | None = opt(None, "fixed prompt list, e.g. [[1,0,2],[3,2,4],[1,2,3]]; "
+                               "training and evaluation then both use exactly this list")
+
+    def check(self) -> None:
+        if self.prompts is None:
+            return
+        if not self.prompts:
+            raise ConfigError("task.prompts: the list is empty; give at least one prompt or null")
+        for prompt in self.prompts:
+            ok = (isinstance(prompt, list) and len(prompt) == self.length
+                  and all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x < self.vocab_size
+                          for x in prompt))
+            if not ok:
+                raise ConfigError(f"task.prompts: {prompt!r} must be a list of {self.length} integers "
+                                  f"in 0..{self.vocab_size - 1}")
+
+
+@TASKS.register("sort", config=SortConfig)
+def build_sort(cfg: SortConfig) -> Task:
+    return SortTask(length=cfg.length, vocab_size=cfg.vocab_size, reward=cfg.reward,
+                    fixed_prompts=cfg.prompts, **cfg.split_args())

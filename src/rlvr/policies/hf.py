@@ -5,6 +5,9 @@ one (a single user turn, generation prompt added), else through the plain tokeni
 rule). <eos> is the tokenizer's eos token (for chat models the end-of-turn token); <pad> its pad
 token, or <eos> when it has none. ``trust_remote_code`` stays off unless the config turns it on.
 Sampling prefills each prompt once and expands the model's cache G times, like our transformer.
+The training pass is chosen when the policy is built (hf_grouped.py): one pass per row over prompt +
+response (the reference, the default), or each prompt prefilled once per group and its cache shared by
+its responses (``policy.shared_prefix``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from torch import Tensor
 from rlvr.errors import ConfigError, UserError
 from rlvr.options import opt
 from rlvr.policies.base import POLICIES, Policy, check_task_kind
+from rlvr.policies.hf_grouped import per_row_response_logits, shared_prompt_response_logits
 from rlvr.policies.lm import LMConfig, LMPolicy
 from rlvr.policies.tokens import positions_of
 from rlvr.safe_load import check_model_folder, check_tokenizer, pretrained_kwargs
@@ -65,16 +69,21 @@ class HFCodec:
 
 
 class HFPolicy(LMPolicy):
-    def __init__(self, model: Any, codec: HFCodec, *, max_new_tokens: int, top_p: float = 1.0) -> None:
+    def __init__(self, model: Any, codec: HFCodec, *, max_new_tokens: int, top_p: float = 1.0,
+                 shared_prefix: bool = False) -> None:
         super().__init__()
         self.model = model
         self.codec = codec
         self.max_new_tokens = max_new_tokens
         self.top_p = top_p
+        self.shared_prefix = shared_prefix
+        # the cache argument's name, read once: transformers >= 5.2x calls it ``cache`` (``past_key_values``
+        # warns, then goes in 5.40); older versions only know ``past_key_values``
+        self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @classmethod
-    def from_folder(cls, path: Path, *, max_new_tokens: int, top_p: float = 1.0,
-                    trust_remote_code: bool = False, chat_template: bool = True) -> HFPolicy:
+    def from_folder(cls, path: Path, *, max_new_tokens: int, top_p: float = 1.0, trust_remote_code: bool = False,
+                    chat_template: bool = True, shared_prefix: bool = False) -> HFPolicy:
         transformers = import_transformers()
         # a local folder only; one that ships its own code is refused unless trust_remote_code is on
         check_model_folder(path, field="policy.model", trust_remote_code=trust_remote_code)
@@ -85,19 +94,20 @@ class HFPolicy(LMPolicy):
         if tokenizer.eos_token_id is None:
             raise ConfigError(f"policy.model: the tokenizer in {str(path)!r} has no eos token")
         check_tokenizer(len(tokenizer), model.get_input_embeddings().num_embeddings, field="policy.model")
-        return cls(model, HFCodec(tokenizer, chat_template=chat_template), max_new_tokens=max_new_tokens, top_p=top_p)
+        return cls(model, HFCodec(tokenizer, chat_template=chat_template), max_new_tokens=max_new_tokens, top_p=top_p,
+                   shared_prefix=shared_prefix)
 
     def _run(self, ids: Tensor, positions: Tensor, key_mask: Tensor, cache: Any, use_cache: bool) -> Any:
         return self.model(input_ids=ids, attention_mask=key_mask.long(), position_ids=positions,
-                          past_key_values=cache, use_cache=use_cache)
+                          use_cache=use_cache, **{self.cache_arg: cache})
 
     def prefill(self, ids: Tensor, key_mask: Tensor) -> tuple[Tensor, Any]:
         out = self._run(ids, positions_of(key_mask), key_mask, None, True)
-        return out.logits[:, -1], out.past_key_values
+        return out.logits[:, -1], out[self.cache_arg]
 
     def decode(self, ids: Tensor, positions: Tensor, key_mask: Tensor, cache: Any) -> tuple[Tensor, Any]:
         out = self._run(ids, positions, key_mask, cache, True)
-        return out.logits[:, -1], out.past_key_values
+        return out.logits[:, -1], out[self.cache_arg]
 
     def expand(self, cache: Any, rows_per_prompt: int) -> Any:
         cache.batch_repeat_interleave(rows_per_prompt)   # in place, per layer: repeat_interleave on the batch dim
@@ -109,15 +119,13 @@ class HFPolicy(LMPolicy):
 
     def response_logits(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor,
                         prompt_of: Tensor) -> Tensor:
-        """One pass per row over prompt + response, projecting only the T positions that predict
-        response tokens onto the vocabulary (``logits_to_keep``), not the whole prompt."""
-        ids, key_mask = self.joined(prompt_ids, response_ids, prompt_of)
-        length = response_ids.shape[1]
-        if not self.keeps_logits:
-            return self.full_logits(ids, key_mask)[:, prompt_ids.shape[1] - 1: -1]
-        logits = self.model(input_ids=ids, attention_mask=key_mask.long(), position_ids=positions_of(key_mask),
-                            use_cache=False, logits_to_keep=length + 1).logits
-        return logits[:, :length]
+        """The training pass chosen when the policy was built (hf_grouped.py); ``mask`` unused: the
+        padding after <eos> is computed too."""
+        if self.shared_prefix:
+            return shared_prompt_response_logits(self.model, prompt_ids, response_ids, prompt_of,
+                                                 pad_id=self.codec.pad_id, cache_arg=self.cache_arg)
+        return per_row_response_logits(self.model, prompt_ids, response_ids, prompt_of, pad_id=self.codec.pad_id,
+                                       keeps_logits=self.keeps_logits)
 
     @property
     def keeps_logits(self) -> bool:
@@ -146,6 +154,8 @@ class HFConfig(LMConfig):
     model: str | None = opt(None, "a local Hugging Face model folder")
     trust_remote_code: bool = opt(False, "allow the model folder's own Python code to run")
     chat_template: bool = opt(True, "wrap prompts in the tokenizer's chat template when it has one")
+    shared_prefix: bool = opt(False, "training log-probs prefill each prompt once per group and share its "
+                              "KV cache with the group's responses (off: one pass per row)")
 
 
 @POLICIES.register("hf", config=HFConfig)
@@ -156,4 +166,4 @@ def build_hf(cfg: HFConfig, task: Task) -> Policy:
         raise ConfigError("policy.model: the hf policy needs a local model folder (--policy.model PATH)")
     return HFPolicy.from_folder(Path(cfg.model), max_new_tokens=cfg.max_new_tokens or task.max_new_tokens,
                                 top_p=cfg.top_p, trust_remote_code=cfg.trust_remote_code,
-                                chat_template=cfg.chat_template)
+                                chat_template=cfg.chat_template, shared_prefix=cfg.shared_prefix)

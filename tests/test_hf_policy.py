@@ -1,0 +1,128 @@
+"""The Hugging Face policy on a tiny Llama folder (our transformer exported): no deprecated transformers
+arguments, the shared-prompt training pass against the per-row reference (values and gradients)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import pytest
+import torch
+
+from rlvr.config import load_config
+from rlvr.policies import build_policy
+from rlvr.policies.export import save_final
+from rlvr.tasks import build_task
+
+pytest.importorskip("transformers")
+from rlvr.policies.hf import HFPolicy  # noqa: E402
+from rlvr.policies.hf_grouped import per_row_response_logits, shared_prompt_response_logits  # noqa: E402
+
+TINY = {"task.name": "sort-text", "task.length": 3, "policy.kind": "transformer", "policy.hidden_size": 16,
+        "policy.intermediate_size": 32, "policy.num_layers": 2, "policy.num_heads": 2, "policy.init_std": 0.3}
+PROMPTS = ["3 1 2>", "1>", "2 2 0 1>"]  # different lengths: left padding in every batch
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hf") / "model"
+    cfg = load_config(None, TINY)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        save_final(build_policy(cfg.policy, build_task(cfg.task)), folder)
+    return folder
+
+
+def rollouts(policy, prompts=PROMPTS, group_size=3, seed=0):
+    ids = policy.encode_prompts(prompts)
+    return ids, policy.sample(ids, group_size, generator=torch.Generator().manual_seed(seed))
+
+
+class Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_sampling_and_scoring_raise_no_deprecation_warning(model_folder):
+    """The cache goes in under the name the installed transformers' forward takes (``cache`` in 5.2x;
+    ``past_key_values`` is deprecated there)."""
+    policy = HFPolicy.from_folder(model_folder, max_new_tokens=6)
+    handler = Records()
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ids, samples = rollouts(policy)
+            policy.logprobs(ids, samples.response_ids, samples.mask, group_size=3)
+    finally:
+        logger.removeHandler(handler)
+    deprecations = [w for w in caught if issubclass(w.category, FutureWarning | DeprecationWarning)]
+    assert not deprecations, [str(w.message) for w in deprecations]
+    assert not [m for m in handler.messages if "deprecated" in m], handler.messages
+
+
+def gradients(policy):
+    return torch.cat([p.grad.flatten() for p in policy.parameters()])
+
+
+def logits_and_gradient(policy, pass_, prompt_ids, response_ids, mask, prompt_of, **kw):
+    policy.zero_grad()
+    logits = pass_(policy.model, prompt_ids, response_ids, prompt_of, pad_id=policy.codec.pad_id, **kw)
+    weights = torch.linspace(-1.0, 2.0, logits.shape[1])                  # an arbitrary per-token loss
+    logp = logits.log_softmax(-1).gather(-1, response_ids[..., None]).squeeze(-1)
+    (logp * mask * weights).sum().backward()
+    return logits.detach(), gradients(policy)
+
+
+@pytest.mark.parametrize("prompts", [PROMPTS, ["1 2>", "0 0 0 1 2>"], ["2>"]])
+@pytest.mark.parametrize("order", ["grouped", "shuffled"])
+def test_shared_prompt_pass_equals_the_per_row_reference_values_and_gradients(model_folder, prompts, order):
+    """Left-padded prompts of different lengths, rows in any prompt order and a prompt without
+    responses: the shared-prompt pass's logits (on the real tokens) and gradients equal the reference's."""
+    policy = HFPolicy.from_folder(model_folder, max_new_tokens=6)
+    ids, samples = rollouts(policy, prompts)
+    prompt_of = torch.arange(samples.response_ids.shape[0]) // 3
+    rows = torch.arange(prompt_of.numel())
+    if order == "shuffled":
+        rows = torch.randperm(rows.numel(), generator=torch.Generator().manual_seed(1))
+        rows = rows[prompt_of[rows] != 0] if len(prompts) > 1 else rows     # prompt 0 gets no response
+    response_ids, mask, prompt_of = samples.response_ids[rows], samples.mask[rows], prompt_of[rows]
+    ref, ref_grad = logits_and_gradient(policy, per_row_response_logits, ids, response_ids, mask, prompt_of,
+                                        keeps_logits=True)
+    got, got_grad = logits_and_gradient(policy, shared_prompt_response_logits, ids, response_ids, mask,
+                                        prompt_of, cache_arg=policy.cache_arg)
+    real = mask[..., None] > 0
+    torch.testing.assert_close(got * real, ref * real, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_grad, ref_grad, atol=1e-5, rtol=1e-4)
+    assert ref_grad.abs().max() > 1e-3                                      # the gradient is not trivially 0
+
+
+def test_a_response_of_one_token_comes_from_the_prompt_pass_alone(model_folder):
+    policy = HFPolicy.from_folder(model_folder, max_new_tokens=1)
+    ids, samples = rollouts(policy)
+    prompt_of = torch.arange(samples.response_ids.shape[0]) // 3
+    ref, ref_grad = logits_and_gradient(policy, per_row_response_logits, ids, samples.response_ids, samples.mask,
+                                        prompt_of, keeps_logits=False)
+    got, got_grad = logits_and_gradient(policy, shared_prompt_response_logits, ids, samples.response_ids,
+                                        samples.mask, prompt_of, cache_arg=policy.cache_arg)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_grad, ref_grad, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_config_shared_prefix_chooses_the_hf_training_pass_and_logprobs_agree(model_folder, shared):
+    """policy.shared_prefix picks the pass when the policy is built (off by default: the reference);
+    the policy's log-probs equal the sampler's recorded ones either way."""
+    extra = {"policy.shared_prefix": True} if shared else {}
+    cfg = load_config(None, {"task.name": "sort-text", "task.length": 3, "policy.kind": "hf",
+                             "policy.model": str(model_folder), **extra})
+    policy = build_policy(cfg.policy, build_task(cfg.task))
+    assert policy.shared_prefix is shared
+    ids, samples = rollouts(policy)
+    logp, _ = policy.logprobs(ids, samples.response_ids, samples.mask, group_size=3)
+    torch.testing.assert_close(logp * samples.mask, samples.logprobs, atol=1e-5, rtol=0)

@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rlvr.cli import resolve_config_path  # noqa: E402
 from rlvr.config import load_config  # noqa: E402
 from rlvr.recipes import RECIPES  # noqa: E402
-from rlvr.runs.rundir import atomic_write_bytes, atomic_write_text  # noqa: E402
+from rlvr.runs.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 from rlvr.trainer import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

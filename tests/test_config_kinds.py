@@ -112,5 +112,5 @@ def test_help_lists_every_kinds_fields_with_its_owner():
 
 
 def test_the_rollout_backends_the_config_accepts_are_the_registered_ones():
-    from rlvr.distributed.backend import BACKENDS
+    from rlvr.distributed.backends import BACKENDS
     assert sorted(ROLLOUT_BACKENDS) == BACKENDS.names()

@@ -9,7 +9,7 @@ step's metrics row; it knows nothing of what they compute:
 
 ``loss_of(batch)`` is the policy-gradient loss alone (no KL, no entropy). The built-in hooks (the
 notes' per-parameter optimal baseline, the half-batch variance diagnostics) live in
-``rlvr.analysis``; ``build_hooks`` turns a config into the list, and ``Trainer(hooks=...)`` takes
+``rlvr.analysis``; ``rlvr.analysis.hooks.build_hooks`` turns a config into the list, and ``Trainer(hooks=...)`` takes
 any other list (``[]``: none).
 """
 
@@ -21,9 +21,7 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from rlvr.config import Config
     from rlvr.policies import Policy
-    from rlvr.tasks import Task
 
 LossOf = Callable[[Any], Tensor]  # batch -> the policy-gradient loss
 
@@ -39,21 +37,3 @@ class TrainerHook:
 
     def after_inner(self, step: int, policy: Policy, batch: Any) -> dict[str, Any]:
         return {}
-
-
-def build_hooks(cfg: Config, task: Task, *, language_model: bool) -> list[TrainerHook]:
-    """The config's research hooks: ``algo.param_baseline`` (when not ``none``) and the variance
-    diagnostics every ``train.diagnostics_every`` steps (default: every step for the toy policy,
-    never for a language model, where the half-batch gradients triple a step)."""
-    from rlvr.analysis.hooks import ParamBaselineHook, VarianceDiagnostics
-
-    hooks: list[TrainerHook] = []
-    if cfg.algo.param_baseline != "none":
-        hooks.append(ParamBaselineHook(cfg, task))
-    every = cfg.train.diagnostics_every
-    if every is None:
-        every = 0 if language_model else 1
-    if every:
-        correction = hooks[0] if hooks else TrainerHook()
-        hooks.append(VarianceDiagnostics(every=every, temperature=cfg.train.temperature, correction=correction))
-    return hooks

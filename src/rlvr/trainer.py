@@ -7,7 +7,8 @@
         3. deltas: rewards (B, G) -> shaped (length, KL in the reward) -> deltas (B, G)
            -> per-token advantages (N, T) (broadcast, or per-token process credit)
         4. cache constants: old log-probs (recorded by the sampler), reference log-probs (no grad)
-        5. inner loop: K gradient steps on this fixed batch of rollouts
+        5. inner loop: K gradient steps on this fixed batch of rollouts (each accumulated over
+           micro-batches with train.micro_batch_size; rlvr.batching), the learning rate scheduled
         6. log metrics; adapt the KL coefficient; every E steps evaluate on the held-out prompts
         7. every C steps write a checkpoint (``--resume`` continues from the newest good one)
 A non-finite loss or gradient skips its update; user reward code runs through ``rlvr.rewards``.
@@ -22,7 +23,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from contextlib import closing
+from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +33,6 @@ from torch import Tensor
 
 from rlvr.algorithms import (
     adaptive_kl_coef,
-    aggregate,
     compute_deltas,
     kl_penalty,
     policy_loss,
@@ -43,11 +43,14 @@ from rlvr.algorithms import (
 from rlvr.algorithms.aggregation import masked
 from rlvr.algorithms.credit import shaped_token_rewards
 from rlvr.algorithms.losses import log_ratio_of
-from rlvr.config import AlgoConfig, Config, OptimConfig
-from rlvr.distributed import build_rollout_backend
+from rlvr.analysis.hooks import build_hooks
+from rlvr.batching import Batch, micro_batches, reward_metrics, sample_records
+from rlvr.config import AlgoConfig, Config
+from rlvr.distributed.backends import build_rollout_backend
 from rlvr.errors import RunStopped
 from rlvr.evaluation import evaluate, evaluation_seed
-from rlvr.hooks import TrainerHook, build_hooks
+from rlvr.hooks import TrainerHook
+from rlvr.optim import build_optimizer, has_schedule, set_lr
 from rlvr.plugins import check_task
 from rlvr.policies import Policy, build_policy
 from rlvr.policies.lm import LMPolicy
@@ -55,7 +58,6 @@ from rlvr.rewards.sources import build_rewards
 from rlvr.rollout import (
     PromptSource,
     Rollouts,
-    as_json,
     dynamic_sample,
     length_penalty,
     token_reward_tensor,
@@ -63,19 +65,6 @@ from rlvr.rollout import (
 from rlvr.runs.checkpoint import rng_state, set_rng_state
 from rlvr.runs.recorder import RunRecorder
 from rlvr.tasks import build_task
-
-
-@dataclass
-class Batch:
-    """One outer step's rollouts and the constants the inner loop needs."""
-
-    rollouts: Rollouts
-    deltas: Tensor               # (B, G)
-    advantages: Tensor           # (N, T) delta broadcast over each response's tokens (or per-token credit)
-    ref_logprobs: Tensor | None  # (N, T) under the frozen reference, or None without KL
-    loss_mask: Tensor            # (N, T) the tokens the loss sees (mask, minus filtered responses)
-    kl_loss_coef: float = 0.0    # beta of the KL term in the loss (0 when the KL is in the reward)
-    loss_weights: Tensor | None = None  # (N, T) a data-parallel rank's share of the aggregate (ddp.py)
 
 
 @dataclass
@@ -89,15 +78,7 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)  # the metric rows so far (step 0 first)
     sft_final: dict[str, float] = field(default_factory=dict)    # the SFT warm start's last metrics
     wall_seconds: float = 0.0                           # wall time of the sessions before this one
-
-
-def build_optimizer(cfg: OptimConfig, params: Any) -> torch.optim.Optimizer:
-    if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    cls = torch.optim.AdamW if cfg.name == "adamw" else torch.optim.Adam
-    # fused: one kernel per parameter for the whole update, where the loop issues ~10 small ops each
-    # (it writes the weights without bumping their version counters: nothing may cache on those)
-    return cls(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay, fused=True)
+    optimizer_steps: int = 0                            # inner steps so far: the learning rate's position
 
 
 def seed_everything(seed: int) -> None:
@@ -121,7 +102,8 @@ def frozen_copy(policy: Policy) -> Policy:
 
 def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature: float,
                  aggregation_constant: float, entropy_coef: float) -> tuple[Tensor, dict[str, Tensor]]:
-    """pg loss + beta * KL - entropy_coef * entropy, each aggregated by ``algo.aggregation``."""
+    """pg loss + beta * KL - entropy_coef * entropy, each aggregated by ``algo.aggregation`` (for a
+    slice of the batch: its share of the whole batch's, ``rlvr.batching``)."""
     r = batch.rollouts
     logp, entropy = policy.logprobs(r.prompt_ids, r.response_ids, r.mask, group_size=r.group_size,
                                     temperature=temperature)
@@ -129,11 +111,10 @@ def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature:
         algo.loss, logp, r.logprobs, batch.advantages, batch.loss_mask, clip_eps_low=algo.clip_eps_low,
         clip_eps_high=algo.clip_eps_low if algo.clip_eps_high is None else algo.clip_eps_high,
         dual_clip_c=algo.dual_clip_c)
+    metrics = {k: v * batch.token_share for k, v in metrics.items()}  # token means: a slice's part
 
     def agg(values: Tensor) -> Tensor:
-        if batch.loss_weights is not None:  # these rows' share of the whole batch's aggregate
-            return masked(values, batch.loss_weights).sum()
-        return aggregate(values, batch.loss_mask, algo.aggregation, constant=aggregation_constant)
+        return batch.aggregate(values, algo.aggregation, constant=aggregation_constant)
 
     pg_loss = agg(per_token)
     loss = pg_loss
@@ -302,9 +283,10 @@ class Trainer:
         watched: dict[str, Any] = {}
         for hook in self.hooks:
             watched.update(hook.before_inner(step, self.policy, batch, self.pg_loss))
+        parts = self.learner_slices(batch)  # what this process differentiates, summing to the whole
         sums: dict[str, float] = defaultdict(float)
         for _ in range(cfg.train.inner_steps):
-            for key, value in self.inner_step(batch, entropy_coef=entropy_coef).items():
+            for key, value in self.inner_step(batch, parts, entropy_coef=entropy_coef).items():
                 sums[key] += value
         for hook in self.hooks:
             watched.update(hook.after_inner(step, self.policy, batch))
@@ -328,7 +310,7 @@ class Trainer:
         row["train/response_length"] = tokens / rollouts.mask.shape[0]
         row["perf/tokens_per_s"] = tokens / max(t1 - t0, 1e-9)  # response tokens sampled per second of rollout
         if step % cfg.eval.samples_every == 0 or step == 1:
-            self.write_samples(step, batch)
+            self.record.samples(step, sample_records(step, batch, self.task, prompts=cfg.eval.samples_prompts))
         # 6. (last) adapt the KL coefficient towards its target (Ziegler et al. 2019) for the next step
         if batch.ref_logprobs is not None and algo.kl_target is not None:
             self.state.kl_coef = adaptive_kl_coef(self.state.kl_coef, row["policy/seq_kl"], target=algo.kl_target,
@@ -373,15 +355,18 @@ class Trainer:
         assert batch.ref_logprobs is not None
         return masked(batch.rollouts.logprobs - batch.ref_logprobs, batch.rollouts.mask).sum(-1)
 
-    def inner_step(self, batch: Batch, *, entropy_coef: float) -> dict[str, float]:
-        with autocast(self.policy, self.cfg.train.bf16):
-            loss, metrics = self.learner_loss(batch, entropy_coef=entropy_coef)
+    def inner_step(self, batch: Batch, parts: Sequence[Batch], *, entropy_coef: float) -> dict[str, float]:
+        """One optimizer step: the whole batch's gradient, accumulated over ``parts``; the hooks,
+        clipping, this step's learning rate, the update (skipped when not finite)."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss, metrics = self.accumulate_gradient(parts, entropy_coef=entropy_coef)
         for hook in self.hooks:  # e.g. a per-parameter baseline correcting the gradient
             metrics.update(hook.after_backward(self.policy, batch, self.pg_loss))
         max_norm = self.cfg.optim.grad_clip or float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm, foreach=True)
+        total_steps = self.cfg.train.outer_steps * self.cfg.train.inner_steps
+        lr = set_lr(self.optimizer, self.cfg.optim, self.state.optimizer_steps, total=total_steps)
+        self.state.optimizer_steps += 1
         finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm))
         if finite:  # a NaN/inf loss or gradient would poison the weights and the optimizer state
             self.optimizer.step()
@@ -389,18 +374,49 @@ class Trainer:
         out = {k: float(v) for k, v in metrics.items()}
         out["policy/grad_norm"] = float(grad_norm)
         out["fault/skipped_updates"] = float(not finite)
+        if has_schedule(self.cfg.optim):
+            out["optim/lr"] = lr
         return out
+
+    def accumulate_gradient(self, parts: Sequence[Batch], *, entropy_coef: float) -> tuple[Tensor, dict[str, Tensor]]:
+        """Backward through each part's loss into .grad; returns the loss and metrics summed over the
+        parts, which are the whole batch's (``rlvr.batching``)."""
+        total: Tensor | None = None
+        sums: dict[str, Tensor] = {}
+        for i, part in enumerate(parts):
+            with self.gradient_sync(last=i == len(parts) - 1):
+                with autocast(self.policy, self.cfg.train.bf16):
+                    loss, metrics = self.learner_loss(part, entropy_coef=entropy_coef)
+                loss.backward()
+            total = loss.detach() if total is None else total + loss.detach()
+            sums = {k: sums[k] + v for k, v in metrics.items()} if sums else metrics
+        assert total is not None
+        return total, self.reduce_metrics(sums)
+
+    def learner_slices(self, batch: Batch) -> list[Batch]:
+        """The slices of the batch this process differentiates: its micro-batches (one: the whole
+        batch, without train.micro_batch_size); under DDP, those of the rank's rows."""
+        return micro_batches(batch, self.cfg.train.micro_batch_size, mode=self.cfg.algo.aggregation,
+                             constant=self.aggregation_constant)
+
+    def learner_loss(self, part: Batch, *, entropy_coef: float) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss of one slice (its share of the whole batch's loss)."""
+        return compute_loss(self.policy, part, self.cfg.algo, temperature=self.cfg.train.temperature,
+                            aggregation_constant=self.aggregation_constant, entropy_coef=entropy_coef)
+
+    def gradient_sync(self, *, last: bool) -> AbstractContextManager[Any]:
+        """Around each slice's forward and backward (DDP: all-reduce the gradient after the last only)."""
+        return nullcontext()
+
+    def reduce_metrics(self, metrics: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The summed slices' metrics -> the batch's (DDP: the mean over ranks)."""
+        return metrics
 
     def pg_loss(self, batch: Batch) -> Tensor:
         """The policy-gradient part of the loss alone (no KL, no entropy): for diagnostics and hooks."""
         batch = dataclasses.replace(batch, ref_logprobs=None)
         return compute_loss(self.policy, batch, self.cfg.algo, temperature=self.cfg.train.temperature,
                             aggregation_constant=self.aggregation_constant, entropy_coef=0.0)[0]
-
-    def learner_loss(self, batch: Batch, *, entropy_coef: float) -> tuple[Tensor, dict[str, Tensor]]:
-        """The loss this process differentiates: the whole batch here, a rank's share under DDP."""
-        return compute_loss(self.policy, batch, self.cfg.algo, temperature=self.cfg.train.temperature,
-                            aggregation_constant=self.aggregation_constant, entropy_coef=entropy_coef)
 
     def count_nonfinite(self, finite: bool) -> None:
         self.state.nonfinite_streak = 0 if finite else self.state.nonfinite_streak + 1
@@ -420,33 +436,12 @@ class Trainer:
         metrics["time/eval"] = time.perf_counter() - t0
         return metrics
 
-    def write_samples(self, step: int, batch: Batch) -> None:
-        r = batch.rollouts
-        responses = [as_json(x) for x in (r.decoded if r.decoded is not None else r.responses())]
-        group = r.group_size
-        records = [{"step": step, "prompt": as_json(prompt), "solution": as_json(self.task.solution(prompt)),
-                    "responses": responses[i * group:(i + 1) * group],
-                    "rewards": r.rewards[i].tolist(), "deltas": batch.deltas[i].tolist()}
-                   for i, prompt in enumerate(r.prompts[: self.cfg.eval.samples_prompts])]
-        self.record.samples(step, records)
-
 
 def legacy_train_state(state: dict[str, Any]) -> TrainState:
     """The TrainState of a checkpoint written before it existed (its fields stood loose in the state)."""
     scalars = state["scalars"]
     return TrainState(kl_coef=scalars["kl_coef"], nonfinite_streak=scalars["nonfinite_streak"],
                       history=state["history"], sft_final=state["sft_final"], wall_seconds=state["wall_seconds"])
-
-
-def reward_metrics(rewards: Tensor, deltas: Tensor) -> dict[str, float]:
-    """rewards, deltas (B, G) -> batch statistics, incl. the share of groups with one reward value."""
-    same = (rewards.max(-1).values == rewards.min(-1).values).float()
-    return {
-        "train/reward_mean": float(rewards.mean()),
-        "train/reward_std": float(rewards.std()) if rewards.numel() > 1 else 0.0,
-        "train/zero_std_frac": float(same.mean()),
-        "train/delta_abs_mean": float(deltas.abs().mean()),
-    }
 
 
 def train(cfg: Config, *, show_progress: bool = True, trackers: Sequence[str] = (),

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from rlvr.runs.rundir import atomic_write_bytes  # noqa: E402
+from rlvr.runs.atomic import atomic_write_bytes  # noqa: E402
 
 
 def save(fig: Figure, path: Path) -> None:

@@ -41,3 +41,19 @@ class VarianceDiagnostics(TrainerHook):
         if step % self.every:
             return {}
         return importance_ess(policy, batch, temperature=self.temperature)
+
+
+def build_hooks(cfg: Config, task: Task, *, language_model: bool) -> list[TrainerHook]:
+    """The config's research hooks: ``algo.param_baseline`` (when not ``none``) and the variance
+    diagnostics every ``train.diagnostics_every`` steps (default: every step for the toy policy,
+    never for a language model, where the half-batch gradients triple a step)."""
+    hooks: list[TrainerHook] = []
+    if cfg.algo.param_baseline != "none":
+        hooks.append(ParamBaselineHook(cfg, task))
+    every = cfg.train.diagnostics_every
+    if every is None:
+        every = 0 if language_model else 1
+    if every:
+        correction = hooks[0] if hooks else TrainerHook()
+        hooks.append(VarianceDiagnostics(every=every, temperature=cfg.train.temperature, correction=correction))
+    return hooks

@@ -9,7 +9,8 @@
 docs/scaling.md maps these onto a multi-node GPU cluster.
 """
 
-from rlvr.distributed.backend import BACKENDS, RolloutBackend, build_rollout_backend
+from rlvr.distributed.backend import RolloutBackend
+from rlvr.distributed.backends import BACKENDS, build_rollout_backend
 from rlvr.distributed.launch import is_main_process, launched_by_torchrun, train
 
 __all__ = ["BACKENDS", "RolloutBackend", "build_rollout_backend", "is_main_process",

@@ -16,17 +16,13 @@ engine and whose ``sync`` pushes weights into it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor
 
 from rlvr.config import Config
 from rlvr.policies import Policy
-from rlvr.registry import Registry
-from rlvr.rewards import RewardRunner
 from rlvr.rollout import PromptSource, Rollouts, concat_rollouts
-from rlvr.tasks import Task
 
 from .shards import Shard, ShardStreams
 
@@ -82,27 +78,3 @@ class RolloutBackend(ABC):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.streams.load_state_dict(state["streams"])
-
-
-BACKENDS: Registry[Callable[..., RolloutBackend]] = Registry("rollout backend")
-
-
-@BACKENDS.register("local")
-def _local(cfg: Config, task: Task, policy: Policy, prompts: PromptSource,
-           rewards: RewardRunner | None) -> RolloutBackend:
-    from .local import LocalRollouts
-    return LocalRollouts(cfg, task, policy, prompts, rewards)
-
-
-@BACKENDS.register("ray")
-def _ray(cfg: Config, task: Task, policy: Policy, prompts: PromptSource,
-         rewards: RewardRunner | None) -> RolloutBackend:
-    from .ray_rollouts import RayRollouts  # imports ray: only when asked for
-    return RayRollouts(cfg, task, policy, prompts, rewards)
-
-
-def build_rollout_backend(cfg: Config, task: Task, policy: Policy, prompts: PromptSource, *,
-                          rewards: RewardRunner | None = None) -> RolloutBackend:
-    """The backend named by ``cfg.distributed.backend``. ``rewards`` guards the reward calls made in
-    this process (Ray actors guard theirs with a runner of their own, built from ``cfg.rewards``)."""
-    return BACKENDS.get(cfg.distributed.backend)(cfg, task, policy, prompts, rewards)

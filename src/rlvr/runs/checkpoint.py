@@ -35,7 +35,7 @@ import safetensors.torch
 import torch
 from torch import Tensor
 
-from rlvr.runs.rundir import fsync_dir, naming
+from rlvr.runs.atomic import fsync_dir, naming
 
 TENSORS, STATE, MANIFEST = "tensors.safetensors", "state.json", "manifest.json"
 FORMAT = 1

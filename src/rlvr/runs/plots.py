@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rlvr.runs.rundir import atomic_write_bytes  # noqa: E402
+from rlvr.runs.atomic import atomic_write_bytes  # noqa: E402
 
 PANELS = [
     ("reward", ["train/reward_mean", "eval/reward_mean"]),

@@ -2,6 +2,7 @@
 config class; a loss's, a deltas mode's, an aggregation's in the parameter block it registered."""
 
 import dataclasses
+import typing
 
 import pytest
 import yaml
@@ -106,8 +107,12 @@ def test_help_lists_every_kinds_fields_with_its_owner():
     flags = [flag for flag, _ in field_help()]
     for cls, prefix in [(ArithConfig, "task"), (CountdownConfig, "task"), (SortConfig, "task"),
                         (HFConfig, "policy"), (TransformerPolicyConfig, "policy"), (ToyConfig, "policy")]:
+        hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            assert f"--{prefix}.{f.name}" in flags
+            if dataclasses.is_dataclass(hints[f.name]):  # a nested section: its leaves are the flags
+                assert any(flag.startswith(f"--{prefix}.{f.name}.") for flag in flags)
+            else:
+                assert f"--{prefix}.{f.name}" in flags
     assert "kind model: kind, weight, name, path, batch_size, trust_remote_code" in rows["--rewards.sources"]
 
 

@@ -13,6 +13,7 @@ from rlvr.errors import ConfigError
 from rlvr.plugins import call_user_code, import_object, is_import_spec
 from rlvr.tasks.arithmetic import ArithConfig, ArithTask, CountdownConfig, CountdownTask
 from rlvr.tasks.base import RG_PREFIX, TASKS, Prompt, Response, Task, TaskConfig, is_reasoning_gym
+from rlvr.tasks.dataset import DatasetConfig, DatasetTask
 from rlvr.tasks.sort_text import SortTextConfig, SortTextTask
 from rlvr.tasks.sorting import SortConfig, SortTask
 from rlvr.tasks.text import Completion, TextTask
@@ -52,5 +53,6 @@ def build_task(cfg: TaskConfig) -> Task:
 
 
 __all__ = ["RG_PREFIX", "TASKS", "ArithConfig", "ArithTask", "Completion", "CountdownConfig", "CountdownTask",
+           "DatasetConfig", "DatasetTask",
            "Prompt", "Response", "SortConfig", "SortTask", "SortTextConfig", "SortTextTask", "Task", "TaskConfig",
            "TextTask", "build_task", "is_reasoning_gym", "task_config_class"]

@@ -4,7 +4,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-EXTRAS  ?= dev,hf,rg
+EXTRAS  ?= dev,hf,rg,lora
 
 .PHONY: demo test test-slow test-distributed lint bench-lecture bench-scaling clean
 

@@ -126,3 +126,93 @@ def test_config_shared_prefix_chooses_the_hf_training_pass_and_logprobs_agree(mo
     ids, samples = rollouts(policy)
     logp, _ = policy.logprobs(ids, samples.response_ids, samples.mask, group_size=3)
     torch.testing.assert_close(logp * samples.mask, samples.logprobs, atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------- LoRA (policy.lora, the lora extra)
+def lora_policy(model_folder, rank=4, **kw):
+    pytest.importorskip("peft")
+    from rlvr.policies.lora import LoraConfig
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return HFPolicy.from_folder(model_folder, max_new_tokens=6, lora=LoraConfig(rank=rank, **kw))
+
+
+def train_adapters(policy, steps=3):
+    """A few plain gradient steps on the adapters, so B is no longer zero."""
+    ids, samples = rollouts(policy)
+    optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=0.05)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        logp, _ = policy.logprobs(ids, samples.response_ids, samples.mask, group_size=3)
+        (-(logp * samples.mask).sum()).backward()
+        optimizer.step()
+    return ids, samples
+
+
+def test_lora_trains_only_the_adapters_and_the_reference_is_the_base_model(model_folder):
+    base = HFPolicy.from_folder(model_folder, max_new_tokens=6)
+    policy = lora_policy(model_folder, target_modules=["q_proj", "v_proj"])
+    trainable = [name for name, p in policy.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name for name in trainable)
+    assert {id(p) for p in policy.trainable_parameters()} == {id(p) for n, p in policy.named_parameters()
+                                                               if "lora_" in n}
+    reference = policy.frozen_reference()
+    assert not list(reference.parameters()) or not any(p.requires_grad for p in reference.parameters())
+    ids, samples = train_adapters(policy)
+    args = (ids, samples.response_ids, samples.mask)
+    want, _ = base.logprobs(*args, group_size=3)
+    moved, _ = policy.logprobs(*args, group_size=3)
+    assert (moved - want).abs().max() > 1e-3                                   # the adapters did train
+    got, _ = reference.logprobs(*args, group_size=3)
+    assert torch.equal(got, want)                                              # adapters off: the base model
+    assert not got.requires_grad
+    again, _ = policy.logprobs(*args, group_size=3)
+    assert torch.equal(again, moved)                                           # the policy's adapters are back on
+
+
+def test_lora_reference_refresh_takes_the_policy_adapters_without_a_second_model(model_folder):
+    policy = lora_policy(model_folder)
+    reference = policy.frozen_reference()
+    ids, samples = train_adapters(policy)
+    args = (ids, samples.response_ids, samples.mask)
+    reference.load_state_dict(policy.state_dict())                            # a refresh (algo.ref_refresh_every)
+    want, _ = policy.logprobs(*args, group_size=3)
+    torch.testing.assert_close(reference.logprobs(*args, group_size=3)[0], want.detach(), atol=0, rtol=0)
+    train_adapters(policy, steps=1)
+    torch.testing.assert_close(reference.logprobs(*args, group_size=3)[0], want.detach(), atol=0, rtol=0)
+    saved = reference.state_dict()
+    assert saved and all("lora_" in key for key in saved)                      # only the adapters are its state
+
+
+def test_lora_state_dict_round_trip_and_merged_save_loads_without_peft(model_folder, tmp_path):
+    policy = lora_policy(model_folder)
+    ids, samples = train_adapters(policy)
+    args = (ids, samples.response_ids, samples.mask)
+    want, _ = policy.logprobs(*args, group_size=3)
+    fresh = lora_policy(model_folder)
+    fresh.load_state_dict(policy.state_dict())                                 # a checkpoint: adapters included
+    assert torch.equal(fresh.logprobs(*args, group_size=3)[0], want)
+    policy.save_hf(tmp_path / "final")
+    config = (tmp_path / "final" / "config.json").read_text()
+    assert not (tmp_path / "final" / "adapter_config.json").exists() and "lora" not in config.lower()
+    plain = HFPolicy.from_folder(tmp_path / "final", max_new_tokens=6)          # no lora config: plain weights
+    assert not any("lora_" in name for name, _ in plain.named_parameters())
+    torch.testing.assert_close(plain.logprobs(*args, group_size=3)[0], want.detach(), atol=1e-5, rtol=1e-5)
+    assert torch.equal(policy.logprobs(*args, group_size=3)[0], want)         # saving left the policy as it was
+
+
+def test_config_policy_lora_builds_adapters_and_names_a_missing_module(model_folder):
+    pytest.importorskip("peft")
+    from rlvr.errors import ConfigError
+
+    def built(**extra):
+        cfg = load_config(None, {"task.name": "sort-text", "task.length": 3, "policy.kind": "hf",
+                                 "policy.model": str(model_folder), **extra})
+        return build_policy(cfg.policy, build_task(cfg.task))
+
+    assert built().peft is None and all(p.requires_grad for p in built().parameters())   # rank 0: off
+    policy = built(**{"policy.lora.rank": 2, "policy.lora.alpha": 4.0})
+    assert policy.peft is not None and all("lora_" in n for n, p in policy.named_parameters() if p.requires_grad)
+    with pytest.raises(ConfigError, match="no module named 'w_q'"):
+        built(**{"policy.lora.rank": 2, "policy.lora.target_modules": ["w_q"]})

@@ -6,8 +6,9 @@ prompt n // G; response_ids, masks and log-probs are (N, T) with N = B * G.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,3 +88,15 @@ class Policy(nn.Module, ABC):
     @abstractmethod
     def greedy(self, prompt_ids: Tensor) -> tuple[Tensor, Tensor]:
         """The most likely response per prompt: (response_ids (B, T), mask (B, T))."""
+
+    def trainable_parameters(self) -> Iterator[nn.Parameter]:
+        """What the optimizer updates: every parameter that takes a gradient (a LoRA policy: its adapters)."""
+        return (p for p in self.parameters() if p.requires_grad)
+
+    def frozen_reference(self) -> nn.Module:
+        """The frozen reference policy (no gradient, eval mode): a deep copy. It needs ``logprobs``,
+        ``state_dict`` / ``load_state_dict`` (of this policy's ``state_dict``); a LoRA policy returns a
+        view of its own base model instead of a copy (policies/lora.py)."""
+        ref = copy.deepcopy(self)
+        ref.requires_grad_(False)
+        return ref.eval()

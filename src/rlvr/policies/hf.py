@@ -22,10 +22,11 @@ import torch
 from torch import Tensor
 
 from rlvr.errors import ConfigError, UserError
-from rlvr.options import opt
+from rlvr.options import opt, section
 from rlvr.policies.base import POLICIES, Policy, check_task_kind
 from rlvr.policies.hf_grouped import per_row_response_logits, shared_prompt_response_logits
 from rlvr.policies.lm import LMConfig, LMPolicy
+from rlvr.policies.lora import LoraConfig, LoraReference, add_adapters, merged_copy
 from rlvr.policies.tokens import positions_of
 from rlvr.safe_load import check_model_folder, check_tokenizer, pretrained_kwargs
 from rlvr.tasks import Task, TextTask
@@ -70,9 +71,12 @@ class HFCodec:
 
 class HFPolicy(LMPolicy):
     def __init__(self, model: Any, codec: HFCodec, *, max_new_tokens: int, top_p: float = 1.0,
-                 shared_prefix: bool = False) -> None:
+                 shared_prefix: bool = False, lora: LoraConfig | None = None) -> None:
         super().__init__()
         self.model = model
+        # LoRA: adapters injected into ``model`` in place; peft's wrapper kept unregistered (its weights
+        # are ``model``'s) for disabling and merging the adapters
+        self.peft = add_adapters(model, lora) if lora is not None and lora.rank > 0 else None
         self.codec = codec
         self.max_new_tokens = max_new_tokens
         self.top_p = top_p
@@ -83,7 +87,8 @@ class HFPolicy(LMPolicy):
 
     @classmethod
     def from_folder(cls, path: Path, *, max_new_tokens: int, top_p: float = 1.0, trust_remote_code: bool = False,
-                    chat_template: bool = True, shared_prefix: bool = False) -> HFPolicy:
+                    chat_template: bool = True, shared_prefix: bool = False,
+                    lora: LoraConfig | None = None) -> HFPolicy:
         transformers = import_transformers()
         # a local folder only; one that ships its own code is refused unless trust_remote_code is on
         check_model_folder(path, field="policy.model", trust_remote_code=trust_remote_code)
@@ -95,7 +100,7 @@ class HFPolicy(LMPolicy):
             raise ConfigError(f"policy.model: the tokenizer in {str(path)!r} has no eos token")
         check_tokenizer(len(tokenizer), model.get_input_embeddings().num_embeddings, field="policy.model")
         return cls(model, HFCodec(tokenizer, chat_template=chat_template), max_new_tokens=max_new_tokens, top_p=top_p,
-                   shared_prefix=shared_prefix)
+                   shared_prefix=shared_prefix, lora=lora)
 
     def _run(self, ids: Tensor, positions: Tensor, key_mask: Tensor, cache: Any, use_cache: bool) -> Any:
         return self.model(input_ids=ids, attention_mask=key_mask.long(), position_ids=positions,
@@ -131,9 +136,20 @@ class HFPolicy(LMPolicy):
     def keeps_logits(self) -> bool:
         return "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "peft":                      # not a child module: its parameters are ``model``'s
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def frozen_reference(self) -> torch.nn.Module:
+        """With LoRA, the shared base model run with the reference's adapters (policies/lora.py), not a copy."""
+        return LoraReference(self) if self.peft is not None else super().frozen_reference()
+
     def save_hf(self, path: Path) -> None:
+        """A plain HF folder (with LoRA: the adapters merged into the weights; loads without peft)."""
         path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path)
+        (merged_copy(self.peft) if self.peft is not None else self.model).save_pretrained(path)
         self.codec.save(path)
 
 
@@ -156,6 +172,11 @@ class HFConfig(LMConfig):
     chat_template: bool = opt(True, "wrap prompts in the tokenizer's chat template when it has one")
     shared_prefix: bool = opt(False, "training log-probs prefill each prompt once per group and share its "
                               "KV cache with the group's responses (off: one pass per row)")
+    lora: LoraConfig = section(LoraConfig, "LoRA adapters (rank 0: off, every weight trains)")
+
+    def check(self) -> None:
+        super().check()
+        self.lora.check()
 
 
 @POLICIES.register("hf", config=HFConfig)
@@ -166,4 +187,4 @@ def build_hf(cfg: HFConfig, task: Task) -> Policy:
         raise ConfigError("policy.model: the hf policy needs a local model folder (--policy.model PATH)")
     return HFPolicy.from_folder(Path(cfg.model), max_new_tokens=cfg.max_new_tokens or task.max_new_tokens,
                                 top_p=cfg.top_p, trust_remote_code=cfg.trust_remote_code,
-                                chat_template=cfg.chat_template, shared_prefix=cfg.shared_prefix)
+                                chat_template=cfg.chat_template, shared_prefix=cfg.shared_prefix, lora=cfg.lora)

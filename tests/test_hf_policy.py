@@ -216,3 +216,21 @@ def test_config_policy_lora_builds_adapters_and_names_a_missing_module(model_fol
     assert policy.peft is not None and all("lora_" in n for n, p in policy.named_parameters() if p.requires_grad)
     with pytest.raises(ConfigError, match="no module named 'w_q'"):
         built(**{"policy.lora.rank": 2, "policy.lora.target_modules": ["w_q"]})
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_bf16_autocast_hf_logprobs_stay_within_stated_tolerance_of_float32(model_folder, shared):
+    """train.bf16 on an HF policy (trainer.autocast: matrix products in bf16, log-softmax in fp32):
+    per-token log-probs within 0.05 nats of float32, 0.02 on average, and in float32."""
+    from rlvr.trainer import autocast
+
+    policy = HFPolicy.from_folder(model_folder, max_new_tokens=6, shared_prefix=shared)
+    ids, samples = rollouts(policy)
+    args = (ids, samples.response_ids, samples.mask)
+    with torch.no_grad():
+        lp32, _ = policy.logprobs(*args, group_size=3)
+        with autocast(policy, True):
+            lp16, _ = policy.logprobs(*args, group_size=3)
+    diff = ((lp16 - lp32) * samples.mask).abs()
+    assert lp16.dtype == torch.float32 and not torch.equal(lp16, lp32)       # bf16 did run, results are fp32
+    assert diff.max() < 0.05 and diff.sum() / samples.mask.sum() < 0.02, diff.max()

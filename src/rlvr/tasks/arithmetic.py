@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -24,12 +25,12 @@ from rlvr.tasks.text import TextTask
 class ArithTask(TextTask):
     name = "arith"
 
-    def __init__(self, *, digits: int, operations: str, **kwargs: object) -> None:
+    def __init__(self, *, digits: int, operations: str, **kwargs: Any) -> None:
         ops = [op for op in operations if op in "+-*"]
         if not ops:
             raise ConfigError(f"task.operations: {operations!r} holds none of + - *")
         kwargs.setdefault("max_new_tokens", 2 * digits + 2)
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.digits = digits
         self.ops = ops
 
@@ -56,9 +57,9 @@ class ArithTask(TextTask):
 class CountdownTask(TextTask):
     name = "countdown"
 
-    def __init__(self, *, count: int, digits: int, **kwargs: object) -> None:
+    def __init__(self, *, count: int, digits: int, **kwargs: Any) -> None:
         kwargs.setdefault("max_new_tokens", count * (digits + 3) + 4)
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.count = count
         self.digits = digits
         self._solutions: dict[str, str] = {}

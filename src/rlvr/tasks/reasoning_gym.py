@@ -36,8 +36,8 @@ def create_dataset(name: str, *, size: int, seed: int) -> Any:
 
 
 class ReasoningGymTask(TextTask):
-    def __init__(self, dataset_name: str, *, max_new_tokens: int = 64, **split: object) -> None:
-        super().__init__(max_new_tokens=max_new_tokens, **split)  # type: ignore[arg-type]
+    def __init__(self, dataset_name: str, *, max_new_tokens: int = 64, **split: Any) -> None:
+        super().__init__(max_new_tokens=max_new_tokens, **split)
         self.name = f"rg:{dataset_name}"
         self.dataset = create_dataset(dataset_name, size=RG_POOL, seed=self.split_seed)
         self.entries = {entry["question"]: entry for entry in (self.dataset[i] for i in range(RG_POOL))}

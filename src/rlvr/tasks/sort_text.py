@@ -13,6 +13,7 @@ where it ends, so emitting <eos> after good digits is what keeps them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -28,9 +29,9 @@ def parse_digits(prompt: str) -> list[int]:
 class SortTextTask(TextTask):
     name = "sort-text"
 
-    def __init__(self, *, length: int, max_digit: int = 9, copy_weight: float = 0.0, **kwargs: object) -> None:
+    def __init__(self, *, length: int, max_digit: int = 9, copy_weight: float = 0.0, **kwargs: Any) -> None:
         kwargs.setdefault("max_new_tokens", 2 * length + 2)
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.length = length
         self.max_digit = max_digit
         self.copy_weight = copy_weight  # shaping: share of the reward for digits copied from the prompt

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -53,8 +54,8 @@ class SortTask(Task):
 
     name = "sort"
 
-    def __init__(self, *, length: int, vocab_size: int, reward: str, **split: object) -> None:
-        super().__init__(**split)  # type: ignore[arg-type]
+    def __init__(self, *, length: int, vocab_size: int, reward: str, **split: Any) -> None:
+        super().__init__(**split)
         self.prompt_length = self.response_length = length
         self.vocab_size = vocab_size
         self.reward_name = reward

@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -49,8 +50,8 @@ class TextTask(Task):
     prompt_length = 0
     response_length = 0
 
-    def __init__(self, *, max_new_tokens: int, **split: object) -> None:
-        super().__init__(fixed_prompts=None, **split)  # type: ignore[arg-type]
+    def __init__(self, *, max_new_tokens: int, **split: Any) -> None:
+        super().__init__(fixed_prompts=None, **split)
         self.max_new_tokens = max_new_tokens
 
     # -- to implement ------------------------------------------------------------------------

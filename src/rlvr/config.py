@@ -37,7 +37,7 @@ from rlvr.evaluation import evaluation_metrics
 from rlvr.options import opt, section
 from rlvr.plugins import import_object, is_import_spec
 from rlvr.policies import PolicyConfig, ToyConfig, policy_config_class
-from rlvr.rewards.sources import SourceConfig, check_sources
+from rlvr.rewards.config import RewardsConfig
 from rlvr.tasks import SortConfig, TaskConfig, task_config_class
 
 # the rollout backends registered in rlvr.distributed.backend (not imported here: the backends read
@@ -154,26 +154,6 @@ class CheckpointConfig:
     best_metric: str | None = opt("eval/reward_mean", "also keep the checkpoint with the best value of this "
                                   "held-out metric, among checkpoints at evaluation steps (none: don't)")
     best_mode: str = opt("max", "whether a larger or a smaller best_metric is better", choices=["max", "min"])
-
-
-@dataclass
-class RewardsConfig:
-    timeout: float | None = opt(10.0, "seconds one reward call may run before it gets the fallback (none: no limit)",
-                                gt=0.0)
-    fallback: float = opt(0.0, "reward of a response whose reward function raised, hung, or returned a "
-                          "non-number or a non-finite number")
-    max_failure_rate: float = opt(0.1, "stop the run (with a checkpoint) once more than this share of all "
-                                  "reward calls so far has failed", ge=0.0, le=1.0)
-    workers: int = opt(0, "reward worker processes (0: call rewards in the training process; >0: in "
-                       "parallel, and a hung call's worker is killed)", ge=0)
-    sources: list[SourceConfig] | None = opt(
-        None, "weighted reward sources, e.g. [{kind: verifier, weight: 1}, {kind: model, path: DIR, "
-        "weight: 0.5}]; kinds: verifier, exact, format, model (none: the verifier alone); see "
-        "rlvr.rewards.sources")
-
-    def check(self) -> None:
-        if self.sources is not None:
-            check_sources(self.sources)
 
 
 @dataclass

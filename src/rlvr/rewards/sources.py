@@ -7,9 +7,12 @@ Configured by ``rewards.sources`` (None: the task's verifier alone, exactly as b
         - {kind: verifier, weight: 1.0}              # task.reward, guarded by rlvr.rewards
         - {kind: exact, weight: 1.0}                 # binary: 1 where task.reward reaches task.max_reward
         - {kind: format, weight: 0.1}                # 1 if the response is well formed (Completion.body)
+        - {kind: think-format, weight: 0.2}          # 1 for <think>...</think><answer>...</answer>
         - {kind: model, path: runs/rm, weight: 0.5}  # a local HF sequence-classification model
 
-The reward of one response is sum_k weight_k * r_k(prompt, response). Each component's mean over a
+The reward of one response is sum_k weight_k * r_k(prompt, response), over the sources and the
+TRL-style functions of ``rewards.functions`` (rlvr.rewards.functions; a None from a function adds
+nothing). Each component's mean over a
 step's training responses is logged as ``reward/<name>`` (name: the source's ``name``, else its
 kind). A model source scores ``prompt + answer`` text in batches under ``torch.no_grad``: any local
 Hugging Face ``AutoModelForSequenceClassification`` folder with one label (``num_labels=1``), for
@@ -32,7 +35,9 @@ import torch
 from rlvr.errors import ConfigError
 from rlvr.options import opt
 from rlvr.registry import Registry
+from rlvr.rewards.functions import RewardFunction, build_functions
 from rlvr.rewards.runner import RewardRunner
+from rlvr.rewards.verifiers import format_reward as think_answer_format
 from rlvr.safe_load import check_model_folder, pretrained_kwargs
 
 EXACT = "exact"  # marker scorer: 1 where the guarded verifier's reward reaches task.max_reward
@@ -113,7 +118,8 @@ class SourceConfig:
     (``ModelSourceConfig``) and registers with it in ``SOURCES``."""
 
     kind: str = opt("verifier", "verifier (the task's reward, guarded), exact (1 where the verifier "
-                    "reaches the task's max_reward), format (1 if well formed), model (a reward model)",
+                    "reaches the task's max_reward), format (1 if well formed), think-format (1 for "
+                    "<think>...</think><answer>...</answer>), model (a reward model)",
                     choices=lambda: SOURCES.names())
     weight: float = opt(1.0, "the source's weight in the sum")
     name: str | None = opt(None, "logged as reward/<name> (default: the kind)")
@@ -146,6 +152,7 @@ SOURCES: Registry[Callable[[Any], Any]] = Registry("reward source")
 SOURCES.register("verifier")(lambda spec: None)
 SOURCES.register("exact")(lambda spec: EXACT)
 SOURCES.register("format")(lambda spec: lambda ps, rs: [format_reward(p, r) for p, r in zip(ps, rs, strict=True)])
+SOURCES.register("think-format")(lambda spec: lambda ps, rs: [think_answer_format(response_text(r)) for r in rs])
 
 
 @SOURCES.register("model", config=ModelSourceConfig)
@@ -176,11 +183,15 @@ class CombinedRewards:
     """Weighted sum of reward sources, with the interface of ``RewardRunner`` (which guards the
     verifier; its fault metrics, stop reason and state are this object's)."""
 
-    def __init__(self, guard: RewardRunner, components: list[tuple[str, float, Any]], *, max_reward: float) -> None:
+    def __init__(self, guard: RewardRunner, components: list[tuple[str, float, Any]], *, max_reward: float,
+                 functions: Sequence[tuple[float, RewardFunction]] = ()) -> None:
         self.guard = guard
         self.max_reward = max_reward
         self.components = components  # (name, weight, scorer)
+        self.functions = list(functions)  # (weight, function): guarded batched user code, None allowed
         self.step_sums = {name: 0.0 for name, _, _ in components}
+        self.step_sums.update({fn.name: 0.0 for _, fn in self.functions})
+        self.step_counts = {fn.name: 0 for _, fn in self.functions}  # responses each function scored
         self.step_count = 0
 
     def __call__(self, prompts: Sequence[Any], responses: Sequence[Any], *, counted: bool = True) -> list[float]:
@@ -196,18 +207,36 @@ class CombinedRewards:
             total = [t + weight * v for t, v in zip(total, values, strict=True)]
             if counted:
                 self.step_sums[name] += sum(values)
+        for weight, fn in self.functions:
+            scored = fn(prompts, responses, counted=counted)
+            total = [t if v is None else t + weight * v for t, v in zip(total, scored, strict=True)]
+            if counted:
+                self.count_function(fn, scored, len(responses))
         if counted:
             self.step_count += len(responses)
         return total
+
+    def count_function(self, fn: RewardFunction, scored: list[float | None], calls: int) -> None:
+        """A function's values into its mean; its failures into the guard's (fault/*, the stop rule)."""
+        values = [v for v in scored if v is not None]
+        self.step_sums[fn.name] += sum(values)
+        self.step_counts[fn.name] += len(values)
+        failures = fn.pop_failures()
+        self.guard.step_failures.update(failures)
+        self.guard.step_calls += calls
+        if failures:
+            self.guard.last_error = fn.last_error
 
     def pop_metrics(self) -> dict[str, float]:
         """The guard's fault metrics and ``reward/<name>``: each source's (unweighted) mean this step."""
         metrics = self.guard.pop_metrics()
         for name in self.step_sums:
-            if self.step_count:  # none under the Ray backend: its actors score the rollouts
-                metrics[f"reward/{name}"] = self.step_sums[name] / self.step_count
+            count = self.step_counts.get(name, self.step_count)  # a function: the responses it scored
+            if count:  # none under the Ray backend: its actors score the rollouts
+                metrics[f"reward/{name}"] = self.step_sums[name] / count
             self.step_sums[name] = 0.0
         self.step_count = 0
+        self.step_counts = dict.fromkeys(self.step_counts, 0)
         return metrics
 
     def stop_reason(self) -> str | None:
@@ -230,7 +259,9 @@ def build_rewards(cfg: Any, task: Any, *, max_failure_rate: float | None = None,
     guard = RewardRunner(task.reward, fallback=rw.fallback, timeout=rw.timeout,
                          max_failure_rate=rw.max_failure_rate if max_failure_rate is None else max_failure_rate,
                          workers=rw.workers if workers is None else workers)
-    if rw.sources is None:
+    functions = build_functions(rw, task)
+    if rw.sources is None and not functions:
         return guard
-    components = [(spec.label, spec.weight, SOURCES.get(spec.kind)(spec)) for spec in rw.sources]
-    return CombinedRewards(guard, components, max_reward=task.max_reward)
+    sources = rw.sources if rw.sources is not None else [SourceConfig()]  # the verifier, weight 1
+    components = [(spec.label, spec.weight, SOURCES.get(spec.kind)(spec)) for spec in sources]
+    return CombinedRewards(guard, components, max_reward=task.max_reward, functions=functions)

@@ -168,9 +168,11 @@ def snapshot(trainer):
     return out
 
 
-def test_a_resumed_trainer_equals_the_uninterrupted_one_attribute_by_attribute(tmp_path):
+@pytest.mark.parametrize("lr_schedule", [{}, {"optim.warmup_steps": 5, "optim.lr_schedule": "cosine",
+                                         "optim.min_lr_ratio": 0.1}])
+def test_a_resumed_trainer_equals_the_uninterrupted_one_attribute_by_attribute(tmp_path, lr_schedule):
     from rlvr.config import AlgoConfig
-    extra = {}
+    extra = dict(lr_schedule)  # a learning rate that changes each inner step continues exactly
     if "kl_target" in AlgoConfig.__dataclass_fields__:  # adaptive KL: a coefficient that changes each step
         extra["algo.kl_target"] = 0.001
     whole = Trainer(config(tmp_path / "whole", **extra), show_progress=False)
@@ -181,7 +183,7 @@ def test_a_resumed_trainer_equals_the_uninterrupted_one_attribute_by_attribute(t
     assert snapshot(resumed) == snapshot(whole)
     assert comparable(resumed.history) == comparable(whole.history)
     # the declared state (TrainState) but the wall time, field by field
-    for name in ("kl_coef", "nonfinite_streak", "sft_final"):
+    for name in ("kl_coef", "nonfinite_streak", "sft_final", "optimizer_steps"):
         assert getattr(resumed.state, name) == getattr(whole.state, name), name
 
 

@@ -102,6 +102,13 @@ class OptimConfig:
     beta2: float = opt(0.999, "Adam beta2", ge=0.0, le=1.0)
     weight_decay: float = opt(0.0, "weight decay", ge=0.0)
     grad_clip: float | None = opt(None, "clip the gradient norm to this value (none: no clipping)", gt=0.0)
+    warmup_steps: int = opt(0, "learning rate: linear warmup over the first W optimizer steps (inner "
+                            "steps; 0: none)", ge=0)
+    lr_schedule: str = opt("constant", "learning rate after the warmup: constant, or a linear or cosine "
+                           "decay to min_lr_ratio * lr by the end of training (rlvr/optim.py)",
+                           choices=["constant", "linear", "cosine"])
+    min_lr_ratio: float = opt(0.0, "learning rate: where a decaying lr_schedule ends, as a fraction of lr",
+                              ge=0.0, le=1.0)
 
 
 @dataclass
@@ -121,6 +128,10 @@ class TrainConfig:
                                         "they triple a step)", ge=0)
     nonfinite_patience: int = opt(3, "a non-finite loss or gradient skips its update; stop the run after "
                                   "this many in a row (the last good checkpoint stays intact)", ge=1)
+    micro_batch_size: int | None = opt(None, "gradient accumulation: the inner step's backward pass in "
+                                       "micro-batches of this many responses, rounded down to whole groups "
+                                       "of G (at least one); same gradient, less memory (none or 0: the "
+                                       "whole batch at once)", ge=0)
 
 
 @dataclass

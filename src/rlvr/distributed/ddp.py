@@ -4,16 +4,18 @@
 
 Every rank builds the same policy (same seed; DDP also broadcasts rank 0's weights at the start),
 samples its own rollout shards and receives the others' (``local.py``), so rewards, deltas,
-metrics and samples are the whole batch's on every rank. Each rank differentiates only its rows
-(the batch's prompts cut into R contiguous pieces whose sizes differ by at most one):
+metrics and samples are the whole batch's on every rank. Each rank differentiates only its rows,
+a slice of the batch (``rlvr.batching``: the batch's prompts cut into R contiguous pieces whose
+sizes differ by at most one) scaled by R:
 
     loss_r = R * sum_{(i,t) in rank r} w_it l_it,     w = d aggregate(l) / d l  over the WHOLE batch
 
-Every aggregation is linear in the per-token loss l, so (1/R) sum_r loss_r is the whole batch's
-loss and DDP's averaged gradient (1/R) sum_r grad loss_r is exactly one process's gradient on the
-whole batch -- also when ranks hold different numbers of prompts or tokens (3 prompts on 2 ranks).
-Inner-loop metrics are averaged over ranks: exact for the aggregated losses, KL and entropy; a
-rank-average for the ratio metrics (exact when ranks hold equal token counts).
+so (1/R) sum_r loss_r is the whole batch's loss and DDP's averaged gradient (1/R) sum_r grad loss_r
+is exactly one process's gradient on the whole batch -- also when ranks hold different numbers of
+prompts or tokens (3 prompts on 2 ranks). With ``train.micro_batch_size`` a rank accumulates over
+micro-batches of its rows and all-reduces once, after the last (``no_sync`` before). Inner-loop
+metrics are averaged over ranks: exact for the aggregated losses, KL, entropy and the token-mean
+ratio metrics (each rank's scaled by its part of the loss tokens); roughly for seq_ratio_mean.
 
 Files are written once, by rank 0 (``RunDir(writer=...)``). Ranks evaluate redundantly (same
 weights, same seeds, same numbers) rather than broadcast. Models that do not fit one device need
@@ -25,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -32,28 +35,15 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from rlvr.algorithms import aggregate
+from rlvr.batching import Batch, aggregation_weights, micro_batches, slices
 from rlvr.config import Config
 from rlvr.errors import UserError
-from rlvr.rollout import select_prompts
 from rlvr.runs.recorder import default_run_dir
-from rlvr.trainer import Batch, Trainer, compute_loss
+from rlvr.trainer import Trainer, compute_loss
 
-from .shards import response_rows, shard_prompt_rows
+from .shards import shard_prompt_rows
 
-
-def aggregation_weights(mask: Tensor, mode: str, *, constant: float) -> Tensor:
-    """mask (N, T) -> w (N, T) with aggregate(l, mask) = sum_it w_it l_it for every l (w = its gradient)."""
-    values = torch.zeros_like(mask, dtype=torch.float, requires_grad=True)
-    with torch.enable_grad():
-        aggregate(values, mask, mode, constant=constant).backward()
-    assert values.grad is not None
-    return values.grad
-
-
-def aggregated_mask(batch: Batch) -> Tensor:
-    """The (N, T) mask ``compute_loss`` aggregates with (filtered responses left out)."""
-    return batch.loss_mask
+__all__ = ["DDPTrainer", "aggregation_weights", "train_ddp"]  # aggregation_weights: from rlvr.batching
 
 
 class LogprobsModule(nn.Module):
@@ -107,32 +97,30 @@ class DDPTrainer(Trainer):
             raise UserError(f"train.prompts_per_step: {cfg.train.prompts_per_step} prompts leave some of the "
                             f"{self.world_size} ranks without a group to learn from")
         self.ddp = DistributedDataParallel(LogprobsModule(self.policy))
-        self.local: tuple[Batch, Batch] | None = None  # (whole batch, this rank's rows), per outer step
 
     def writes_files(self) -> bool:
         return self.rank == 0
 
-    def learner_loss(self, batch: Batch, *, entropy_coef: float) -> tuple[Tensor, dict[str, Tensor]]:
-        loss, metrics = compute_loss(DDPPolicy(self.ddp), self.rank_batch(batch), self.cfg.algo,
-                                     temperature=self.cfg.train.temperature,
-                                     aggregation_constant=self.aggregation_constant, entropy_coef=entropy_coef)
-        return loss, self.mean_over_ranks(metrics)
+    def learner_slices(self, batch: Batch) -> list[Batch]:
+        """This rank's rows of the batch, a slice scaled by R (DDP averages the ranks' gradients),
+        in micro-batches with train.micro_batch_size."""
+        prompt_rows = shard_prompt_rows(len(batch.rollouts.prompts), self.world_size, [self.rank])  # contiguous
+        mine = slices(batch, [prompt_rows], mode=self.cfg.algo.aggregation, constant=self.aggregation_constant)[0]
+        assert mine.share is not None
+        mine = dataclasses.replace(mine, share=mine.share * self.world_size,
+                                   token_share=mine.token_share * self.world_size)
+        return micro_batches(mine, self.cfg.train.micro_batch_size, mode=self.cfg.algo.aggregation,
+                             constant=self.aggregation_constant)
 
-    def rank_batch(self, batch: Batch) -> Batch:
-        """This rank's rows of the batch, weighted by their share of the whole batch's aggregate.
-        Every tensor field is cut by its rows: (B, ...) by prompt, (N, ...) by response."""
-        if self.local is None or self.local[0] is not batch:
-            r = batch.rollouts
-            prompt_rows = shard_prompt_rows(len(r.prompts), self.world_size, [self.rank])  # contiguous
-            rows = response_rows(prompt_rows, r.group_size)
-            weights = aggregation_weights(aggregated_mask(batch), self.cfg.algo.aggregation,
-                                          constant=self.aggregation_constant)
-            cut = {f.name: value[prompt_rows] if value.shape[0] == len(r.prompts) else value[rows]
-                   for f in dataclasses.fields(batch)
-                   if isinstance(value := getattr(batch, f.name), Tensor)}
-            self.local = (batch, dataclasses.replace(batch, **cut, rollouts=select_prompts(r, prompt_rows),
-                                                     loss_weights=weights[rows] * self.world_size))
-        return self.local[1]
+    def learner_loss(self, part: Batch, *, entropy_coef: float) -> tuple[Tensor, dict[str, Tensor]]:
+        return compute_loss(DDPPolicy(self.ddp), part, self.cfg.algo, temperature=self.cfg.train.temperature,
+                            aggregation_constant=self.aggregation_constant, entropy_coef=entropy_coef)
+
+    def gradient_sync(self, *, last: bool) -> AbstractContextManager[Any]:
+        return nullcontext() if last else self.ddp.no_sync()
+
+    def reduce_metrics(self, metrics: dict[str, Tensor]) -> dict[str, Tensor]:
+        return self.mean_over_ranks(metrics)
 
     def mean_over_ranks(self, metrics: dict[str, Tensor]) -> dict[str, Tensor]:
         values = torch.stack([v.detach().float().reshape(()) for v in metrics.values()])

@@ -234,3 +234,46 @@ def test_bf16_autocast_hf_logprobs_stay_within_stated_tolerance_of_float32(model
     diff = ((lp16 - lp32) * samples.mask).abs()
     assert lp16.dtype == torch.float32 and not torch.equal(lp16, lp32)       # bf16 did run, results are fp32
     assert diff.max() < 0.05 and diff.sum() / samples.mask.sum() < 0.02, diff.max()
+
+
+# ---------------------------------------------------------------- prompt length limit, stop strings
+def hf_from_config(model_folder, **extra):
+    cfg = load_config(None, {"task.name": "sort-text", "task.length": 3, "policy.kind": "hf",
+                             "policy.model": str(model_folder), **extra})
+    return build_policy(cfg.policy, build_task(cfg.task))
+
+
+def test_a_prompt_over_max_prompt_length_is_one_error_line_or_cut_from_the_left(model_folder):
+    from rlvr.errors import ConfigError, UserError
+
+    plain = hf_from_config(model_folder)
+    full = plain.codec.encode_prompt("2 2 0 1>")
+    limited = hf_from_config(model_folder, **{"policy.max_prompt_length": 4})
+    with pytest.raises(UserError, match=f"a prompt is {len(full)} tokens, the limit is 4"):
+        limited.encode_prompts(["2 2 0 1>"])
+    cut = hf_from_config(model_folder, **{"policy.max_prompt_length": 4, "policy.truncate_prompts": True})
+    assert cut.encode_prompts(["2 2 0 1>", "1>"])[0].tolist() == full[-4:]
+    assert limited.encode_prompts(["1>"]).tolist() == plain.encode_prompts(["1>"]).tolist()   # short: unchanged
+    with pytest.raises(ConfigError, match="truncate_prompts"):
+        hf_from_config(model_folder, **{"policy.truncate_prompts": True})
+
+
+def test_a_stop_string_ends_a_row_like_eos_and_stays_in_the_response(model_folder):
+    """Same draws with and without the stop string: each stopped row is the unstopped row cut right
+    after the token that completed the stop string; a row without it is unchanged."""
+    free = hf_from_config(model_folder, **{"policy.max_new_tokens": 8})
+    stopped = hf_from_config(model_folder, **{"policy.max_new_tokens": 8, "policy.stop": [" "]})
+    ids, a = rollouts(free, group_size=4, seed=3)
+    _, b = rollouts(stopped, group_size=4, seed=3)
+    texts_a = [c.text for c in free.decode_responses(a.response_ids, a.mask)]
+    texts_b = [c.text for c in stopped.decode_responses(b.response_ids, b.mask)]
+    assert any(" " in t for t in texts_a)                                    # the stop string does occur
+    for row, (ta, tb) in enumerate(zip(texts_a, texts_b, strict=True)):
+        n = int(b.mask[row].sum())
+        assert torch.equal(b.response_ids[row, :n], a.response_ids[row, :n])
+        if " " in ta:
+            assert tb == ta[: ta.index(" ") + 1]                             # kept, and nothing after it
+        else:
+            assert tb == ta and n == int(a.mask[row].sum())
+    logp, _ = stopped.logprobs(ids, b.response_ids, b.mask, group_size=4)
+    torch.testing.assert_close(logp * b.mask, b.logprobs, atol=1e-5, rtol=0)

@@ -172,10 +172,16 @@ class HFConfig(LMConfig):
     chat_template: bool = opt(True, "wrap prompts in the tokenizer's chat template when it has one")
     shared_prefix: bool = opt(False, "training log-probs prefill each prompt once per group and share its "
                               "KV cache with the group's responses (off: one pass per row)")
+    max_prompt_length: int = opt(0, "prompt tokens allowed, template included (0: no limit); a longer "
+                                 "prompt is an error unless truncate_prompts", ge=0)
+    truncate_prompts: bool = opt(False, "cut a prompt longer than max_prompt_length from the left instead")
+    stop: list[str] = opt([], "stop strings: a response also ends when its text gains one (kept in the response)")
     lora: LoraConfig = section(LoraConfig, "LoRA adapters (rank 0: off, every weight trains)")
 
     def check(self) -> None:
         super().check()
+        if self.truncate_prompts and not self.max_prompt_length:
+            raise ConfigError("policy.truncate_prompts: needs policy.max_prompt_length > 0")
         self.lora.check()
 
 
@@ -185,6 +191,9 @@ def build_hf(cfg: HFConfig, task: Task) -> Policy:
     assert isinstance(task, TextTask)
     if cfg.model is None:
         raise ConfigError("policy.model: the hf policy needs a local model folder (--policy.model PATH)")
-    return HFPolicy.from_folder(Path(cfg.model), max_new_tokens=cfg.max_new_tokens or task.max_new_tokens,
-                                top_p=cfg.top_p, trust_remote_code=cfg.trust_remote_code,
-                                chat_template=cfg.chat_template, shared_prefix=cfg.shared_prefix, lora=cfg.lora)
+    policy = HFPolicy.from_folder(Path(cfg.model), max_new_tokens=cfg.max_new_tokens or task.max_new_tokens,
+                                  top_p=cfg.top_p, trust_remote_code=cfg.trust_remote_code,
+                                  chat_template=cfg.chat_template, shared_prefix=cfg.shared_prefix, lora=cfg.lora)
+    policy.max_prompt_length, policy.truncate_prompts = cfg.max_prompt_length, cfg.truncate_prompts
+    policy.stop = tuple(s for s in cfg.stop if s)
+    return policy

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from rlvr.algorithms.logprobs import token_entropy, token_logprobs
-from rlvr.errors import ConfigError
+from rlvr.errors import ConfigError, UserError
 from rlvr.options import opt
 from rlvr.policies.base import Policy, PolicyConfig, Samples
 from rlvr.policies.decode_rows import EVERY_ROW, DecodeRows
@@ -65,6 +65,9 @@ class LMPolicy(Policy):
     top_p: float = 1.0
     prompt_template: str = "{prompt}"   # how a task prompt is shown to the model
     decode_rows: DecodeRows = EVERY_ROW
+    max_prompt_length: int = 0          # prompt tokens allowed (0: no limit); longer is an error ...
+    truncate_prompts: bool = False      # ... or, when on, cut from the left (the prompt's end is kept)
+    stop: tuple[str, ...] = ()          # a row also ends when its text gains one of these (kept in it)
 
     @property
     def prompt_pad_id(self) -> int:
@@ -102,9 +105,31 @@ class LMPolicy(Policy):
 
     # ---------------------------------------------------------------- text <-> ids
     def encode_prompts(self, prompts: list[Any]) -> Tensor:
-        rows = [self.codec.encode_prompt(self.prompt_template.replace("{prompt}", p)) for p in prompts]
+        rows = [self.fitted(self.codec.encode_prompt(self.prompt_template.replace("{prompt}", p))) for p in prompts]
         width = max(len(r) for r in rows)
         return torch.tensor([[self.codec.pad_id] * (width - len(r)) + r for r in rows], dtype=torch.long)
+
+    def fitted(self, ids: list[int]) -> list[int]:
+        """A prompt's ids within ``max_prompt_length``: cut from the left when ``truncate_prompts``
+        (what the model reads last, the question's end and the generation prompt, stays), else one error line."""
+        limit = self.max_prompt_length
+        if not limit or len(ids) <= limit:
+            return ids
+        if self.truncate_prompts:
+            return ids[-limit:]
+        raise UserError(f"policy.max_prompt_length: a prompt is {len(ids)} tokens, the limit is {limit} "
+                        "(--policy.truncate_prompts true cuts prompts from the left)")
+
+    def stop_hits(self, tokens: list[Tensor], drew: Tensor) -> Tensor:
+        """(N,) True where a row that drew a token this step (``drew``) now has a stop string in its
+        decoded text that this token completed (a stop string may end inside a token)."""
+        ids = torch.stack(tokens, 1).tolist()
+        longest = max(len(s) for s in self.stop)
+        hit = torch.zeros(len(ids), dtype=torch.bool)
+        for n in drew.nonzero().flatten().tolist():
+            before, text = self.codec.decode(ids[n][:-1]), self.codec.decode(ids[n])
+            hit[n] = any(s in text[max(0, len(before) - longest + 1):] for s in self.stop)
+        return hit
 
     def decode_responses(self, response_ids: Tensor, mask: Tensor) -> list[Any]:
         codec = self.codec
@@ -158,6 +183,8 @@ class LMPolicy(Policy):
             tokens.append(token)
             logps.append(logp)
             live.append(~done)
+            if self.stop:                                                   # a stop string ends a row like <eos>
+                done = done | self.stop_hits(tokens, ~done & (token != eos))
             done = done | (token == eos)
             if bool(done.all()):
                 break

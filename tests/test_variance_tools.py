@@ -13,13 +13,13 @@ from rlvr.config import load_config
 from rlvr.trainer import Trainer
 from test_cli import rlvr
 
-TINY = {"task.length": 2, "task.vocab_size": 3, "task.prompts": "[[2,0],[1,1]]", "policy.embedding_dim": 4,
-        "algo.deltas": "raw", "train.outer_steps": 3, "train.inner_steps": 1, "train.group_size": 6,
-        "train.prompts_per_step": 2, "eval.every": 3}
+RUN = {"algo.deltas": "raw", "train.outer_steps": 3, "train.inner_steps": 1, "train.group_size": 6,
+       "train.prompts_per_step": 2, "eval.every": 3}
+TINY = {"task.length": 2, "task.vocab_size": 3, "task.prompts": "[[2,0],[1,1]]", "policy.embedding_dim": 4, **RUN}
 
 
-def trainer(tmp_path, **overrides):
-    cfg = load_config(None, {**TINY, "run_dir": str(tmp_path / "run"), **overrides})
+def trainer(tmp_path, base=TINY, **overrides):
+    cfg = load_config(None, {**base, "run_dir": str(tmp_path / "run"), **overrides})
     return Trainer(cfg, show_progress=False)
 
 
@@ -69,11 +69,11 @@ def test_diagnostics_are_on_by_default_for_the_toy_and_off_for_language_models(t
     from rlvr.analysis.hooks import VarianceDiagnostics
     toy = trainer(tmp_path / "toy")
     assert [type(h) for h in toy.hooks] == [VarianceDiagnostics]
-    lm = trainer(tmp_path / "lm", **{"task.name": "sort-text", "task.prompts": None, "policy.kind": "transformer", "task.length": 3,
+    lm = trainer(tmp_path / "lm", RUN, **{"task.name": "sort-text", "policy.kind": "transformer", "task.length": 3,
                                      "policy.hidden_size": 16, "policy.intermediate_size": 32,
                                      "policy.num_layers": 1, "policy.num_heads": 2})
     assert lm.hooks == [] and not any(k.startswith("diag/") for k in lm.outer_step(1))
-    asked = trainer(tmp_path / "lm2", **{"task.name": "sort-text", "task.prompts": None, "policy.kind": "transformer", "task.length": 3,
+    asked = trainer(tmp_path / "lm2", RUN, **{"task.name": "sort-text", "policy.kind": "transformer", "task.length": 3,
                                          "policy.hidden_size": 16, "policy.intermediate_size": 32,
                                          "policy.num_layers": 1, "policy.num_heads": 2, "train.diagnostics_every": 2})
     assert [type(h) for h in asked.hooks] == [VarianceDiagnostics]

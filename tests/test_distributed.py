@@ -18,7 +18,7 @@ from rlvr.config import load_config
 from rlvr.policies import build_policy
 from rlvr.rollout import PromptSource
 from rlvr.tasks import build_task
-from rlvr.trainer import Trainer, frozen_copy
+from rlvr.trainer import Trainer
 
 ray = pytest.importorskip("ray")
 from rlvr.distributed.local import LocalRollouts  # noqa: E402
@@ -136,7 +136,7 @@ def test_off_policy_ratio_is_against_the_behaviour_policys_logprobs(local_ray, t
                                      "distributed.off_policy": True})
     _, policy, backend = backend_parts(cfg, RayRollouts)
     try:
-        behaviour = frozen_copy(policy)                  # the weights batch 2 is sampled with
+        behaviour = policy.frozen_reference()                  # the weights batch 2 is sampled with
         backend.rollouts(3)                              # batch 1; batch 2 is now in flight with them
         with torch.no_grad():
             for p in policy.parameters():                # the learner trains on batch 1 ...

@@ -17,14 +17,12 @@ Every algorithm choice is looked up in a registry by name; the loop never branch
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import random
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, closing, nullcontext
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -53,6 +51,7 @@ from rlvr.hooks import TrainerHook
 from rlvr.optim import build_optimizer, has_schedule, set_lr
 from rlvr.plugins import check_task
 from rlvr.policies import Policy, build_policy
+from rlvr.policies.base import autocast
 from rlvr.policies.lm import LMPolicy
 from rlvr.rewards.sources import build_rewards
 from rlvr.rollout import (
@@ -65,39 +64,13 @@ from rlvr.rollout import (
 from rlvr.runs.checkpoint import rng_state, set_rng_state
 from rlvr.runs.recorder import RunRecorder
 from rlvr.tasks import build_task
-
-
-@dataclass
-class TrainState:
-    """What the loop carries from one outer step to the next besides the modules, the optimizer, the
-    prompt stream, the RNGs, the rollout backend and the reward runner (each has its own state_dict).
-    A checkpoint holds exactly these fields, and resuming restores exactly them."""
-
-    kl_coef: float                                      # beta; moves each step when algo.kl_target is set
-    nonfinite_streak: int = 0                           # non-finite losses or gradients in a row
-    history: list[dict[str, Any]] = field(default_factory=list)  # the metric rows so far (step 0 first)
-    sft_final: dict[str, float] = field(default_factory=dict)    # the SFT warm start's last metrics
-    wall_seconds: float = 0.0                           # wall time of the sessions before this one
-    optimizer_steps: int = 0                            # inner steps so far: the learning rate's position
+from rlvr.train_state import TrainState, legacy_train_state
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def autocast(policy: Policy, enabled: bool) -> torch.autocast:
-    """bfloat16 autocast on the policy's device (matrix products in bf16, log-softmax and the loss in
-    float32: ``LMPolicy.scores`` casts the logits up); a no-op when not enabled."""
-    device = next(policy.parameters(), torch.empty(0)).device.type
-    return torch.autocast(device, dtype=torch.bfloat16, enabled=enabled)
-
-
-def frozen_copy(policy: Policy) -> Policy:
-    ref = copy.deepcopy(policy)
-    ref.requires_grad_(False)
-    return ref.eval()
 
 
 def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature: float,
@@ -145,11 +118,11 @@ class Trainer:
         check_task(self.task)
         self.rewards = build_rewards(cfg, self.task)  # the verifier, or weighted sources (rewards/sources.py)
         self.policy = build_policy(cfg.policy, self.task)
-        self.reference = frozen_copy(self.policy)
+        self.reference = self.policy.frozen_reference()  # a LoRA policy: its base, adapters off
         # research hooks (rlvr.hooks): the config's, unless a list is given
         self.hooks = list(hooks) if hooks is not None else build_hooks(
             cfg, self.task, language_model=isinstance(self.policy, LMPolicy))
-        self.optimizer = build_optimizer(cfg.optim, self.policy.parameters())
+        self.optimizer = build_optimizer(cfg.optim, self.policy.trainable_parameters())
         self.prompts = PromptSource(self.task, cfg.seed)
         self.rollout_backend = build_rollout_backend(cfg, self.task, self.policy, self.prompts,
                                                      rewards=self.rewards)
@@ -363,7 +336,7 @@ class Trainer:
         for hook in self.hooks:  # e.g. a per-parameter baseline correcting the gradient
             metrics.update(hook.after_backward(self.policy, batch, self.pg_loss))
         max_norm = self.cfg.optim.grad_clip or float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), max_norm, foreach=True)
+        grad_norm = torch.nn.utils.clip_grad_norm_(list(self.policy.trainable_parameters()), max_norm, foreach=True)
         total_steps = self.cfg.train.outer_steps * self.cfg.train.inner_steps
         lr = set_lr(self.optimizer, self.cfg.optim, self.state.optimizer_steps, total=total_steps)
         self.state.optimizer_steps += 1
@@ -435,13 +408,6 @@ class Trainer:
                            rewards=self.rewards)
         metrics["time/eval"] = time.perf_counter() - t0
         return metrics
-
-
-def legacy_train_state(state: dict[str, Any]) -> TrainState:
-    """The TrainState of a checkpoint written before it existed (its fields stood loose in the state)."""
-    scalars = state["scalars"]
-    return TrainState(kl_coef=scalars["kl_coef"], nonfinite_streak=scalars["nonfinite_streak"],
-                      history=state["history"], sft_final=state["sft_final"], wall_seconds=state["wall_seconds"])
 
 
 def train(cfg: Config, *, show_progress: bool = True, trackers: Sequence[str] = (),

@@ -100,3 +100,10 @@ class Policy(nn.Module, ABC):
         ref = copy.deepcopy(self)
         ref.requires_grad_(False)
         return ref.eval()
+
+
+def autocast(policy: nn.Module, enabled: bool) -> torch.autocast:
+    """bfloat16 autocast on the policy's device (matrix products in bf16, log-softmax and the loss in
+    float32: ``LMPolicy.scores`` casts the logits up); a no-op when not enabled."""
+    device = next(policy.parameters(), torch.empty(0)).device.type
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=enabled)

@@ -236,3 +236,32 @@ def test_rlvr_train_runs_a_dataset_task(tmp_path, capsys):
     assert [r["step"] for r in rows] == [0, 1, 2] and "eval/exact_match" in rows[-1]
     sample = json.loads((run / "samples.jsonl").read_text().splitlines()[0])
     assert sample["prompt"].endswith("=") and sample["solution"] == str(eval(sample["prompt"][:-1]))
+
+
+
+def test_a_system_prompt_is_the_chat_models_first_turn(tmp_path):
+    """task.system_prompt reaches an hf policy's chat template before the user turn; our transformer,
+    without a chat template, refuses it in one line."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    from tiny_gguf import write_tiny_llama_gguf
+
+    from rlvr.policies import build_policy
+
+    write_tiny_llama_gguf(tmp_path / "tiny.gguf")
+    assert main(["convert", "--gguf", str(tmp_path / "tiny.gguf"), "--out", str(tmp_path / "model")]) == 0
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"{a}+1?", "answer": str(a + 1)}) + "\n" for a in range(20)))
+    base = {"task.name": "dataset", "task.path": str(data), "policy.kind": "hf", "policy.model": str(tmp_path / "model")}
+    texts = {}
+    for system in (None, "Be brief."):
+        cfg = load_config(None, {**base, **({"task.system_prompt": system} if system else {})})
+        policy = build_policy(cfg.policy, build_task(cfg.task))
+        texts[system] = policy.codec.tokenizer.decode(policy.encode_prompts(["1+1?"])[0].tolist())
+    assert texts[None].endswith("<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n")
+    assert "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n1+1?" in texts["Be brief."]
+    assert "system" not in texts[None]
+    cfg = load_config(None, {"task.name": "dataset", "task.path": str(data), "task.system_prompt": "Be brief.",
+                             "policy.kind": "transformer", "policy.hidden_size": 16, "policy.num_heads": 2})
+    with pytest.raises(ConfigError, match="task.system_prompt: policy.kind 'transformer' has no chat template"):
+        build_policy(cfg.policy, build_task(cfg.task))

@@ -51,12 +51,18 @@ class HFCodec:
         self.special_ids = frozenset(int(i) for i in tokenizer.all_special_ids)
         self.vocab_size = len(tokenizer)
         self.use_chat = chat_template and getattr(tokenizer, "chat_template", None) is not None
+        self.system_prompt: str | None = None  # the task's (task.system_prompt), set by build_policy
 
     def encode_prompt(self, text: str) -> list[int]:
+        """A chat model sees [system,] user turns and the generation prompt; without a chat template
+        the system text goes first, a blank line before the prompt."""
         if self.use_chat:
-            text = self.tokenizer.apply_chat_template([{"role": "user", "content": text}],
+            system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+            text = self.tokenizer.apply_chat_template([*system, {"role": "user", "content": text}],
                                                       add_generation_prompt=True, tokenize=False)
             return list(self.tokenizer(text, add_special_tokens=False).input_ids)
+        if self.system_prompt:
+            text = f"{self.system_prompt}\n\n{text}"
         return list(self.tokenizer(text).input_ids)
 
     def encode_answer(self, text: str) -> list[int]:

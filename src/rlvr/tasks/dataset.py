@@ -285,7 +285,7 @@ class DatasetTask(TextTask):
         super().__init__(max_new_tokens=cfg.max_new_tokens, **cfg.split_args())
         self.cfg = cfg
         self.verifier: Verifier = parse_verifier(cfg.verifier)
-        self.system_prompt = cfg.system_prompt  # for the policy to show (not yet wired: see docs/tasks.md)
+        self.system_prompt = cfg.system_prompt  # build_policy puts it in a chat model's first turn
         self._loaded: tuple[Rows, list[str], list[str]] | None = None  # rows, train prompts, held-out prompts
         self._heldout_set: set[str] | None = None
 
@@ -378,7 +378,7 @@ class DatasetConfig(TaskConfig):
     verifier: str = opt("last-number", "how the answer is read from a response and compared: a spec of "
                         "rlvr.rewards.verifiers (last-number, exact, gsm8k, boxed, tag:NAME, choice, "
                         "regex:PATTERN, math)")
-    system_prompt: str | None = opt(None, "a system message for chat models (kept as task.system_prompt)")
+    system_prompt: str | None = opt(None, "a system message: a chat model's first turn (hf policy)")
     bad_rows: str = opt("skip", "a row without the fields or not readable: skip it (each reported as "
                         "file:line on stderr) or refuse the file", choices=["skip", "refuse"])
     max_new_tokens: int = opt(64, "response length limit (policy.max_new_tokens overrides it)", ge=1)

@@ -46,6 +46,7 @@ class TextTask(Task):
     """A task whose prompts and answers are strings. Reward in [0, max_reward]; 0 for malformed output."""
 
     max_reward = 1.0
+    system_prompt: str | None = None  # a chat model's system message (the dataset task's task.system_prompt)
     vocab_size = 0          # text tasks are tokenized by the policy's tokenizer
     prompt_length = 0
     response_length = 0

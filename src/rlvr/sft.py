@@ -26,23 +26,23 @@ from rlvr.policies import Policy
 from rlvr.policies.lm import LMPolicy
 from rlvr.runs import RunDir
 from rlvr.runs.progress import Progress
-from rlvr.tasks import Task
+from rlvr.tasks import Task, TextTask
 
 
-def demonstrations(task: Task, rng: np.random.Generator, count: int, flawed_fraction: float) -> list[tuple[str, str, bool]]:
+def demonstrations(task: TextTask, rng: np.random.Generator, count: int, flawed_fraction: float) -> list[tuple[str, str, bool]]:
     """(prompt, answer, flawed) triples from the training split."""
     out = []
     for _ in range(count):
         prompt = task.train_prompt(rng)
         flawed = bool(rng.random() < flawed_fraction)
-        answer = task.flawed_solution(prompt, rng) if flawed else task.solution(prompt)  # type: ignore[attr-defined]
+        answer = task.flawed_solution(prompt, rng) if flawed else task.solution(prompt)
         out.append((prompt, answer, flawed))
     return out
 
 
-def encode_answers(policy: Policy, answers: list[str]) -> tuple[Tensor, Tensor]:
+def encode_answers(policy: LMPolicy, answers: list[str]) -> tuple[Tensor, Tensor]:
     """Answers -> response ids (N, T) = answer tokens + <eos>, right-padded, and their mask (N, T)."""
-    codec = policy.codec  # type: ignore[attr-defined]
+    codec = policy.codec
     rows = [codec.encode_answer(a) + [codec.eos_id] for a in answers]
     width = max(len(r) for r in rows)
     ids = torch.tensor([r + [codec.pad_id] * (width - len(r)) for r in rows], dtype=torch.long)
@@ -50,7 +50,7 @@ def encode_answers(policy: Policy, answers: list[str]) -> tuple[Tensor, Tensor]:
     return ids, mask
 
 
-def sft_loss(policy: Policy, prompts: list[str], answers: list[str]) -> Tensor:
+def sft_loss(policy: LMPolicy, prompts: list[str], answers: list[str]) -> Tensor:
     prompt_ids = policy.encode_prompts(prompts)
     response_ids, mask = encode_answers(policy, answers)
     logp, _ = policy.logprobs(prompt_ids, response_ids, mask, group_size=1)
@@ -62,7 +62,9 @@ def run_sft(cfg: Config, policy: Policy, task: Task, run_dir: RunDir, *, show_pr
     sft = cfg.sft
     if not isinstance(policy, LMPolicy):
         raise ConfigError(f"sft.steps: SFT needs a language-model policy, not policy.kind {cfg.policy.kind!r}")
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=sft.lr, weight_decay=cfg.optim.weight_decay)
+    if not isinstance(task, TextTask):
+        raise ConfigError(f"sft.steps: SFT needs a text task with answers, not task.name {cfg.task.name!r}")
+    optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=sft.lr, weight_decay=cfg.optim.weight_decay)
     rng = np.random.default_rng([cfg.seed, 7])
     rows: list[dict[str, Any]] = []
     with Progress(total=sft.steps, enabled=show_progress) as progress:

@@ -57,9 +57,12 @@ def build_folder(folder: Path) -> int:
 
 
 def sort_task():
-    """rlvr's sort-text task (W1's prompts and reward)."""
-    from rlvr.tasks import SortTextConfig, build_task
-    return build_task(SortTextConfig(name="sort-text", length=5, num_eval_prompts=16))
+    """rlvr's sort-text task (W1's prompts and reward), through the config as a user names it (so an
+    --ab-base tree from before per-task config classes builds it too)."""
+    from rlvr.config import load_config
+    from rlvr.tasks import build_task
+    return build_task(load_config(None, {"task.name": "sort-text", "task.length": 5,
+                                         "task.num_eval_prompts": 16}).task)
 
 
 def rss_mb() -> float:

@@ -71,7 +71,7 @@ def test_synchronous_ray_gives_the_local_backends_metrics(local_ray, tmp_path, w
     assert (tmp_path / "local" / "samples.jsonl").read_text() == (tmp_path / "ray" / "samples.jsonl").read_text()
 
 
-TINY_LM = {"task.name": "sort-text", "task.prompts": None, "task.length": 3, "policy.kind": "transformer",
+TINY_LM = {"task.name": "sort-text", "task.length": 3, "policy.kind": "transformer",
            "policy.hidden_size": 16, "policy.intermediate_size": 32, "policy.num_layers": 1, "policy.num_heads": 2,
            "train.group_size": 4, "task.num_eval_prompts": 4}
 

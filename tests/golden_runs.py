@@ -42,6 +42,8 @@ RUNS: dict[str, tuple[list[str], str | None, bool]] = {
                       "--train.outer_steps", "10", "--algo.kl_coef", "0.1"], None, True),
 }
 ALLCLOSE: dict[str, str] = {}  # run name -> why its arithmetic changed (summation order), if it did
+# metrics added since the runs were recorded: a replay may carry them, the recorded keys must all match
+ADDED_METRICS = {"eval/mean_length", "eval/format_rate", "eval/pass@1"}
 
 
 def hf_model(folder: Path) -> Path:

@@ -264,3 +264,56 @@ def test_a_system_prompt_is_the_chat_models_first_turn(tmp_path):
                              "policy.kind": "transformer", "policy.hidden_size": 16, "policy.num_heads": 2})
     with pytest.raises(ConfigError, match="task.system_prompt: policy.kind 'transformer' has no chat template"):
         build_policy(cfg.policy, build_task(cfg.task))
+
+
+def test_answer_found_is_a_readable_answer_right_or_wrong(tmp_path):
+    task = dataset_task(write_jsonl(tmp_path / "d.jsonl", ROWS))
+    tok = CharTokenizer(" +=0123456789abcdeinrstw")
+    assert task.answer_found("1+2=", completion(tok, "1 + 2 = 3", EOS_ID)) is True
+    assert task.answer_found("1+2=", completion(tok, "4", EOS_ID)) is True            # wrong, yet an answer
+    assert task.answer_found("1+2=", completion(tok, "1 + 2 = 3")) is False           # truncated: no <eos>
+    assert task.answer_found("1+2=", completion(tok, "we ran it", EOS_ID)) is False   # no number to read
+    tagged = dataset_task(tmp_path / "d.jsonl", verifier="tag:answer")
+    assert tagged.answer_found("1+2=", "<answer>4</answer>") and not tagged.answer_found("1+2=", "<answer>4")
+    assert Task.answer_found(task, "1+2=", [1, 2]) is None                            # the base: not a text task
+
+
+def test_evaluate_reports_pass_at_1_mean_length_and_format_rate_of_the_same_responses(tmp_path):
+    """The new metrics recomputed by hand from the policy's own greedy and sampled responses."""
+    import torch
+
+    from rlvr.evaluation import evaluate, pass_at_k
+    from rlvr.policies import build_policy
+    from rlvr.sft import sft_loss
+
+    data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": f"{a}*{b}=", "answer": str(a * b)} for a in range(12) for b in range(12)])
+    # three tokens: a product of one or two digits and <eos> fit, one of three digits is cut off
+    cfg = load_config(None, {"task.name": "dataset", "task.path": str(data), "task.max_new_tokens": 3,
+                             "task.num_eval_prompts": 8, "policy.kind": "transformer", "policy.hidden_size": 16,
+                             "policy.intermediate_size": 32, "policy.num_layers": 1, "policy.num_heads": 2})
+    task = build_task(cfg.task)
+    torch.manual_seed(0)
+    policy = build_policy(cfg.policy, task)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-2)
+    for _ in range(80):  # a short warm start on the training answers: some right, some wrong, some unended
+        optimizer.zero_grad()
+        sft_loss(policy, task.train_prompts, [task.solution(p) for p in task.train_prompts]).backward()
+        optimizer.step()
+    got = evaluate(policy, task, pass_k=3, pass_samples=4, seed=5)
+    prompts = task.eval_prompts()
+    ids = policy.encode_prompts(prompts)
+    greedy_ids, mask = policy.greedy(ids)
+    greedy = policy.decode_responses(greedy_ids, mask)
+    samples = policy.sample(ids, 4, generator=torch.Generator().manual_seed(5), temperature=1.0)
+    sampled = policy.decode_responses(samples.response_ids, samples.mask)
+    correct = [sum(task.is_correct(p, r) for r in sampled[4 * i:4 * i + 4]) for i, p in enumerate(prompts)]
+    assert got["eval/pass@1"] == pytest.approx(sum(c / 4 for c in correct) / len(prompts))
+    assert got["eval/pass@3"] == pytest.approx(sum(pass_at_k(4, c, 3) for c in correct) / len(prompts))
+    lengths = [int(m.sum()) for m in mask]
+    assert got["eval/mean_length"] == pytest.approx(sum(lengths) / len(prompts)) and 1 <= got["eval/mean_length"] <= 3
+    found = [answer_text(r) is not None and any(ch.isdigit() for ch in answer_text(r)) for r in greedy]
+    assert got["eval/format_rate"] == pytest.approx(sum(found) / len(prompts))
+    assert set(got) == {"eval/reward_mean", "eval/exact_match", "eval/pass@3", "eval/pass@1", "eval/mean_length",
+                        "eval/format_rate"}
+    assert 0 < got["eval/format_rate"] < 1 and len(set(lengths)) > 1 and 0 < got["eval/pass@1"] < got["eval/pass@3"]  # not degenerate
+    assert len(evaluate(policy, task, pass_k=1, pass_samples=2, seed=5)) == 5  # k = 1: pass@1 once

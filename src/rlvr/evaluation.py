@@ -4,6 +4,10 @@
 - ``eval/exact_match``   fraction of prompts whose greedy response is the ground truth
 - ``eval/pass@k``        unbiased pass@k from n samples per prompt (Chen et al. 2021):
                           1 - C(n - c, k) / C(n, k), c = correct samples among n
+- ``eval/pass@1``        the same from the same samples at k = 1: c / n (beside pass@k when k > 1)
+- ``eval/mean_length``   mean number of tokens of the greedy responses (<eos> included)
+- ``eval/format_rate``   fraction of greedy responses an answer could be read from, right or wrong
+                          (tasks that read answers out of free text: ``Task.answer_found``)
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from rlvr.tasks import Task
 
 
 def evaluation_metrics(pass_k: int) -> list[str]:
-    """The metrics ``evaluate`` returns (any of them can pick the best checkpoint)."""
-    return ["eval/reward_mean", "eval/exact_match", f"eval/pass@{pass_k}"]
+    """The metrics ``evaluate`` returns that can pick the best checkpoint (``eval/mean_length`` and
+    ``eval/format_rate`` are reported beside them)."""
+    return ["eval/reward_mean", "eval/exact_match", f"eval/pass@{pass_k}", *(["eval/pass@1"] if pass_k > 1 else [])]
 
 
 def evaluation_seed(seed: int, step: int) -> int:
@@ -52,12 +57,17 @@ def evaluate(policy: Policy, task: Task, *, pass_k: int, pass_samples: int, seed
     generator = torch.Generator().manual_seed(seed)  # its own stream: evaluating never shifts training
     samples = policy.sample(prompt_ids, pass_samples, generator=generator, temperature=temperature)
     sampled = policy.decode_responses(samples.response_ids, samples.mask)
-    passes = []
-    for i, prompt in enumerate(prompts):
-        group = sampled[i * pass_samples:(i + 1) * pass_samples]
-        passes.append(pass_at_k(pass_samples, sum(task.is_correct(prompt, r) for r in group), pass_k))
-    return {
+    correct = [sum(task.is_correct(prompt, r) for r in sampled[i * pass_samples:(i + 1) * pass_samples])
+               for i, prompt in enumerate(prompts)]
+    metrics = {
         "eval/reward_mean": sum(greedy_rewards) / len(greedy_rewards),
         "eval/exact_match": sum(exact) / len(exact),
-        f"eval/pass@{pass_k}": sum(passes) / len(passes),
+        f"eval/pass@{pass_k}": sum(pass_at_k(pass_samples, c, pass_k) for c in correct) / len(correct),
     }
+    if pass_k > 1:
+        metrics["eval/pass@1"] = sum(pass_at_k(pass_samples, c, 1) for c in correct) / len(correct)
+    metrics["eval/mean_length"] = float(greedy_mask.sum()) / len(prompts)
+    found = [task.answer_found(p, r) for p, r in zip(prompts, greedy, strict=True)]
+    if all(f is not None for f in found):
+        metrics["eval/format_rate"] = sum(bool(f) for f in found) / len(found)
+    return metrics

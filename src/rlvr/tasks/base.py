@@ -103,6 +103,11 @@ class Task(ABC):
         """Per-token process rewards, when the task can give them (None: outcome reward only)."""
         return None
 
+    def answer_found(self, prompt: Prompt, response: Sequence[int]) -> bool | None:
+        """Whether an answer could be read from the response, right or wrong (``eval/format_rate``);
+        None for a task that reads no answer out of free text."""
+        return None
+
     # -- provided ----------------------------------------------------------------------------
     def is_correct(self, prompt: Prompt, response: Sequence[int]) -> bool:
         return tuple(int(t) for t in response) == tuple(self.solution(prompt))

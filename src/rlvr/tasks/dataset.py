@@ -363,6 +363,11 @@ class DatasetTask(TextTask):
         text = answer_text(response)
         return 0.0 if text is None else self.score_text(prompt, text)
 
+    def answer_found(self, prompt: str, response: Any) -> bool:  # type: ignore[override]
+        """The response ended (not truncated) and the verifier reads a candidate answer from it."""
+        text = answer_text(response)
+        return text is not None and self.verifier.extract(text) is not None
+
     def alphabet_texts(self) -> list[str]:
         rows = self._data()[0]
         return [text for prompt, answer in rows.answers.items() for text in (prompt, answer)]

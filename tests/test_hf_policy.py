@@ -277,3 +277,108 @@ def test_a_stop_string_ends_a_row_like_eos_and_stays_in_the_response(model_folde
             assert tb == ta and n == int(a.mask[row].sum())
     logp, _ = stopped.logprobs(ids, b.response_ids, b.mask, group_size=4)
     torch.testing.assert_close(logp * b.mask, b.logprobs, atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------- LoRA state, dropout, checkpointing
+def test_a_lora_policys_state_is_its_adapters_and_a_mismatched_state_is_one_error(model_folder):
+    from rlvr.errors import UserError
+
+    policy = lora_policy(model_folder)
+    names = {name for name, p in policy.named_parameters() if p.requires_grad}
+    assert set(policy.state_dict()) == names and names                       # the adapters, nothing else
+    full = torch.nn.Module.state_dict(policy)                                 # a state written with the base
+    assert len(full) > len(names)
+    train_adapters(policy)
+    fresh = lora_policy(model_folder)
+    fresh.load_state_dict({**full, **policy.state_dict()})                    # base weights in it: skipped
+    for name, value in policy.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], value)
+    with pytest.raises(UserError, match="the saved adapters do not match"):
+        lora_policy(model_folder, target_modules=["q_proj"]).load_state_dict(policy.state_dict())
+
+
+def test_lora_dropout_acts_in_the_gradient_pass_only(model_folder):
+    policy = lora_policy(model_folder, dropout=0.5)
+    ids, samples = train_adapters(policy, steps=1)                          # B no longer 0: dropout shows
+    args = (ids, samples.response_ids, samples.mask)
+    with torch.no_grad():
+        a, b = (policy.logprobs(*args, group_size=3)[0] for _ in range(2))
+    assert torch.equal(a, b)                                                  # scoring: no dropout
+    torch.manual_seed(1)
+    c = policy.logprobs(*args, group_size=3)[0]
+    torch.manual_seed(2)
+    d = policy.logprobs(*args, group_size=3)[0]
+    assert (c - d).abs().max() > 1e-4                                         # the gradient pass: dropout
+    assert not policy.model.training                                          # and the modes restored
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_gradient_checkpointing_gives_the_same_log_probs_and_gradients(model_folder, lora):
+    """transformers' checkpointing (recompute in backward) against the plain pass: equal values and
+    gradients; the model is back in eval mode afterwards."""
+    extra = {"policy.lora.rank": 4} if lora else {}
+    if lora:
+        pytest.importorskip("peft")
+    plain = hf_from_config(model_folder, **extra)
+    torch.manual_seed(0)
+    ids, samples = rollouts(plain)
+    grads, counts = [], []
+    for checkpointing in (False, True):
+        policy = hf_from_config(model_folder, **extra, **{"policy.gradient_checkpointing": checkpointing})
+        if lora:
+            policy.load_state_dict({k: v + 0.01 for k, v in plain.state_dict().items()})  # B != 0
+        calls = []
+        mlp = next(m for name, m in policy.model.named_modules() if name.endswith("layers.0.mlp"))
+        forward = mlp.forward
+
+        def counted(*args, forward=forward, calls=calls, **kwargs):
+            calls.append(1)
+            return forward(*args, **kwargs)
+        mlp.forward = counted
+        policy.zero_grad()
+        logp, _ = policy.logprobs(ids, samples.response_ids, samples.mask, group_size=3)
+        (logp * samples.mask * torch.linspace(-1, 2, logp.shape[1])).sum().backward()
+        grads.append((logp.detach(), torch.cat([p.grad.flatten() for p in policy.trainable_parameters()])))
+        assert policy.gradient_checkpointing is checkpointing and not policy.model.training
+        counts.append(len(calls))
+    assert counts[1] > counts[0]                                              # recomputed in the backward pass
+    torch.testing.assert_close(grads[1][0], grads[0][0], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(grads[1][1], grads[0][1], atol=1e-6, rtol=1e-5)
+    assert grads[0][1].abs().max() > 1e-4
+
+
+def test_gradient_checkpointing_refuses_the_shared_prompt_pass(model_folder):
+    from rlvr.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="policy.gradient_checkpointing: not with policy.shared_prefix"):
+        hf_from_config(model_folder, **{"policy.gradient_checkpointing": True, "policy.shared_prefix": True})
+
+
+def test_an_hf_lora_run_resumes_exactly_from_adapter_only_checkpoints(model_folder, tmp_path):
+    """Killed mid-run and resumed: the same metric rows and adapters as the run never stopped; the
+    checkpoints hold the adapters, not the base model."""
+    pytest.importorskip("peft")
+    from rlvr.runs.checkpoint import Checkpoints
+    from rlvr.trainer import Trainer
+    from test_checkpoint import comparable, crash_during_step, metrics
+
+    def cfg(name):
+        return load_config(None, {"task.name": "sort-text", "task.length": 3, "policy.kind": "hf",
+                                  "policy.model": str(model_folder), "policy.lora.rank": 4, "policy.lora.alpha": 8.0,
+                                  "train.outer_steps": 4, "train.inner_steps": 2, "train.prompts_per_step": 2,
+                                  "train.group_size": 3, "eval.every": 2, "eval.pass_samples": 2, "eval.pass_k": 1,
+                                  "task.num_eval_prompts": 3, "checkpoint.every": 2, "algo.loss": "clipped",
+                                  "algo.kl_coef": 0.1, "algo.ref_refresh_every": 3, "optim.name": "adamw",
+                                  "optim.lr": 1e-2, "run_dir": str(tmp_path / name)})
+
+    whole = Trainer(cfg("whole"), show_progress=False)
+    whole.run()
+    crash_during_step(Trainer(cfg("run"), show_progress=False), 3)
+    resumed = Trainer(cfg("run"), show_progress=False)
+    resumed.run(resume=True)
+    assert comparable(metrics(tmp_path / "run")) == comparable(metrics(tmp_path / "whole"))
+    for name, value in whole.policy.state_dict().items():
+        assert torch.equal(resumed.policy.state_dict()[name], value), name
+    state = Checkpoints(tmp_path / "run", keep=1).latest().state
+    assert set(state["policy"]) == set(whole.policy.state_dict()) and all("lora_" in k for k in state["policy"])
+    assert (tmp_path / "run" / "final" / "config.json").is_file()            # merged: a plain HF folder

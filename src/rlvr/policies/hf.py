@@ -7,19 +7,25 @@ token, or <eos> when it has none. ``trust_remote_code`` stays off unless the con
 Sampling prefills each prompt once and expands the model's cache G times, like our transformer.
 The training pass is chosen when the policy is built (hf_grouped.py): one pass per row over prompt +
 response (the reference, the default), or each prompt prefilled once per group and its cache shared by
-its responses (``policy.shared_prefix``).
+its responses (``policy.shared_prefix``). ``policy.gradient_checkpointing`` recomputes each layer's
+activations in the backward pass instead of keeping them (transformers' own checkpointing).
+
+With LoRA the policy's ``state_dict`` is its adapters only: checkpoints, the reference refresh and the
+weights Ray ships to its rollout workers each step carry the few MB that train, not the frozen base,
+which every process loads from ``policy.model``.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from rlvr.errors import ConfigError, UserError
 from rlvr.options import opt, section
@@ -83,6 +89,7 @@ class HFPolicy(LMPolicy):
         # LoRA: adapters injected into ``model`` in place; peft's wrapper kept unregistered (its weights
         # are ``model``'s) for disabling and merging the adapters
         self.peft = add_adapters(model, lora) if lora is not None and lora.rank > 0 else None
+        model.eval()  # peft's new dropout modules start in training mode: dropout only in training_pass
         self.codec = codec
         self.max_new_tokens = max_new_tokens
         self.top_p = top_p
@@ -90,6 +97,45 @@ class HFPolicy(LMPolicy):
         # the cache argument's name, read once: transformers >= 5.2x calls it ``cache`` (``past_key_values``
         # warns, then goes in 5.40); older versions only know ``past_key_values``
         self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.gradient_checkpointing = False
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Layer activations recomputed in the backward pass (transformers' checkpointing, non-reentrant,
+        so frozen embeddings under LoRA need no input-gradient hook). Not with the shared-prompt pass,
+        whose responses read the prompt's cache: checkpointed layers run without one."""
+        if self.shared_prefix:
+            raise ConfigError("policy.gradient_checkpointing: not with policy.shared_prefix (a checkpointed "
+                              "layer runs without the prompt's KV cache the shared pass reads); turn one off")
+        if not getattr(self.model, "supports_gradient_checkpointing", False):
+            raise ConfigError(f"policy.gradient_checkpointing: the model class {type(self.model).__name__} "
+                              "does not support it")
+        enable = getattr(self.model, "activation_checkpointing_enable", None)  # transformers >= 5.2x
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:  # the older name, deprecated in 5.2x
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.gradient_checkpointing = True
+
+    @contextmanager
+    def training_pass(self) -> Iterator[None]:
+        """The modes of a pass that takes gradients. The model stays in eval mode (no dropout: the
+        sampler's and the learner's log-probs agree) except LoRA's dropout (``policy.lora.dropout``),
+        and, under gradient checkpointing, the model itself (transformers checkpoints only a model in
+        training mode), its other dropout modules still in eval mode."""
+        if not torch.is_grad_enabled():
+            yield
+            return
+        modes = [(m, m.training) for m in self.model.modules()]
+        if self.gradient_checkpointing:
+            self.model.train()
+        for name, module in self.model.named_modules():
+            if isinstance(module, nn.Dropout):
+                module.train("lora_dropout" in name)
+        try:
+            yield
+        finally:
+            for module, training in modes:
+                module.training = training
 
     @classmethod
     def from_folder(cls, path: Path, *, max_new_tokens: int, top_p: float = 1.0, trust_remote_code: bool = False,
@@ -132,11 +178,12 @@ class HFPolicy(LMPolicy):
                         prompt_of: Tensor) -> Tensor:
         """The training pass chosen when the policy was built (hf_grouped.py); ``mask`` unused: the
         padding after <eos> is computed too."""
-        if self.shared_prefix:
-            return shared_prompt_response_logits(self.model, prompt_ids, response_ids, prompt_of,
-                                                 pad_id=self.codec.pad_id, cache_arg=self.cache_arg)
-        return per_row_response_logits(self.model, prompt_ids, response_ids, prompt_of, pad_id=self.codec.pad_id,
-                                       keeps_logits=self.keeps_logits)
+        with self.training_pass():
+            if self.shared_prefix:
+                return shared_prompt_response_logits(self.model, prompt_ids, response_ids, prompt_of,
+                                                     pad_id=self.codec.pad_id, cache_arg=self.cache_arg)
+            return per_row_response_logits(self.model, prompt_ids, response_ids, prompt_of,
+                                           pad_id=self.codec.pad_id, keeps_logits=self.keeps_logits)
 
     @property
     def keeps_logits(self) -> bool:
@@ -147,6 +194,28 @@ class HFPolicy(LMPolicy):
             object.__setattr__(self, name, value)
         else:
             super().__setattr__(name, value)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        """Every tensor; with LoRA only the adapters (the base is ``policy.model``'s, loaded by every process)."""
+        state = super().state_dict(*args, **kwargs)
+        if self.peft is not None:
+            prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
+            for key in [k for k in state if k.startswith(prefix) and "lora_" not in k]:
+                del state[key]
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """With LoRA: exactly the adapters' tensors (a state that also holds base weights, as checkpoints
+        written before adapters-only did, has them skipped: the base is loaded from ``policy.model``)."""
+        if self.peft is None:
+            return super().load_state_dict(state, strict=strict, assign=assign)
+        adapters = {k: v for k, v in state.items() if "lora_" in k}
+        missing = sorted(set(self.state_dict()) - set(adapters))
+        unknown = sorted(set(adapters) - set(self.state_dict()))
+        if strict and (missing or unknown):
+            raise UserError(f"policy.lora: the saved adapters do not match this policy's (missing "
+                            f"{missing[:2]}, unexpected {unknown[:2]}); the same policy.lora settings are needed")
+        return super().load_state_dict(adapters, strict=False, assign=assign)
 
     def frozen_reference(self) -> torch.nn.Module:
         """With LoRA, the shared base model run with the reference's adapters (policies/lora.py), not a copy."""
@@ -182,12 +251,17 @@ class HFConfig(LMConfig):
                                  "prompt is an error unless truncate_prompts", ge=0)
     truncate_prompts: bool = opt(False, "cut a prompt longer than max_prompt_length from the left instead")
     stop: list[str] = opt([], "stop strings: a response also ends when its text gains one (kept in the response)")
+    gradient_checkpointing: bool = opt(False, "recompute layer activations in the backward pass instead of "
+                                       "keeping them (less memory, ~1 more forward); not with shared_prefix")
     lora: LoraConfig = section(LoraConfig, "LoRA adapters (rank 0: off, every weight trains)")
 
     def check(self) -> None:
         super().check()
         if self.truncate_prompts and not self.max_prompt_length:
             raise ConfigError("policy.truncate_prompts: needs policy.max_prompt_length > 0")
+        if self.gradient_checkpointing and self.shared_prefix:
+            raise ConfigError("policy.gradient_checkpointing: not with policy.shared_prefix (a checkpointed "
+                              "layer runs without the prompt's KV cache the shared pass reads); turn one off")
         self.lora.check()
 
 
@@ -202,4 +276,6 @@ def build_hf(cfg: HFConfig, task: Task) -> Policy:
                                   chat_template=cfg.chat_template, shared_prefix=cfg.shared_prefix, lora=cfg.lora)
     policy.max_prompt_length, policy.truncate_prompts = cfg.max_prompt_length, cfg.truncate_prompts
     policy.stop = tuple(s for s in cfg.stop if s)
+    if cfg.gradient_checkpointing:
+        policy.enable_gradient_checkpointing()
     return policy

@@ -215,6 +215,8 @@ BAD = [  # (flags, the one line's start)
     (["--task.path", "{data}", "--task.bad_rows", "drop"], "rlvr: error: task.bad_rows"),
     (["--task.path", "{data}", "--task.prompt_field", "question"], "rlvr: error: task.path: '{data}' holds no usable row"),
     ([], "rlvr: error: task.path: the dataset task needs a file"),
+    (["--task.path", "{data}", "--task.prompt_template", "{prompt"], "rlvr: error: task.prompt_template: '{prompt'"),
+    (["--task.path", "{data}", "--task.prompt_template", "Q: {} A:"], "rlvr: error: task.prompt_template: {} is not"),
 ]
 
 
@@ -317,3 +319,14 @@ def test_evaluate_reports_pass_at_1_mean_length_and_format_rate_of_the_same_resp
                         "eval/format_rate"}
     assert 0 < got["eval/format_rate"] < 1 and len(set(lengths)) > 1 and 0 < got["eval/pass@1"] < got["eval/pass@3"]  # not degenerate
     assert len(evaluate(policy, task, pass_k=1, pass_samples=2, seed=5)) == 5  # k = 1: pass@1 once
+
+
+def test_a_prompt_template_fills_in_the_rows_columns(tmp_path, capsys):
+    rows = [*ROWS, {"prompt": "7+7=", "answer": "14"}]                      # no column a: reported, skipped
+    task = dataset_task(write_jsonl(tmp_path / "d.jsonl", rows), prompt_template="{prompt} ({a}) Answer in <answer></answer>.",
+                        eval_fraction=0.9)
+    assert all_prompts(task) == ["1+2= (1) Answer in <answer></answer>.", "4+4= (4) Answer in <answer></answer>.",
+                                 "5+6= (5) Answer in <answer></answer>.", "9+9= (9) Answer in <answer></answer>."]
+    assert task.solution("5+6= (5) Answer in <answer></answer>.") == "11"
+    assert task.columns("5+6= (5) Answer in <answer></answer>.") == {"answer": "11", "a": 5}
+    assert f"{tmp_path / 'd.jsonl'}:5: no column 'a' for task.prompt_template; row skipped" in capsys.readouterr().err

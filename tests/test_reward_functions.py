@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 
 import pytest
@@ -47,6 +48,11 @@ def slow(completions, **kwargs):
     import time
     time.sleep(5)
     return [1.0] * len(completions)
+
+
+def dies(completions, **kwargs):
+    import os
+    os._exit(13)
 '''
 
 
@@ -76,15 +82,34 @@ def test_a_function_gets_completions_and_columns_and_none_adds_nothing(setup):
     assert metrics["reward/verifier"] == pytest.approx(2 / 3) and metrics["fault/reward_failures"] == 0.0
 
 
-@pytest.mark.parametrize("name,kind", [("raises", "error"), ("nan", "nonfinite"), ("short", "type"),
-                                        ("slow", "timeout")])
-def test_a_failing_call_gives_each_response_the_fallback_and_is_counted(setup, name, kind):
-    task, rewards = rewards_for(setup, [f"trl_rewards:{name}"], **{"rewards.fallback": -1.0, "rewards.timeout": 0.5})
+@pytest.mark.parametrize("name,kind,workers", [("raises", "error", 0), ("nan", "nonfinite", 0), ("short", "type", 0),
+                                                ("slow", "timeout", 0), ("raises", "error", 1), ("slow", "timeout", 1),
+                                                ("dies", "crash", 1)])
+def test_a_failing_call_gives_each_response_the_fallback_and_is_counted(setup, name, kind, workers):
+    """In the training process (workers 0) and in a worker process of its own (workers 1), where a
+    hung call's process is killed and one that kills its process is a crash."""
+    task, rewards = rewards_for(setup, [f"trl_rewards:{name}"], **{"rewards.fallback": -1.0, "rewards.timeout": 0.5,
+                                                                  "rewards.workers": workers})
     assert rewards(["1+2=", "3+4="], ["3", "0"]) == [1.0 - 1.0, 0.0 - 1.0]
     metrics = rewards.pop_metrics()
     assert metrics["fault/reward_failures"] == 2.0 and metrics[f"fault/reward_failures_{kind}"] == 2.0
     assert metrics["fault/reward_failure_rate"] == pytest.approx(2 / 4)  # 2 verifier calls + 2 failed
     assert f"reward function {name}: {kind}" in rewards.stop_reason()
+    rewards.close()
+
+
+def test_a_function_in_a_worker_process_gives_the_in_process_values_and_its_process_is_replaced(setup):
+    prompts, completions = ["1+2=", "1+2=", "3+4="], ["3", "4", "the answer is 7"]
+    _, local = rewards_for(setup, ["trl_rewards:uses_columns", "trl_rewards:reward_len"])
+    _, remote = rewards_for(setup, ["trl_rewards:uses_columns", "trl_rewards:reward_len"], **{"rewards.workers": 1})
+    try:
+        pids = [fn.pool.workers[0].process.pid for _, fn in remote.functions]
+        assert len(set(pids)) == 2 and os.getpid() not in pids                 # a process per function
+        assert remote(prompts, completions) == local(prompts, completions) == [1 + 1 - 19, 0 - 19, 1 - 5]
+        assert remote.pop_metrics() == local.pop_metrics()
+    finally:
+        remote.close()
+    assert all(fn.pool is None for _, fn in remote.functions)
 
 
 def test_bad_function_settings_are_one_line_errors(setup, capsys):
@@ -99,7 +124,7 @@ def test_bad_function_settings_are_one_line_errors(setup, capsys):
 
 
 def test_think_format_source():
-    score = SOURCES.get("think-format")(SourceConfig(kind="think-format"))
+    score = SOURCES.get("think-format")(SourceConfig(kind="think-format"), None)
     assert score(["p", "p"], ["<think>1+1</think><answer>2</answer>", "<answer>2</answer>"]) == [1.0, 0.0]
 
 
@@ -118,3 +143,16 @@ def test_training_logs_the_trl_function_mean_over_the_logged_completions(setup, 
         totals = [x for s in record for x in s["rewards"]]
         for total, length in zip(totals, lengths, strict=True):
             assert total - 0.5 * length in (pytest.approx(0.0), pytest.approx(1.0))  # verifier 0/1 + 0.5 * len
+
+
+def test_the_answer_format_source_pays_a_readable_answer_right_or_wrong(setup):
+    from rlvr.errors import ConfigError
+
+    sources = [{"kind": "answer-format", "weight": 0.5}, {"kind": "verifier", "weight": 1.0}]
+    task, rewards = rewards_for(setup, None, **{"task.verifier": "tag:answer", "rewards.sources": sources})
+    total = rewards(["1+2="] * 4, ["<answer>3</answer>", "<answer>4</answer>", "3", "<answer>3"])
+    assert total == [0.5 + 1.0, 0.5, 0.0, 0.0]
+    assert rewards.pop_metrics()["reward/answer-format"] == 0.5
+    cfg = load_config(None, {"task.name": "sort", "rewards.sources": sources})
+    with pytest.raises(ConfigError, match="kind 'answer-format' needs a task that reads its answer out of free text"):
+        build_rewards(cfg, build_task(cfg.task))

@@ -22,8 +22,9 @@ class RewardsConfig:
                           "non-number or a non-finite number")
     max_failure_rate: float = opt(0.1, "stop the run (with a checkpoint) once more than this share of all "
                                   "reward calls so far has failed", ge=0.0, le=1.0)
-    workers: int = opt(0, "reward worker processes (0: call rewards in the training process; >0: in "
-                       "parallel, and a hung call's worker is killed)", ge=0)
+    workers: int = opt(0, "reward worker processes (0: call rewards in the training process; >0: the "
+                       "verifier in that many parallel processes and each rewards.functions entry in one of "
+                       "its own; a hung or crashed call's worker is killed and replaced)", ge=0)
     sources: list[SourceConfig] | None = opt(
         None, "weighted reward sources, e.g. [{kind: verifier, weight: 1}, {kind: model, path: DIR, "
         "weight: 0.5}]; kinds: verifier, exact, format, think-format, model (none: the verifier alone); see "

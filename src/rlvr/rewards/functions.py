@@ -21,11 +21,15 @@ Semantics (TRL's): the reward of a response is ``sum_k weight_k * r_k``, over th
 that function adds nothing to that response (and is left out of its ``reward/<name>`` mean, which
 is over the responses it scored). Each function's mean is logged as ``reward/<function name>``.
 
-Guarded like every reward (rlvr.rewards.runner): a call that raises, runs past ``rewards.timeout``
-(SIGALRM, in the training process), returns something that is not a list of numbers-or-None of the
-right length, or holds NaN or +-inf, gives every response of that call ``rewards.fallback`` and
+Guarded like every reward (rlvr.rewards.runner): a call that raises, runs past ``rewards.timeout``,
+returns something that is not a list of numbers-or-None of the right length, or holds NaN or +-inf
+(or, in a worker process, kills it) gives every response of that call ``rewards.fallback`` and
 counts one failure per response in ``fault/reward_failures*`` and the failure rate that stops a run.
-Reward functions run in the training process (``rewards.workers`` applies to the verifier).
+Where they run: ``rewards.workers 0``, in the training process (the timeout is SIGALRM, which
+interrupts Python code but not a long call inside a C extension); ``rewards.workers > 0``, each
+function in a worker process of its own (one batched call per step needs no more), killed and
+replaced when its call hangs past the timeout or crashes the process. The function must then be
+importable in a new process (a module-level function of an importable module, as TRL's are).
 """
 
 from __future__ import annotations
@@ -36,11 +40,12 @@ import signal
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from rlvr.errors import ConfigError
 from rlvr.plugins import import_object
-from rlvr.rewards.runner import RewardTimeout
+from rlvr.rewards.runner import Pool, RewardTimeout
 
 Outcome = tuple[str, list[float | None] | str]  # ('ok', values) or (failure kind, description)
 
@@ -135,12 +140,14 @@ def call_batch(fn: Callable[..., Any], kwargs: dict[str, Any], count: int, timeo
 class RewardFunction:
     """A user's TRL-style reward function, called on batches with the task's columns, guarded."""
 
-    def __init__(self, spec: str, task: Any, *, fallback: float, timeout: float | None) -> None:
+    def __init__(self, spec: str, task: Any, *, fallback: float, timeout: float | None, workers: int = 0) -> None:
         self.fn = import_object(spec, field="rewards.functions")
         self.name = function_name(self.fn)
         self.task = task
         self.fallback = fallback
         self.timeout = timeout
+        # workers > 0: its own process (the pool's timeout kills a hung call; no SIGALRM inside)
+        self.pool = Pool(partial(call_batch, self.fn, timeout=None), 1, timeout) if workers > 0 else None
         self.step_failures: Counter[str] = Counter()
         self.last_error = ""
         self.scored = 0  # responses this step with a value (not None, not failed)
@@ -159,7 +166,11 @@ class RewardFunction:
     def __call__(self, prompts: Sequence[Any], responses: Sequence[Any], *,
                  counted: bool = True) -> list[float | None]:
         """One value per response (None: not applicable); a failed call gives each the fallback."""
-        kind, result = call_batch(self.fn, self.arguments(prompts, responses), len(responses), self.timeout)
+        kwargs, count = self.arguments(prompts, responses), len(responses)
+        if self.pool is not None:
+            kind, result = self.pool.map([(kwargs, count)])[0]
+        else:
+            kind, result = call_batch(self.fn, kwargs, count, self.timeout)
         if kind == "ok":
             assert isinstance(result, list)
             return result
@@ -172,11 +183,16 @@ class RewardFunction:
         failures, self.step_failures = self.step_failures, Counter()
         return failures
 
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
 
-def build_functions(rw: Any, task: Any) -> list[tuple[float, RewardFunction]]:
-    """(weight, function) per ``rewards.functions`` entry."""
+
+def build_functions(rw: Any, task: Any, *, workers: int = 0) -> list[tuple[float, RewardFunction]]:
+    """(weight, function) per ``rewards.functions`` entry; workers > 0: each in a process of its own."""
     if not rw.functions:
         return []
     weights = rw.function_weights if rw.function_weights is not None else [1.0] * len(rw.functions)
-    return [(float(w), RewardFunction(spec, task, fallback=rw.fallback, timeout=rw.timeout))
+    return [(float(w), RewardFunction(spec, task, fallback=rw.fallback, timeout=rw.timeout, workers=workers))
             for spec, w in zip(rw.functions, weights, strict=True)]

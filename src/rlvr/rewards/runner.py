@@ -25,6 +25,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from functools import partial
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -82,21 +83,23 @@ def call_with_alarm(fn: RewardFn, prompt: Any, response: Any, timeout: float | N
 # ----------------------------------------------------------------------------- worker processes
 
 
-def worker_main(conn: Connection, fn: RewardFn) -> None:
+def worker_main(conn: Connection, call: Callable[..., tuple[str, Any]]) -> None:
+    """Runs ``call(*args)`` per message (index, *args); ``call`` checks its user code's result itself
+    and returns (kind, value): ``partial(call_checked, reward)`` here, a batch call for reward functions."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     conn.send("ready")  # timeouts count from here, not from the (slow) process start
     while True:
         message = conn.recv()
         if message is None:
             return
-        index, prompt, response = message
-        conn.send((index, *call_checked(fn, prompt, response)))
+        index, *args = message
+        conn.send((index, *call(*args)))
 
 
 class Worker:
     """One spawned process running ``worker_main``; ready to take calls when the constructor returns."""
 
-    def __init__(self, fn: RewardFn) -> None:
+    def __init__(self, fn: Callable[..., tuple[str, Any]]) -> None:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self.process = context.Process(target=worker_main, args=(child, fn), daemon=True)
@@ -129,15 +132,16 @@ class Worker:
 
 
 class Pool:
-    """W reward workers; ``map`` runs calls in parallel and replaces workers that hang or die."""
+    """W worker processes each running ``call``; ``map`` runs calls ``call(*item)`` in parallel and
+    replaces workers that hang or die (their call: a timeout or a crash)."""
 
-    def __init__(self, fn: RewardFn, workers: int, timeout: float | None) -> None:
-        self.fn = fn
+    def __init__(self, call: Callable[..., tuple[str, Any]], workers: int, timeout: float | None) -> None:
+        self.fn = call
         self.timeout = timeout
-        self.workers = [Worker(fn) for _ in range(workers)]
+        self.workers = [Worker(call) for _ in range(workers)]
 
-    def map(self, items: Sequence[tuple[Any, Any]]) -> list[tuple[str, float | str]]:
-        results: list[tuple[str, float | str] | None] = [None] * len(items)
+    def map(self, items: Sequence[tuple[Any, ...]]) -> list[tuple[str, Any]]:
+        results: list[tuple[str, Any] | None] = [None] * len(items)
         pending = deque(range(len(items)))
         while pending or any(w.job for w in self.workers):
             for worker in self.workers:
@@ -148,7 +152,7 @@ class Pool:
             self._collect(results)
         return results  # type: ignore[return-value]
 
-    def _collect(self, results: list[tuple[str, float | str] | None]) -> None:
+    def _collect(self, results: list[tuple[str, Any] | None]) -> None:
         busy = [w for w in self.workers if w.job is not None]
         deadline = min(w.job[1] for w in busy)  # type: ignore[index]
         ready = wait([w.conn for w in busy], timeout=max(0.0, min(deadline - time.monotonic(), 1.0)))
@@ -189,7 +193,7 @@ class RewardRunner:
         self.fallback = fallback
         self.timeout = timeout
         self.max_failure_rate = max_failure_rate
-        self.pool = Pool(fn, workers, timeout) if workers > 0 else None
+        self.pool = Pool(partial(call_checked, fn), workers, timeout) if workers > 0 else None
         self.calls = 0
         self.failures: Counter[str] = Counter()
         self.last_error = ""

@@ -8,6 +8,7 @@ Configured by ``rewards.sources`` (None: the task's verifier alone, exactly as b
         - {kind: exact, weight: 1.0}                 # binary: 1 where task.reward reaches task.max_reward
         - {kind: format, weight: 0.1}                # 1 if the response is well formed (Completion.body)
         - {kind: think-format, weight: 0.2}          # 1 for <think>...</think><answer>...</answer>
+        - {kind: answer-format, weight: 0.5}         # 1 where the task's verifier reads an answer
         - {kind: model, path: runs/rm, weight: 0.5}  # a local HF sequence-classification model
 
 The reward of one response is sum_k weight_k * r_k(prompt, response), over the sources and the
@@ -119,7 +120,8 @@ class SourceConfig:
 
     kind: str = opt("verifier", "verifier (the task's reward, guarded), exact (1 where the verifier "
                     "reaches the task's max_reward), format (1 if well formed), think-format (1 for "
-                    "<think>...</think><answer>...</answer>), model (a reward model)",
+                    "<think>...</think><answer>...</answer>), answer-format (1 where the task's verifier "
+                    "reads an answer, right or wrong; dataset tasks), model (a reward model)",
                     choices=lambda: SOURCES.names())
     weight: float = opt(1.0, "the source's weight in the sum")
     name: str | None = opt(None, "logged as reward/<name> (default: the kind)")
@@ -149,14 +151,24 @@ class ModelSourceConfig(SourceConfig):
 # kind -> scorer(config): None for the guarded verifier itself, EXACT for its binary form, else a
 # function (prompts, responses) -> scores
 SOURCES: Registry[Callable[[Any], Any]] = Registry("reward source")
-SOURCES.register("verifier")(lambda spec: None)
-SOURCES.register("exact")(lambda spec: EXACT)
-SOURCES.register("format")(lambda spec: lambda ps, rs: [format_reward(p, r) for p, r in zip(ps, rs, strict=True)])
-SOURCES.register("think-format")(lambda spec: lambda ps, rs: [think_answer_format(response_text(r)) for r in rs])
+SOURCES.register("verifier")(lambda spec, task: None)
+SOURCES.register("exact")(lambda spec, task: EXACT)
+SOURCES.register("format")(lambda spec, task: lambda ps, rs: [format_reward(p, r) for p, r in zip(ps, rs, strict=True)])
+SOURCES.register("think-format")(lambda spec, task: lambda ps, rs: [think_answer_format(response_text(r)) for r in rs])
+
+
+@SOURCES.register("answer-format")
+def answer_format_source(spec: SourceConfig, task: Any) -> Callable[[Sequence[Any], Sequence[Any]], list[float]]:
+    """1 where the task's verifier reads an answer from the response, right or wrong (``Task.answer_found``):
+    with ``task.verifier tag:answer``, the reward for answering inside <answer></answer>."""
+    if not getattr(task, "reads_answers", False):
+        raise ConfigError(f"rewards.sources: kind 'answer-format' needs a task that reads its answer out of "
+                          f"free text (task.name dataset), not {getattr(task, 'name', type(task).__name__)!r}")
+    return lambda ps, rs: [float(bool(task.answer_found(p, r))) for p, r in zip(ps, rs, strict=True)]
 
 
 @SOURCES.register("model", config=ModelSourceConfig)
-def model_source(spec: ModelSourceConfig) -> SequenceScorer:
+def model_source(spec: ModelSourceConfig, task: Any) -> SequenceScorer:
     assert spec.path is not None  # check_sources refused a model source without one
     return load_scorer(spec.path, field=f"rewards.sources[{spec.label}].path",
                        trust_remote_code=spec.trust_remote_code, batch_size=spec.batch_size)
@@ -250,18 +262,21 @@ class CombinedRewards:
 
     def close(self) -> None:
         self.guard.close()
+        for _, fn in self.functions:
+            fn.close()
 
 
 def build_rewards(cfg: Any, task: Any, *, max_failure_rate: float | None = None,
                   workers: int | None = None) -> RewardRunner | CombinedRewards:
     """The run's reward: the guarded verifier alone (``rewards.sources`` None), or the weighted sum."""
     rw = cfg.rewards
+    workers = rw.workers if workers is None else workers
     guard = RewardRunner(task.reward, fallback=rw.fallback, timeout=rw.timeout,
                          max_failure_rate=rw.max_failure_rate if max_failure_rate is None else max_failure_rate,
-                         workers=rw.workers if workers is None else workers)
-    functions = build_functions(rw, task)
+                         workers=workers)
+    functions = build_functions(rw, task, workers=workers)
     if rw.sources is None and not functions:
         return guard
     sources = rw.sources if rw.sources is not None else [SourceConfig()]  # the verifier, weight 1
-    components = [(spec.label, spec.weight, SOURCES.get(spec.kind)(spec)) for spec in sources]
+    components = [(spec.label, spec.weight, SOURCES.get(spec.kind)(spec, task)) for spec in sources]
     return CombinedRewards(guard, components, max_reward=task.max_reward, functions=functions)

@@ -103,9 +103,11 @@ class Task(ABC):
         """Per-token process rewards, when the task can give them (None: outcome reward only)."""
         return None
 
+    reads_answers = False  # True: the task reads its answer out of free text (``answer_found`` says if it could)
+
     def answer_found(self, prompt: Prompt, response: Sequence[int]) -> bool | None:
-        """Whether an answer could be read from the response, right or wrong (``eval/format_rate``);
-        None for a task that reads no answer out of free text."""
+        """Whether an answer could be read from the response, right or wrong (``eval/format_rate``, the
+        ``answer-format`` reward source); None for a task that reads no answer out of free text."""
         return None
 
     # -- provided ----------------------------------------------------------------------------

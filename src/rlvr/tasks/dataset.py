@@ -7,8 +7,10 @@
       prompt_field: prompt        # the column shown to the model
       answer_field: answer        # the reference answer the verifier compares with
       verifier: last-number       # a spec of rlvr.rewards.verifiers (tag:answer, boxed, exact, ...)
+      prompt_template: "{prompt} Put the final number in <answer></answer>."   # optional, any column
 
-Prompts are the rows' prompt strings; a repeated prompt keeps its first row (the others are counted
+Prompts are the rows' prompt strings (through ``prompt_template`` when given: a Python format string
+over the row's columns, the prompt column included); a repeated prompt keeps its first row (the others are counted
 and reported). The held-out split is ``eval_path``'s rows when given (a training row with one of its
 prompts is dropped), else the base Task's stable hash split of the prompt (``eval_fraction``).
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import string
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -226,6 +229,14 @@ def text_value(row: dict[str, Any], name: str) -> tuple[str | None, str]:
     return text, ""
 
 
+def templated(template: str, row: dict[str, Any], prompt_field: str, prompt: str) -> tuple[str | None, str]:
+    """``task.prompt_template`` filled from the row (its prompt as text), or (None, the column it lacks)."""
+    try:
+        return template.format_map({**row, prompt_field: prompt}), ""
+    except KeyError as exc:
+        return None, f"no column {exc.args[0]!r} for task.prompt_template"
+
+
 def load_rows(path: str, cfg: DatasetConfig, *, field: str) -> Rows:
     """The usable rows of one file; bad rows reported (skip) or refused, repeated prompts dropped."""
     answers: dict[str, str] = {}
@@ -237,6 +248,8 @@ def load_rows(path: str, cfg: DatasetConfig, *, field: str) -> Rows:
             prompt, reason = text_value(row, cfg.prompt_field)
             if prompt is not None:
                 answer, reason = text_value(row, cfg.answer_field)
+            if prompt is not None and answer is not None and cfg.prompt_template is not None:
+                prompt, reason = templated(cfg.prompt_template, row, cfg.prompt_field, prompt)
         if row is None or prompt is None or answer is None:
             if cfg.bad_rows == "refuse":
                 raise ConfigError(f"{field}: {where}: {reason} (task.bad_rows refuse; skip to train on the other rows)")
@@ -280,6 +293,7 @@ class DatasetTask(TextTask):
     """Prompts and answers from a file; reward by an answer-extraction verifier."""
 
     name = "dataset"
+    reads_answers = True
 
     def __init__(self, cfg: DatasetConfig) -> None:
         super().__init__(max_new_tokens=cfg.max_new_tokens, **cfg.split_args())
@@ -383,6 +397,9 @@ class DatasetConfig(TaskConfig):
     verifier: str = opt("last-number", "how the answer is read from a response and compared: a spec of "
                         "rlvr.rewards.verifiers (last-number, exact, gsm8k, boxed, tag:NAME, choice, "
                         "regex:PATTERN, math)")
+    prompt_template: str | None = opt(None, "the prompt shown to the model, a Python format string over the "
+                                      "row's columns, e.g. '{prompt} Answer in <answer></answer>.' (none: "
+                                      "the prompt column as it is)")
     system_prompt: str | None = opt(None, "a system message: a chat model's first turn (hf policy)")
     bad_rows: str = opt("skip", "a row without the fields or not readable: skip it (each reported as "
                         "file:line on stderr) or refuse the file", choices=["skip", "refuse"])
@@ -399,6 +416,16 @@ class DatasetConfig(TaskConfig):
             parse_verifier(self.verifier)
         except ConfigError as exc:
             raise ConfigError(f"task.verifier: {exc}") from None
+        if self.prompt_template is not None:
+            try:
+                fields = [name for _, name, _, _ in string.Formatter().parse(self.prompt_template) if name is not None]
+            except ValueError as exc:
+                raise ConfigError(f"task.prompt_template: {self.prompt_template!r} is not a format string ({exc}); "
+                                  "write a literal brace as {{ or }}") from None
+            if any(not name.isidentifier() for name in fields):
+                bad = next(name for name in fields if not name.isidentifier())
+                raise ConfigError(f"task.prompt_template: {{{bad}}} is not a column name (write a literal brace "
+                                  "as {{ or }})")
 
 
 @TASKS.register("dataset", config=DatasetConfig)

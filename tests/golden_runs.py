@@ -43,7 +43,7 @@ RUNS: dict[str, tuple[list[str], str | None, bool]] = {
 }
 ALLCLOSE: dict[str, str] = {}  # run name -> why its arithmetic changed (summation order), if it did
 # metrics added since the runs were recorded: a replay may carry them, the recorded keys must all match
-ADDED_METRICS = {"eval/mean_length", "eval/format_rate", "eval/pass@1"}
+ADDED_METRICS = {"eval/mean_length", "eval/format_rate", "eval/pass@1", "rollout/weight_sync_mb"}
 
 
 def hf_model(folder: Path) -> Path:

@@ -226,3 +226,45 @@ def test_torchrun_writes_one_run_directory_with_the_local_metrics(tmp_path):
     steps = [r["step"] for r in rows_without_times(tmp_path / "ddp")]
     assert steps == list(range(7))  # written once: no duplicated lines from rank 1
     assert_same_metrics(tmp_path / "local", tmp_path / "ddp", exact=False, drop=RATIO_METRICS)
+
+
+# ----------------------------------------------------------------------------- HF + LoRA
+
+
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory):
+    pytest.importorskip("transformers")
+    pytest.importorskip("peft")
+    from rlvr.policies.export import save_final
+
+    folder = tmp_path_factory.mktemp("hf") / "model"
+    cfg = load_config(None, TINY_LM)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        save_final(build_policy(cfg.policy, build_task(cfg.task)), folder)
+    return folder
+
+
+def test_ray_and_torchrun_train_an_hf_lora_policy_like_the_local_backend(local_ray, tmp_path, hf_folder):
+    """An HF policy with LoRA through both backends; Ray's actors get only the adapters each step."""
+    lora = {**TINY_LM, "policy.kind": "hf", "policy.model": str(hf_folder), "policy.lora.rank": 4,
+            "optim.name": "adamw", "optim.lr": 0.01}
+    for key in ("policy.hidden_size", "policy.intermediate_size", "policy.num_layers", "policy.num_heads"):
+        lora.pop(key)
+    Trainer(config(tmp_path, "local", **lora), show_progress=False).run()
+    trainer = Trainer(config(tmp_path, "ray", **lora, **{"distributed.backend": "ray"}), show_progress=False)
+    trainer.run()
+    assert_same_metrics(tmp_path / "local", tmp_path / "ray")
+    adapters = trainer.policy.state_dict()
+    assert adapters and all("lora_" in k for k in adapters)
+    mb = sum(v.numel() * v.element_size() for v in adapters.values()) / 2**20
+    full = sum(v.numel() * v.element_size() for v in torch.nn.Module.state_dict(trainer.policy).values()) / 2**20
+    rows = [json.loads(line) for line in (tmp_path / "ray" / "metrics.jsonl").read_text().splitlines()]
+    shipped = [r["rollout/weight_sync_mb"] for r in rows if "rollout/weight_sync_mb" in r]
+    assert shipped and all(s == pytest.approx(mb) for s in shipped) and mb < full / 4
+    flags = ["--config", "sort-toy", "--quiet", *[f"--{k}={v}" for k, v in {
+        **lora, "train.outer_steps": 3, "eval.every": 3, "algo.kl_coef": 0.05, "distributed.rollout_shards": 2}.items()]]
+    torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "rlvr")
+    local, ddp = run_cli(tmp_path, "local-cli", flags), run_cli(tmp_path, "ddp", flags, launcher=torchrun)
+    assert local.returncode == 0 and ddp.returncode == 0, (local.stderr + ddp.stderr)[-3000:]
+    assert_same_metrics(tmp_path / "local-cli", tmp_path / "ddp", exact=False, drop=RATIO_METRICS)

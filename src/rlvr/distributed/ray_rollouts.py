@@ -6,7 +6,9 @@ Each actor builds the task and the policy from the run's config (so reward funct
 workers too). Shard s of every batch goes to actor s % W with the ObjectRef of the latest weights
 and its stream's state; the learner collects the shards, checks each came back exactly once, and
 after each outer step puts its weights into Ray's object store once (``ray.put``) -- every actor
-reads that one object, and only when its version is newer than what it holds.
+reads that one object, and only when its version is newer than what it holds. The weights are the
+policy's ``state_dict``: for an HF policy with LoRA only its adapters (``rollout/weight_sync_mb``
+logs the size), since every actor loads the frozen base model itself.
 
 Fault tolerance: the actors are created with ``max_restarts`` / ``max_task_retries``. An actor
 that dies mid-rollout is restarted by Ray and its shard re-run; the task carries everything it
@@ -123,11 +125,14 @@ class RayRollouts(RolloutBackend):
         self.pending: Pending | None = None
 
     def sync(self, policy: Policy) -> None:
-        """One ``ray.put`` of the learner's weights per outer step; actors fetch it on their next shard."""
+        """One ``ray.put`` of the learner's weights per outer step; actors fetch it on their next shard.
+        The weights are the policy's ``state_dict``: with LoRA, the adapters alone (policies/hf.py)."""
         t0 = time.perf_counter()
-        self.weights = ray.put({k: v.detach().cpu() for k, v in policy.state_dict().items()})
+        state = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
+        self.weights = ray.put(state)
         self.version += 1
         self.last_metrics["time/weight_sync"] = time.perf_counter() - t0
+        self.last_metrics["rollout/weight_sync_mb"] = sum(v.numel() * v.element_size() for v in state.values()) / 2**20
 
     def rollouts(self, count: int) -> Rollouts:
         pending = self.pending if self.pending is not None and self.pending.count == count else None

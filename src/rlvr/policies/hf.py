@@ -37,6 +37,10 @@ from rlvr.policies.tokens import positions_of
 from rlvr.safe_load import check_model_folder, check_tokenizer, pretrained_kwargs
 from rlvr.tasks import Task, TextTask
 
+CHECKPOINTING_WITH_SHARED_PREFIX = ("policy.gradient_checkpointing: not with policy.shared_prefix (a "
+                                    "checkpointed layer runs without the prompt's KV cache the shared pass "
+                                    "reads); turn one off")
+
 
 def import_transformers() -> Any:
     try:
@@ -104,8 +108,7 @@ class HFPolicy(LMPolicy):
         so frozen embeddings under LoRA need no input-gradient hook). Not with the shared-prompt pass,
         whose responses read the prompt's cache: checkpointed layers run without one."""
         if self.shared_prefix:
-            raise ConfigError("policy.gradient_checkpointing: not with policy.shared_prefix (a checkpointed "
-                              "layer runs without the prompt's KV cache the shared pass reads); turn one off")
+            raise ConfigError(CHECKPOINTING_WITH_SHARED_PREFIX)
         if not getattr(self.model, "supports_gradient_checkpointing", False):
             raise ConfigError(f"policy.gradient_checkpointing: the model class {type(self.model).__name__} "
                               "does not support it")
@@ -210,8 +213,8 @@ class HFPolicy(LMPolicy):
         if self.peft is None:
             return super().load_state_dict(state, strict=strict, assign=assign)
         adapters = {k: v for k, v in state.items() if "lora_" in k}
-        missing = sorted(set(self.state_dict()) - set(adapters))
-        unknown = sorted(set(adapters) - set(self.state_dict()))
+        own = set(self.state_dict())
+        missing, unknown = sorted(own - set(adapters)), sorted(set(adapters) - own)
         if strict and (missing or unknown):
             raise UserError(f"policy.lora: the saved adapters do not match this policy's (missing "
                             f"{missing[:2]}, unexpected {unknown[:2]}); the same policy.lora settings are needed")
@@ -260,8 +263,7 @@ class HFConfig(LMConfig):
         if self.truncate_prompts and not self.max_prompt_length:
             raise ConfigError("policy.truncate_prompts: needs policy.max_prompt_length > 0")
         if self.gradient_checkpointing and self.shared_prefix:
-            raise ConfigError("policy.gradient_checkpointing: not with policy.shared_prefix (a checkpointed "
-                              "layer runs without the prompt's KV cache the shared pass reads); turn one off")
+            raise ConfigError(CHECKPOINTING_WITH_SHARED_PREFIX)
         self.lora.check()
 
 

@@ -67,6 +67,9 @@ CASES = [
     ([], "foo:\n  bar: 1\n", "foo"),
     ([], "train: {outer_step: 3}\n", "train.outer_step"),
     ([], "train: [1, 2\n", "--config"),
+    (["--train.skip_flat_groups", "true", "--algo.kl_coef", "0.1", "--algo.kl_in", "loss"], None,
+     "train.skip_flat_groups"),
+    (["--train.skip_flat_groups", "true", "--algo.entropy_coef", "0.01"], None, "train.skip_flat_groups"),
     (["--resume", "/nonexistent/run"], None, "--resume"),
     (["--config", "no-such-preset"], None, "--config"),
 ]

@@ -93,6 +93,40 @@ def slices(batch: Batch, parts: Sequence[Sequence[int]], *, mode: str, constant:
     return out
 
 
+def groups_with_gradient(batch: Batch, *, mode: str, constant: float) -> Batch | None:
+    """The groups of ``batch`` with a nonzero advantage on some loss token, as one slice (its share of
+    the whole batch's loss), or None when every group is flat. Every policy loss is 0 with zero
+    gradient where the advantage is 0 (``tests/test_skip_flat_groups.py`` checks the registry), so
+    without a KL term in the loss and an entropy bonus the slice's gradient is the whole batch's."""
+    group = batch.rollouts.group_size
+    live = masked(batch.advantages, batch.loss_mask).ne(0).reshape(-1, group * batch.advantages.shape[-1])
+    rows = live.any(-1).nonzero().flatten().tolist()
+    if not rows:
+        return None
+    return slices(batch, [rows], mode=mode, constant=constant)[0]
+
+
+def trained_group_metrics(metrics: dict[str, Tensor], parts: Sequence[Batch], *, mode: str,
+                          constant: float) -> dict[str, Tensor]:
+    """Metrics summed over ``parts`` (some of a batch's groups, with their shares of the whole) ->
+    those groups' own: the losses stay the batch's (the left-out groups add 0); an aggregated metric
+    (policy/entropy) becomes the aggregate over the parts' tokens alone (every aggregation's weights
+    differ from the whole batch's shares by one factor); a token mean (approx_kl, clip_frac, ...) is
+    divided by the parts' share of the loss tokens."""
+    if not parts:
+        return metrics
+    own = float(aggregation_weights(torch.cat([p.loss_mask for p in parts]), mode, constant=constant).sum())
+    shared = sum(float(p.share.sum()) for p in parts if p.share is not None)
+    factor = own / shared if shared else 1.0
+    token_share = sum(p.token_share for p in parts)
+
+    def scaled(key: str, value: Tensor) -> Tensor:
+        if key.startswith("loss/"):
+            return value
+        return value * factor if key in ("policy/entropy", "policy/kl") else value / token_share
+    return {k: scaled(k, v) for k, v in metrics.items()}
+
+
 def micro_batches(batch: Batch, size: int | None, *, mode: str, constant: float) -> list[Batch]:
     """``batch`` in micro-batches of ``size`` responses, rounded down to whole groups (at least one);
     ``[batch]`` itself when size is None or 0 or holds the whole batch."""

@@ -128,6 +128,11 @@ class TrainConfig:
                                        "micro-batches of this many responses, rounded down to whole groups "
                                        "of G (at least one); same gradient, less memory (none or 0: the "
                                        "whole batch at once)", ge=0)
+    skip_flat_groups: bool = opt(False, "leave the groups whose advantages are all 0 out of the training "
+                                 "forward and backward: their gradient is 0, so the update is the same "
+                                 "and the step faster (needs no KL in the loss, no entropy bonus, one "
+                                 "learner); policy/entropy and the ratio metrics are then the trained "
+                                 "groups'")
 
 
 @dataclass
@@ -318,6 +323,8 @@ def validate(cfg: Config) -> None:
     if algo.dynamic_sampling and train.group_size < 2:
         raise ConfigError(f"train.group_size: {train.group_size} makes every group zero-variance; "
                           "algo.dynamic_sampling needs group_size >= 2")
+    if train.skip_flat_groups:
+        check_skip_flat_groups(cfg)
     shards = cfg.distributed.rollout_shards
     if shards is not None and shards > train.prompts_per_step:
         raise ConfigError(f"distributed.rollout_shards: {shards} must be <= train.prompts_per_step "
@@ -328,6 +335,17 @@ def validate(cfg: Config) -> None:
     if cfg.eval.pass_samples < cfg.eval.pass_k:
         raise ConfigError(f"eval.pass_samples: {cfg.eval.pass_samples} must be >= eval.pass_k ({cfg.eval.pass_k})")
     check_run_fields(cfg)
+
+
+def check_skip_flat_groups(cfg: Config) -> None:
+    """train.skip_flat_groups is exact only where a group with zero advantages has zero gradient."""
+    algo = cfg.algo
+    if algo.kl_coef > 0 and algo.kl_in == "loss":
+        raise ConfigError(f"train.skip_flat_groups: the KL term in the loss (algo.kl_coef {algo.kl_coef}) "
+                          "gives every group a gradient; use algo.kl_in reward or kl_coef 0")
+    if algo.entropy_coef > 0:
+        raise ConfigError(f"train.skip_flat_groups: the entropy bonus (algo.entropy_coef {algo.entropy_coef}) "
+                          "gives every group a gradient")
 
 
 def check_run_fields(cfg: Config) -> None:

@@ -42,7 +42,14 @@ from rlvr.algorithms.aggregation import masked
 from rlvr.algorithms.credit import shaped_token_rewards
 from rlvr.algorithms.losses import log_ratio_of
 from rlvr.analysis.hooks import build_hooks
-from rlvr.batching import Batch, micro_batches, reward_metrics, sample_records
+from rlvr.batching import (
+    Batch,
+    groups_with_gradient,
+    micro_batches,
+    reward_metrics,
+    sample_records,
+    trained_group_metrics,
+)
 from rlvr.config import AlgoConfig, Config
 from rlvr.distributed.backends import build_rollout_backend
 from rlvr.errors import RunStopped
@@ -271,6 +278,8 @@ class Trainer:
         row.update(reward_metrics(sampled_rewards, batch.deltas))
         row.update({k: v / cfg.train.inner_steps for k, v in sorted(sums.items())})
         row.update(sampling)
+        if cfg.train.skip_flat_groups:
+            row["train/trained_groups"] = float(sum(len(p.rollouts.prompts) for p in parts))
         row.update(self.rewards.pop_metrics())
         row["algo/entropy_coef"] = entropy_coef
         row["algo/kl_coef"] = self.state.kl_coef
@@ -333,6 +342,9 @@ class Trainer:
         clipping, this step's learning rate, the update (skipped when not finite)."""
         self.optimizer.zero_grad(set_to_none=True)
         loss, metrics = self.accumulate_gradient(parts, entropy_coef=entropy_coef)
+        if self.cfg.train.skip_flat_groups:  # the parts are the groups with a gradient: their means
+            metrics = trained_group_metrics(metrics, parts, mode=self.cfg.algo.aggregation,
+                                            constant=self.aggregation_constant)
         for hook in self.hooks:  # e.g. a per-parameter baseline correcting the gradient
             metrics.update(hook.after_backward(self.policy, batch, self.pg_loss))
         max_norm = self.cfg.optim.grad_clip or float("inf")
@@ -353,7 +365,12 @@ class Trainer:
 
     def accumulate_gradient(self, parts: Sequence[Batch], *, entropy_coef: float) -> tuple[Tensor, dict[str, Tensor]]:
         """Backward through each part's loss into .grad; returns the loss and metrics summed over the
-        parts, which are the whole batch's (``rlvr.batching``)."""
+        parts, which are the whole batch's (``rlvr.batching``). No parts (every group flat with
+        train.skip_flat_groups): a zero gradient, and the optimizer still steps (momentum, decay)."""
+        if not parts:
+            for p in self.policy.trainable_parameters():
+                p.grad = torch.zeros_like(p)
+            return torch.zeros(()), {"loss/policy": torch.zeros(()), "loss/total": torch.zeros(())}
         total: Tensor | None = None
         sums: dict[str, Tensor] = {}
         for i, part in enumerate(parts):
@@ -368,7 +385,13 @@ class Trainer:
 
     def learner_slices(self, batch: Batch) -> list[Batch]:
         """The slices of the batch this process differentiates: its micro-batches (one: the whole
-        batch, without train.micro_batch_size); under DDP, those of the rank's rows."""
+        batch, without train.micro_batch_size); under DDP, those of the rank's rows. With
+        train.skip_flat_groups only the groups with a nonzero advantage (none: no slices)."""
+        if self.cfg.train.skip_flat_groups:
+            trained = groups_with_gradient(batch, mode=self.cfg.algo.aggregation, constant=self.aggregation_constant)
+            if trained is None:
+                return []
+            batch = trained
         return micro_batches(batch, self.cfg.train.micro_batch_size, mode=self.cfg.algo.aggregation,
                              constant=self.aggregation_constant)
 

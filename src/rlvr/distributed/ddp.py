@@ -96,6 +96,9 @@ class DDPTrainer(Trainer):
         if cfg.train.prompts_per_step < self.world_size:
             raise UserError(f"train.prompts_per_step: {cfg.train.prompts_per_step} prompts leave some of the "
                             f"{self.world_size} ranks without a group to learn from")
+        if cfg.train.skip_flat_groups:  # a rank left with no group would never join the all-reduce
+            raise UserError(f"train.skip_flat_groups: not with {self.world_size} torchrun learners; "
+                            "run it with one learner")
         self.ddp = DistributedDataParallel(LogprobsModule(self.policy))
 
     def writes_files(self) -> bool:

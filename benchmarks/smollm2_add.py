@@ -6,7 +6,7 @@ trains on (does RL on addition transfer, or damage them?).
     python benchmarks/smollm2_add.py [--seeds 0 1] [--steps N] [--out FILE.json]
     python benchmarks/smollm2_add.py --config smollm2-format --seeds 0 --sets add   # format + answer reward
 
-Per seed: `rlvr eval` of the base model (greedy accuracy, pass@1 and pass@8 from 8 samples), the
+Once: `rlvr eval` of the base model (greedy accuracy, pass@1 and pass@8 from 8 samples); per seed: the
 preset's training run, `rlvr eval` of its final model; writes benchmarks/results/smollm2-add.json
 (or --out) with the held-out accuracy curve, seconds per step (median and range) and the 1-minute
 load average before and after. Run on an idle machine (workloads.md): the budget is wall time.
@@ -74,12 +74,14 @@ def main() -> None:
     result = {"preset": f"configs/{args.config}.yaml", "commit": commit, "versions": versions(),
               "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
               "steps": args.steps, "runs": []}
+    base = ROOT / "runs" / f"{args.config}-base"
+    base.mkdir(parents=True, exist_ok=True)
+    before = evaluate(MODEL, base, args.config, args.sets)  # the same prompts and draws for every seed
+    print("base: " + json.dumps(before), flush=True)
     for seed in args.seeds:
         folder = ROOT / "runs" / f"{args.config}-s{seed}"
         folder.mkdir(parents=True, exist_ok=True)
         load_before = os.getloadavg()[0]
-        before = evaluate(MODEL, folder, args.config, args.sets)
-        print(f"seed {seed} base: " + json.dumps(before), flush=True)
         start = time.perf_counter()
         steps = ["--train.outer_steps", str(args.steps)] if args.steps else []
         run(["train", "--config", args.config, "--seed", str(seed), *steps,

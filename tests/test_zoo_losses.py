@@ -9,6 +9,7 @@ import torch
 from rlvr.algorithms import POLICY_LOSSES, aggregate, policy_loss
 from rlvr.config import load_config
 from rlvr.errors import ConfigError
+from rlvr.trainer import Trainer, compute_loss
 
 RATIOS = torch.tensor([0.3, 0.7, 0.95, 1.0, 1.1, 1.5, 2.9, 3.1, 5.0, 20.0], dtype=torch.double)
 
@@ -241,3 +242,33 @@ def test_config_refuses_settings_of_another_loss_and_micro_batches_for_batch_sta
         load_config(None, {"algo.loss": "clip-cov", "algo.clip_cov_lower": 5.0})
     cfg = load_config(None, {"algo.loss": "clip-cov", "algo.clip_eps_high": 0.3, "algo.clip_cov_ratio": 0.01})
     assert (cfg.algo.clip_eps_high, cfg.algo.clip_cov_ratio) == (0.3, 0.01)
+
+
+def test_clip_eps_high_left_unset_is_eps_low():
+    logp, old, adv, mask, _ = ragged_batch(8)
+    for name in ("clipped", "clip-cov"):
+        alone = policy_loss(name, logp, old, adv, mask, clip_eps_low=0.05)[0]
+        both = policy_loss(name, logp, old, adv, mask, clip_eps_low=0.05, clip_eps_high=0.05)[0]
+        wider = policy_loss(name, logp, old, adv, mask, clip_eps_low=0.05, clip_eps_high=0.2)[0]
+        assert torch.equal(alone, both) and not torch.equal(alone, wider), name
+
+
+def test_the_trainer_hands_the_chosen_loss_its_settings(tmp_path):
+    cfg = load_config(None, {"train.prompts_per_step": 2, "train.group_size": 3, "algo.deltas": "raw",
+                             "algo.loss": "gmpo", "algo.gmpo_clip_low": 0.01, "algo.gmpo_clip_high": 0.02,
+                             "algo.aggregation": "seq-mean-token-mean", "run_dir": str(tmp_path / "run")})
+    t = Trainer(cfg, show_progress=False)
+    batch = t.make_batch(t.rollout_backend.rollouts(2))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # move the policy off the sampler: ratios != 1, so the clip range matters
+        for p in t.policy.parameters():
+            p.add_(0.5 * torch.randn(p.shape, generator=generator))
+    loss, _ = compute_loss(t.policy, batch, cfg.algo, temperature=1.0, aggregation_constant=3.0, entropy_coef=0.0)
+    r = batch.rollouts
+    logp, _ = t.policy.logprobs(r.prompt_ids, r.response_ids, r.mask, group_size=r.group_size)
+
+    def expected(**settings):
+        per_token, _ = policy_loss("gmpo", logp, r.logprobs, batch.advantages, batch.loss_mask, **settings)
+        return aggregate(per_token, batch.loss_mask, "seq-mean-token-mean")
+    assert torch.allclose(loss, expected(gmpo_clip_low=0.01, gmpo_clip_high=0.02))
+    assert not torch.allclose(loss, expected())                        # the defaults (0.4) give another loss

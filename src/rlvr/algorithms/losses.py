@@ -303,8 +303,8 @@ def clip_cov(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *
     loss, ``whole_batch``), or one rank's rows under torchrun, as verl computes it per micro-batch.
     """
     log_ratio = log_ratio_of(logp, old_logp)
-    loss, is_clipped = clip_objective(log_ratio.exp(), advantages, clip_eps_low=clip_eps_low,
-                                      clip_eps_high=clip_eps_high)
+    r = log_ratio.exp()
+    loss, is_clipped = clip_objective(r, advantages, clip_eps_low=clip_eps_low, clip_eps_high=clip_eps_high)
     cov = token_covariance(logp, advantages, mask)
     candidates = (mask != 0) & (is_clipped == 0) & (cov > clip_cov_lower) & (cov < clip_cov_upper)
     selected = top_share(cov, candidates, mask, clip_cov_ratio)
@@ -327,12 +327,11 @@ def kl_cov(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, *,
     gradient, at r = 1, so it acts from the second inner step on. Deterministic: the selection is by
     rank, as in the paper. Means over the tokens of one call, as for ``clip-cov``.
     """
-    log_ratio = log_ratio_of(logp, old_logp)
+    loss, metrics = ratio(logp, old_logp, advantages, mask)                           # -r A
     selected = top_share(token_covariance(logp, advantages, mask), mask != 0, mask, kl_cov_ratio)
-    penalty = torch.where(selected, kl_cov_coef * log_ratio.abs(), torch.zeros_like(log_ratio))
-    metrics = ratio_metrics(log_ratio, mask)
+    penalty = kl_cov_coef * log_ratio_of(logp, old_logp).abs()
     metrics["policy/cov_selected_frac"] = masked_mean(selected.to(logp.dtype), mask).detach()
-    return -log_ratio.exp() * advantages + penalty, metrics
+    return loss + torch.where(selected, penalty, torch.zeros_like(penalty)), metrics
 
 
 # GPG (Chu et al. 2025): plain REINFORCE on its corrected advantage (deltas ``gpg``): no ratio, no

@@ -54,7 +54,7 @@ def test_cli_algo_flag_applies_the_recipe_under_the_flags(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("algo", [["--algo", "sapo"], ["--algo", "gmpo"], ["--algo", "gpg"],
-                                  ["--algo", "grpo", "--algo.loss", "clip-cov", "--algo.clip_cov_lower", "-1"],
+                                  ["--algo", "grpo", "--algo.loss", "clip-cov", "--algo.clip_cov_lower=-1"],
                                   ["--algo", "grpo", "--algo.loss", "kl-cov", "--algo.kl_cov_ratio", "0.05"]])
 def test_the_2025_losses_train_sort_toy_from_the_command_line(tmp_path, algo):
     run = tmp_path / "run"

@@ -133,11 +133,13 @@ def test_padded_columns_change_nothing_whatever_they_hold(name):
         return torch.cat([x.detach(), torch.full((4, 2), junk, dtype=x.dtype)], dim=1)
     wide_mask = pad(mask, 0.0)
     wide = value_grad_metrics(name, pad(logp, 50.0), pad(old, -50.0), pad(adv, 1e3), wide_mask, **settings)
-    assert torch.equal(wide[0][:, :5], base[0]) and (wide[0][:, 5:] == 0).all()
-    assert torch.allclose(wide[1], base[1], rtol=1e-12) and torch.equal(wide[2][:, :5], base[2])
+    # equal up to summation order (a row of 7 sums in another order than a row of 5)
+    assert torch.allclose(wide[0][:, :5], base[0], rtol=1e-12, atol=1e-14) and (wide[0][:, 5:] == 0).all()
+    assert torch.allclose(wide[1], base[1], rtol=1e-12)
+    assert torch.allclose(wide[2][:, :5], base[2], rtol=1e-12, atol=1e-14)
     assert (wide[2][:, 5:] == 0).all() and base[2].abs().sum() > 0
     for key, value in base[3].items():
-        assert torch.allclose(wide[3][key], value, rtol=1e-12), key
+        assert torch.allclose(wide[3][key], value, rtol=1e-12, atol=1e-14), key
     if "policy/cov_selected_frac" in base[3]:
         assert math.isclose(float(base[3]["policy/cov_selected_frac"]), 2 / 11)
 

@@ -103,6 +103,106 @@ def test_cispo_weighs_log_pi_by_the_clipped_ratio():
     assert math.isclose(float(metrics["policy/clip_frac"]), 2 / 3)
 
 
+def loss_and_grad_2d(name, log_ratio, advantages, logp=None, **settings):
+    """loss_and_grad on a (2, 3) batch, all tokens real: old_logp = logp - log_ratio, so the ratio is
+    the one given whatever logp is (logp defaults to log_ratio, old_logp 0)."""
+    ratio = torch.tensor(log_ratio, dtype=torch.float64)
+    current = (ratio if logp is None else torch.tensor(logp, dtype=torch.float64)).requires_grad_(True)
+    adv = torch.tensor(advantages, dtype=torch.float64)
+    per_token, metrics = policy_loss(name, current, current.detach() - ratio, adv, torch.ones_like(adv), **settings)
+    per_token.sum().backward()
+    return per_token.detach(), current.grad, metrics
+
+
+def close2d(actual, expected, tol=1e-9):
+    return torch.allclose(actual, torch.tensor(expected, dtype=torch.float64), rtol=tol, atol=tol)
+
+
+def test_sapo_gate_by_hand():
+    """f(r) = sigma(tau (r - 1)) 4 / tau, l = -f(r) A, dl/dlogp = -A 4 sigma (1 - sigma) r.
+    tau_pos 1, tau_neg 2 (apart, so swapping them fails).
+    Row 1, A = +2, tau 1:  r = 1:         sigma 1/2 -> f 2,   l -4,   grad -2 * 1 * 1 = -2
+                           r = 1 + ln 3:  sigma 3/4 -> f 3,   l -6,   grad -2 * 3/4 * (1 + ln 3) = -3.1479184
+                           r = 1 - ln 2:  sigma 1/3 -> f 4/3, l -8/3, grad -2 * 8/9 * (1 - ln 2) = -0.5455161
+    Row 2, A = -1, tau 2:  r = 1:           sigma 1/2 -> f 1,   l 1,   grad 1
+                           r = 1 + ln 3/2:  sigma 3/4 -> f 3/2, l 3/2, grad 3/4 (1 + ln 3/2) = 1.1619796
+                           r = 1 - ln 3/2:  sigma 1/4 -> f 1/2, l 1/2, grad 3/4 (1 - ln 3/2) = 0.3380204"""
+    ratios = [[1, 1 + LN(3), 1 - LN(2)], [1, 1 + LN(3) / 2, 1 - LN(3) / 2]]
+    loss, grad, metrics = loss_and_grad_2d("sapo", [[LN(r) for r in row] for row in ratios],
+                                           [[2.0] * 3, [-1.0] * 3], sapo_tau_pos=1.0, sapo_tau_neg=2.0)
+    assert close2d(loss, [[-4, -6, -8 / 3], [1, 1.5, 0.5]])
+    assert close2d(grad, [[-2, -1.5 * (1 + LN(3)), -16 / 9 * (1 - LN(2))],
+                          [1, 0.75 * (1 + LN(3) / 2), 0.75 * (1 - LN(3) / 2)]])
+    # the gradient weight 4 sigma (1 - sigma): 1, 3/4, 8/9 and 1, 3/4, 3/4
+    assert math.isclose(float(metrics["policy/sapo_weight_mean"]), (1 + 0.75 + 8 / 9 + 1 + 0.75 + 0.75) / 6)
+
+
+def test_gmpo_geometric_mean_of_sign_clipped_ratios_by_hand():
+    """clip_low 0.3, clip_high 0.5 (apart, so swapping them fails); old_logp 0, logp = log r.
+    Row 1, A = +1: log r (0.2, 0.8, -0.6) -> only the upper clip: c = (0.2, 0.5, -0.6), mean 0.1/3,
+        s1 = e^(1/30) = 1.0338951; every token's loss -s1; gradient -A s1 where c is not clipped:
+        (-s1, 0, -s1) (the -0.6 is below -0.3 but a positive advantage has no lower clip).
+    Row 2, A = -2: log r (-0.5, 0.1, 0.7) -> only the lower clip: c = (-0.3, 0.1, 0.7), mean 1/6,
+        s2 = e^(1/6) = 1.1813604; loss 2 s2; gradient (0, 2 s2, 2 s2)."""
+    s1, s2 = math.exp(0.1 / 3), math.exp(0.5 / 3)
+    loss, grad, metrics = loss_and_grad_2d("gmpo", [[0.2, 0.8, -0.6], [-0.5, 0.1, 0.7]], [[1.0] * 3, [-2.0] * 3],
+                                           gmpo_clip_low=0.3, gmpo_clip_high=0.5)
+    assert close2d(loss, [[-s1] * 3, [2 * s2] * 3])
+    assert close2d(grad, [[-s1, 0, -s1], [0, 2 * s2, 2 * s2]])
+    assert math.isclose(float(metrics["policy/clip_frac"]), 2 / 6)           # the 0.8 and the -0.5
+    assert math.isclose(float(metrics["policy/seq_ratio_mean"]), (s1 + s2) / 2)
+    # seq-mean-token-mean is the paper's mean_i (-A_i s_i), and its gradient s_i/3 per unclipped token
+    logp = torch.tensor([[0.2, 0.8, -0.6], [-0.5, 0.1, 0.7]], dtype=torch.float64, requires_grad=True)
+    adv = torch.tensor([[1.0] * 3, [-2.0] * 3], dtype=torch.float64)
+    per_token, _ = policy_loss("gmpo", logp, torch.zeros_like(adv), adv, torch.ones_like(adv),
+                               gmpo_clip_low=0.3, gmpo_clip_high=0.5)
+    value = aggregate(per_token, torch.ones_like(adv), "seq-mean-token-mean")
+    value.backward()
+    assert math.isclose(float(value), (-s1 + 2 * s2) / 2, rel_tol=1e-12)
+    assert close2d(logp.grad, [[-s1 / 6, 0, -s1 / 6], [0, s2 / 3, s2 / 3]])
+
+
+# A 2x3 batch for the covariance losses: A = +2 on row 1, -2 on row 2 (mean 0); logp centred on -4 by
+# d = [[3, 1.5, -1.25], [-2, -1, -0.25]] (sum 0, so mean logp = -4): cov_t = d_t A_t =
+#     [[6, 3, -2.5], [4, 2, 0.5]]
+# ratios [[1.1, 1.0, 0.9], [0.5, 1.0, 1.1]], eps 0.2: PPO clips only r = 0.5 (A < 0, r < 0.8).
+COV_LOGP = [[-1.0, -2.5, -5.25], [-6.0, -5.0, -4.25]]
+COV_ADV = [[2.0] * 3, [-2.0] * 3]
+COV_RATIOS = [[1.1, 1.0, 0.9], [0.5, 1.0, 1.1]]
+
+
+def test_clip_cov_detaches_the_top_candidate_by_covariance():
+    """PPO loss (eps 0.2): row 1 (A 2) -2r = (-2.2, -2, -1.8), grad -rA the same; row 2 (A -2):
+    r = 0.5 clipped -> loss -min(-1, -1.6) = 1.6, grad 0; r = 1, 1.1 -> 2, 2.2, grad 2, 2.2.
+    Candidates: real, not PPO-clipped, 1 < cov < 5: cov 6 is above the bound, cov 4 is PPO-clipped,
+    so 3 (row 1, token 2) and 2 (row 2, token 2). ratio 0.2 of 6 tokens -> floor(1.2) = 1 token: the
+    cov-3 one, whose gradient -2 becomes 0 (its value -2 stays)."""
+    loss, grad, metrics = loss_and_grad_2d("clip-cov", [[LN(r) for r in row] for row in COV_RATIOS], COV_ADV,
+                                           logp=COV_LOGP, clip_eps_low=0.2, clip_eps_high=0.2,
+                                           clip_cov_ratio=0.2, clip_cov_lower=1.0, clip_cov_upper=5.0)
+    assert close2d(loss, [[-2.2, -2, -1.8], [1.6, 2, 2.2]])
+    assert close2d(grad, [[-2.2, 0, -1.8], [0, 2, 2.2]])
+    assert math.isclose(float(metrics["policy/clip_frac"]), 1 / 6)
+    assert math.isclose(float(metrics["policy/cov_selected_frac"]), 1 / 6)
+    # ratio 0.34 -> floor(2.04) = 2 tokens: both candidates, the cov-2 one too (its gradient 2 -> 0)
+    _, grad, metrics = loss_and_grad_2d("clip-cov", [[LN(r) for r in row] for row in COV_RATIOS], COV_ADV,
+                                        logp=COV_LOGP, clip_eps_low=0.2, clip_eps_high=0.2,
+                                        clip_cov_ratio=0.34, clip_cov_lower=1.0, clip_cov_upper=5.0)
+    assert close2d(grad, [[-2.2, 0, -1.8], [0, 0, 2.2]])
+
+
+def test_kl_cov_penalises_the_top_covariance_tokens_by_hand():
+    """Ratio loss -rA: row 1 (-2.2, -2, -1.8), row 2 (1, 2, 2.2), gradients the same.
+    ratio 0.34 of 6 -> 2 tokens, the top covariances 6 (row 1 token 1, r 1.1) and 4 (row 2 token 1,
+    r 0.5), each + k |log r| with k 0.5: + 0.5 ln 1.1 = 0.0476551 and + 0.5 ln 2 = 0.3465736;
+    gradients + k sign(log r): -2.2 + 0.5 = -1.7 and 1 - 0.5 = 0.5."""
+    loss, grad, metrics = loss_and_grad_2d("kl-cov", [[LN(r) for r in row] for row in COV_RATIOS], COV_ADV,
+                                           logp=COV_LOGP, kl_cov_ratio=0.34, kl_cov_coef=0.5)
+    assert close2d(loss, [[-2.2 + 0.5 * LN(1.1), -2, -1.8], [1 + 0.5 * LN(2), 2, 2.2]])
+    assert close2d(grad, [[-1.7, -2, -1.8], [0.5, 2, 2.2]])
+    assert math.isclose(float(metrics["policy/cov_selected_frac"]), 2 / 6)
+
+
 # ---------------------------------------------------------------- deltas
 def test_grpo_divides_by_std_plus_eps_outside_the_root():
     """Rewards (0, 2): mean 1, unbiased std sqrt(2). eps = 1 (large enough to see where it goes):
@@ -133,6 +233,15 @@ def test_every_other_delta_mode_by_hand():
                 "max-only": [0, 0, 6], "pass-at-k": [0, 0, 4]}
     for mode, values in expected.items():
         assert close(compute_deltas(rewards, mode)[0].tolist(), values), mode
+
+
+def test_gpg_scales_group_centred_rewards_by_batch_over_valid_groups():
+    """Rewards [[1, 0, 2], [1, 1, 1], [3, 3, 0]]: B = 3 groups, the middle one flat -> B_valid 2,
+    alpha 3/2. Centred: (0, -1, 1), (0, 0, 0), (1, 1, -2) -> times 3/2. All flat: 0 (alpha 3/1, no NaN)."""
+    rewards = torch.tensor([[1.0, 0.0, 2.0], [1.0, 1.0, 1.0], [3.0, 3.0, 0.0]], dtype=torch.float64)
+    assert close(compute_deltas(rewards, "gpg").flatten().tolist(), [0, -1.5, 1.5, 0, 0, 0, 1.5, 1.5, -3])
+    flat = compute_deltas(torch.ones(2, 3, dtype=torch.float64), "gpg")
+    assert torch.equal(flat, torch.zeros(2, 3, dtype=torch.float64))
 
 
 # ---------------------------------------------------------------- KL, aggregation, log-probs, entropy

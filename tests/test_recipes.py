@@ -1,5 +1,6 @@
 """Named recipes: the precedence of config layers, and every recipe training every policy kind."""
 
+import json
 import math
 
 import pytest
@@ -13,7 +14,7 @@ from rlvr.recipes import RECIPES
 from rlvr.trainer import Trainer
 from test_cli import rlvr
 
-EXPECTED = {"grpo", "dr-grpo", "dapo", "gspo", "rloo", "reinforce++", "ppo-clip"}
+EXPECTED = {"grpo", "dr-grpo", "dapo", "gspo", "rloo", "reinforce++", "ppo-clip", "sapo", "gmpo", "gpg"}
 
 
 def test_every_named_recipe_exists_and_is_a_valid_config():
@@ -50,6 +51,21 @@ def test_cli_algo_flag_applies_the_recipe_under_the_flags(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("rlvr: error: unknown recipe 'ppo'") and len(err.splitlines()) == 1
 
+
+
+@pytest.mark.parametrize("algo", [["--algo", "sapo"], ["--algo", "gmpo"], ["--algo", "gpg"],
+                                  ["--algo", "grpo", "--algo.loss", "clip-cov", "--algo.clip_cov_lower=-1"],
+                                  ["--algo", "grpo", "--algo.loss", "kl-cov", "--algo.kl_cov_ratio", "0.05"]])
+def test_the_2025_losses_train_sort_toy_from_the_command_line(tmp_path, algo):
+    run = tmp_path / "run"
+    out = rlvr("train", "--config", "sort-toy", *algo, "--train.outer_steps", "3", "--run-dir", str(run), "--quiet")
+    assert out.returncode == 0, out.stderr
+    loss = algo[algo.index("--algo.loss") + 1] if "--algo.loss" in algo else algo[1]
+    assert f"loss: {loss}" in (run / "config.yaml").read_text()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in rows if "loss/total" in r]
+    assert len(trained) == 3 and all(math.isfinite(r["loss/total"]) for r in trained)
+    assert any(r["policy/approx_kl"] > 0 for r in trained)             # the inner steps moved the policy
 
 TINY_LM = {"task.name": "sort-text", "policy.hidden_size": 16, "policy.intermediate_size": 32,
            "policy.num_layers": 1, "policy.num_heads": 2}

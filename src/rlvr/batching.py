@@ -13,7 +13,10 @@ and so their gradients, add up to the whole batch's. A slice carries its rows of
 and ``Batch.aggregate`` uses them. Two users: micro-batches (gradient accumulation,
 ``train.micro_batch_size``, below) and a data-parallel rank's rows (``distributed/ddp.py``, which
 scales the share by the number of ranks because DDP averages gradients). A slice of a slice keeps
-the outer share, so a rank's micro-batches add up to the rank's loss.
+the outer share, so a rank's micro-batches add up to the rank's loss. This needs each token's loss
+to depend on its own response only: a loss that selects tokens by statistics of the whole batch
+(clip-cov, kl-cov: ``whole_batch`` in its registry entry) is refused with micro-batches; a DDP rank
+computes those statistics over its own rows.
 
 Metrics add up too: the aggregated ones (loss/*, policy/kl, policy/entropy) are shares, and the
 loss's token means (approx_kl, ratio_mean, clip_frac) are weighted by the slice's part of the

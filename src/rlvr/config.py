@@ -27,7 +27,13 @@ import yaml
 from rlvr.algorithms import AGGREGATIONS, CREDIT, DELTAS, KL_ESTIMATORS, POLICY_LOSSES, SCHEDULES
 from rlvr.algorithms.aggregation import ConstantParams
 from rlvr.algorithms.deltas import NormParams
-from rlvr.algorithms.losses import DualClipParams
+from rlvr.algorithms.losses import (
+    ClipCovParams,
+    DualClipParams,
+    GMPOParams,
+    KLCovParams,
+    SAPOParams,
+)
 from rlvr.analysis.param_baseline import PARAM_BASELINES
 from rlvr.errors import ConfigError
 from rlvr.evaluation import evaluation_metrics
@@ -42,7 +48,7 @@ ROLLOUT_BACKENDS = ["local", "ray"]
 
 
 @dataclass
-class AlgoConfig(DualClipParams, NormParams, ConstantParams):
+class AlgoConfig(DualClipParams, ClipCovParams, SAPOParams, GMPOParams, KLCovParams, NormParams, ConstantParams):
     """The algorithm: one choice from each registry of ``rlvr.algorithms``, and the settings of the
     whole method. Settings that belong to one registry entry (a loss's clip range, the deltas' std
     eps, seq-sum-constant's divisor) are declared by that entry (``params=`` where it registers) and
@@ -88,6 +94,9 @@ class AlgoConfig(DualClipParams, NormParams, ConstantParams):
     def check(self) -> None:
         if self.kl_target is not None and self.kl_coef == 0:
             raise ConfigError("algo.kl_target: an adaptive coefficient starts from algo.kl_coef, which is 0")
+        if self.clip_cov_lower >= self.clip_cov_upper:
+            raise ConfigError(f"algo.clip_cov_lower: {self.clip_cov_lower} must be below algo.clip_cov_upper "
+                              f"({self.clip_cov_upper})")
 
 
 @dataclass
@@ -320,6 +329,9 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"train.group_size: {train.group_size} leaves nothing to compare with; "
             f"algo.deltas {algo.deltas!r} needs group_size >= 2")
+    if train.micro_batch_size and POLICY_LOSSES.meta(algo.loss).get("whole_batch"):
+        raise ConfigError(f"train.micro_batch_size: algo.loss {algo.loss!r} selects tokens by statistics of the "
+                          "whole batch; micro-batches would each select their own (not the batch's gradient)")
     if algo.dynamic_sampling and train.group_size < 2:
         raise ConfigError(f"train.group_size: {train.group_size} makes every group zero-variance; "
                           "algo.dynamic_sampling needs group_size >= 2")

@@ -48,6 +48,18 @@ RECIPES.register("ppo-clip")({  # Schulman et al. 2017 without a critic; Ziegler
     "algo.kl_target": 0.1, "algo.kl_horizon": 10000,
 })
 
+RECIPES.register("sapo")({  # Gao et al. 2025 (Qwen): soft sigmoid gate, tau_pos 1.0 / tau_neg 1.05, sequence mean
+    "algo.deltas": "grpo", "algo.loss": "sapo", "algo.sapo_tau_pos": 1.0, "algo.sapo_tau_neg": 1.05,
+    "algo.aggregation": "seq-mean-token-mean", "algo.kl_coef": 0.0,
+})
+RECIPES.register("gmpo")({  # Zhao et al. 2025: geometric mean of token ratios, log-space clip (-0.4, 0.4)
+    "algo.deltas": "grpo", "algo.loss": "gmpo", "algo.gmpo_clip_low": 0.4, "algo.gmpo_clip_high": 0.4,
+    "algo.aggregation": "seq-mean-token-mean", "algo.kl_coef": 0.0,
+})
+RECIPES.register("gpg")({  # Chu et al. 2025: REINFORCE on alpha-corrected group-centred rewards, no clip, no KL
+    "algo.deltas": "gpg", "algo.loss": "gpg", "algo.aggregation": "token-mean", "algo.kl_coef": 0.0,
+})
+
 
 def recipe_values(name: str) -> dict[str, Any]:
     """The dotted config values of the named recipe (a copy)."""

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from rlvr.algorithms import (
+    POLICY_LOSSES,
     adaptive_kl_coef,
     compute_deltas,
     kl_penalty,
@@ -56,6 +57,7 @@ from rlvr.errors import RunStopped
 from rlvr.evaluation import evaluate, evaluation_seed
 from rlvr.hooks import TrainerHook
 from rlvr.optim import build_optimizer, has_schedule, set_lr
+from rlvr.options import params_of
 from rlvr.plugins import check_task
 from rlvr.policies import Policy, build_policy
 from rlvr.policies.base import autocast
@@ -87,10 +89,8 @@ def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature:
     r = batch.rollouts
     logp, entropy = policy.logprobs(r.prompt_ids, r.response_ids, r.mask, group_size=r.group_size,
                                     temperature=temperature)
-    per_token, metrics = policy_loss(
-        algo.loss, logp, r.logprobs, batch.advantages, batch.loss_mask, clip_eps_low=algo.clip_eps_low,
-        clip_eps_high=algo.clip_eps_low if algo.clip_eps_high is None else algo.clip_eps_high,
-        dual_clip_c=algo.dual_clip_c)
+    settings = {name: getattr(algo, name) for name in params_of(POLICY_LOSSES, algo.loss)}  # the loss's own
+    per_token, metrics = policy_loss(algo.loss, logp, r.logprobs, batch.advantages, batch.loss_mask, **settings)
     metrics = {k: v * batch.token_share for k, v in metrics.items()}  # token means: a slice's part
 
     def agg(values: Tensor) -> Tensor:

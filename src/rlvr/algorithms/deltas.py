@@ -132,6 +132,24 @@ def rloo(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     return centered(rewards, eps=eps, unbiased_std=unbiased_std) * (group_size / (group_size - 1))
 
 
+@DELTAS.register("gpg", needs_group=True)
+def gpg(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
+    """GPG's corrected advantage (Chu et al. 2025, "GPG: A Simple and Strong Reinforcement Learning
+    Baseline for Model Reasoning", arXiv:2504.02546; F_norm = 1, as verl's default):
+
+        delta_i = alpha (R_i - mean_j R_j),      alpha = B / B_valid
+
+    B_valid: the groups (rows) whose rewards are not all equal (at least 1). A group of equal
+    rewards has deltas 0 and adds nothing to the gradient, but its tokens still count in a token
+    mean; alpha scales the others back up, as if the batch held only groups with a signal.
+    (verl's ``gpg`` estimator counts responses with a nonzero reward instead; this follows the
+    paper.) Under ``process`` credit the rows are (prompt, position) pairs.
+    """
+    has_spread = rewards.max(dim=-1).values != rewards.min(dim=-1).values     # (B,)
+    alpha = rewards.shape[0] / has_spread.sum().clamp(min=1)
+    return alpha * centered(rewards, eps=eps, unbiased_std=unbiased_std)
+
+
 def compute_deltas(rewards: Tensor, mode: str, *, eps: float = 1e-5, unbiased_std: bool = True) -> Tensor:
     """rewards (B, G) -> deltas (B, G) by the named mode (see ``DELTAS.names()``)."""
     return DELTAS.get(mode)(rewards, eps=eps, unbiased_std=unbiased_std)

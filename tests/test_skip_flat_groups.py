@@ -10,11 +10,12 @@ from rlvr.algorithms import AGGREGATIONS, POLICY_LOSSES, aggregate
 from rlvr.algorithms.losses import policy_loss
 from rlvr.batching import groups_with_gradient
 from rlvr.config import load_config
+from rlvr.errors import ConfigError
 from rlvr.trainer import Trainer
 from test_micro_batches import POLICIES, trainer_and_batch
 
 
-@pytest.mark.parametrize("name", POLICY_LOSSES.names())
+@pytest.mark.parametrize("name", [n for n in POLICY_LOSSES.names() if not POLICY_LOSSES.meta(n).get("whole_batch")])
 def test_every_loss_is_zero_with_zero_gradient_where_the_advantage_is_zero(name):
     generator = torch.Generator().manual_seed(1)
     old = -torch.rand(6, 5, generator=generator) - 0.1
@@ -28,6 +29,12 @@ def test_every_loss_is_zero_with_zero_gradient_where_the_advantage_is_zero(name)
     assert float(logp.grad[[0, 1, 4, 5]].abs().max()) > 0  # the other rows do learn
     assert torch.equal(per_token[2:4].detach(), torch.zeros(2, 5)), name
     assert torch.equal(logp.grad[2:4], torch.zeros(2, 5)), name
+
+
+@pytest.mark.parametrize("name", [n for n in POLICY_LOSSES.names() if POLICY_LOSSES.meta(n).get("whole_batch")])
+def test_losses_that_read_the_whole_batch_are_refused(name):
+    with pytest.raises(ConfigError, match=f"train.skip_flat_groups: algo.loss '{name}'"):
+        load_config(None, {"algo.loss": name, "train.skip_flat_groups": True, "algo.kl_coef": 0.0})
 
 
 def flatten_grad(t):

@@ -352,6 +352,9 @@ def validate(cfg: Config) -> None:
 def check_skip_flat_groups(cfg: Config) -> None:
     """train.skip_flat_groups is exact only where a group with zero advantages has zero gradient."""
     algo = cfg.algo
+    if POLICY_LOSSES.meta(algo.loss).get("whole_batch"):
+        raise ConfigError(f"train.skip_flat_groups: algo.loss {algo.loss!r} selects tokens by statistics of the "
+                          "whole batch, flat groups included; leaving them out would change its gradient")
     if algo.kl_coef > 0 and algo.kl_in == "loss":
         raise ConfigError(f"train.skip_flat_groups: the KL term in the loss (algo.kl_coef {algo.kl_coef}) "
                           "gives every group a gradient; use algo.kl_in reward or kl_coef 0")

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -80,6 +81,7 @@ def main() -> None:
     print("base: " + json.dumps(before), flush=True)
     for seed in args.seeds:
         folder = ROOT / "runs" / f"{args.config}-s{seed}"
+        shutil.rmtree(folder / "run", ignore_errors=True)  # a reused run directory would keep the old rows
         folder.mkdir(parents=True, exist_ok=True)
         load_before = os.getloadavg()[0]
         start = time.perf_counter()

@@ -46,8 +46,13 @@ ALLCLOSE: dict[str, str] = {}  # run name -> why its arithmetic changed (summati
 ADDED_METRICS = {"eval/mean_length", "eval/format_rate", "eval/pass@1", "rollout/weight_sync_mb"}
 
 
-def hf_model(folder: Path) -> Path:
-    """A tiny model in the Hugging Face format (our transformer exported), the same every time."""
+TINY_HF = {"task.name": "sort-text", "task.length": 5, "policy.kind": "transformer", "policy.hidden_size": 32,
+           "policy.intermediate_size": 64, "policy.num_layers": 2, "policy.num_heads": 2}
+
+
+def hf_model(folder: Path, config: dict | None = None) -> Path:
+    """A tiny model in the Hugging Face format: our transformer built from ``config`` (default: the
+    golden runs' sizes, TINY_HF) with seed 0 and exported, the same every time."""
     from rlvr.config import load_config
     from rlvr.policies import build_policy
     from rlvr.policies.export import save_final
@@ -55,9 +60,7 @@ def hf_model(folder: Path) -> Path:
 
     path = folder / "hf-model"
     if not (path / "config.json").exists():
-        cfg = load_config(None, {"task.name": "sort-text", "task.length": 5, "policy.kind": "transformer",
-                                 "policy.hidden_size": 32, "policy.intermediate_size": 64,
-                                 "policy.num_layers": 2, "policy.num_heads": 2})
+        cfg = load_config(None, config or TINY_HF)
         with torch.random.fork_rng():
             torch.manual_seed(0)
             save_final(build_policy(cfg.policy, build_task(cfg.task)), path)

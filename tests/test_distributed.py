@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from golden_runs import hf_model
 from rlvr.algorithms import policy_loss
 from rlvr.config import load_config
 from rlvr.policies import build_policy
@@ -235,14 +236,7 @@ def test_torchrun_writes_one_run_directory_with_the_local_metrics(tmp_path):
 def hf_folder(tmp_path_factory):
     pytest.importorskip("transformers")
     pytest.importorskip("peft")
-    from rlvr.policies.export import save_final
-
-    folder = tmp_path_factory.mktemp("hf") / "model"
-    cfg = load_config(None, TINY_LM)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        save_final(build_policy(cfg.policy, build_task(cfg.task)), folder)
-    return folder
+    return hf_model(tmp_path_factory.mktemp("hf"), TINY_LM)
 
 
 def test_ray_and_torchrun_train_an_hf_lora_policy_like_the_local_backend(local_ray, tmp_path, hf_folder):

@@ -9,9 +9,9 @@ import warnings
 import pytest
 import torch
 
+from golden_runs import hf_model
 from rlvr.config import load_config
 from rlvr.policies import build_policy
-from rlvr.policies.export import save_final
 from rlvr.tasks import build_task
 
 pytest.importorskip("transformers")
@@ -25,12 +25,7 @@ PROMPTS = ["3 1 2>", "1>", "2 2 0 1>"]  # different lengths: left padding in eve
 
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hf") / "model"
-    cfg = load_config(None, TINY)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        save_final(build_policy(cfg.policy, build_task(cfg.task)), folder)
-    return folder
+    return hf_model(tmp_path_factory.mktemp("hf"), TINY)
 
 
 def rollouts(policy, prompts=PROMPTS, group_size=3, seed=0):

@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import signal
-import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -45,7 +43,7 @@ from typing import Any
 
 from rlvr.errors import ConfigError
 from rlvr.plugins import import_object
-from rlvr.rewards.runner import Pool, RewardTimeout
+from rlvr.rewards.runner import Pool, RewardTimeout, alarm
 
 Outcome = tuple[str, list[float | None] | str]  # ('ok', values) or (failure kind, description)
 
@@ -116,24 +114,13 @@ def check_values(values: Any, count: int) -> Outcome:
 
 def call_batch(fn: Callable[..., Any], kwargs: dict[str, Any], count: int, timeout: float | None) -> Outcome:
     """One guarded call ``fn(**kwargs)``: interrupted after ``timeout`` seconds (main thread only)."""
-    use_alarm = timeout is not None and threading.current_thread() is threading.main_thread()
-    previous: Any = None
-    if use_alarm:
-        def on_alarm(signum: int, frame: Any) -> None:
-            raise RewardTimeout
-
-        previous = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, timeout)  # type: ignore[arg-type]
     try:
-        values = fn(**kwargs)
+        with alarm(timeout):
+            values = fn(**kwargs)
     except RewardTimeout:
         return "timeout", f"took longer than {timeout:g}s"
     except Exception as exc:  # user code: any exception becomes the fallback reward
         return "error", f"raised {type(exc).__name__}: {exc}"
-    finally:
-        if use_alarm:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
     return check_values(values, count)
 
 

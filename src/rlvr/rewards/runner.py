@@ -24,7 +24,8 @@ import signal
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -61,10 +62,13 @@ def call_checked(fn: RewardFn, prompt: Any, response: Any) -> tuple[str, float |
     return check_value(value)
 
 
-def call_with_alarm(fn: RewardFn, prompt: Any, response: Any, timeout: float | None) -> tuple[str, float | str]:
-    """One call in this process, interrupted after ``timeout`` seconds when a timer can be set."""
+@contextmanager
+def alarm(timeout: float | None) -> Iterator[None]:
+    """Raise RewardTimeout in the body after ``timeout`` seconds (a SIGALRM timer, restored after);
+    nothing without a timeout or off the main thread, where no timer can be set."""
     if timeout is None or threading.current_thread() is not threading.main_thread():
-        return call_checked(fn, prompt, response)
+        yield
+        return
 
     def on_alarm(signum: int, frame: Any) -> None:
         raise RewardTimeout
@@ -72,12 +76,19 @@ def call_with_alarm(fn: RewardFn, prompt: Any, response: Any, timeout: float | N
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
-        return call_checked(fn, prompt, response)
-    except RewardTimeout:
-        return "timeout", f"took longer than {timeout:g}s"
+        yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def call_with_alarm(fn: RewardFn, prompt: Any, response: Any, timeout: float | None) -> tuple[str, float | str]:
+    """One call in this process, interrupted after ``timeout`` seconds when a timer can be set."""
+    try:
+        with alarm(timeout):
+            return call_checked(fn, prompt, response)
+    except RewardTimeout:
+        return "timeout", f"took longer than {timeout:g}s"
 
 
 # ----------------------------------------------------------------------------- worker processes

@@ -40,13 +40,14 @@ def run(args: list[str]) -> None:
         raise SystemExit(f"rlvr {' '.join(args)} failed:\n{out.stderr[-3000:]}")
 
 
-def evaluate(target: Path, folder: Path, config: str, sets: list[str]) -> dict[str, dict[str, float]]:
+def evaluate(target: Path, folder: Path, config: str, sets: list[str], *, reuse: bool = False) -> dict[str, dict[str, float]]:
     results = {}
     for name, path, held_out in (entry for entry in SETS if entry[0] in sets):
         out = folder / f"eval-{name}.json"
-        run(["eval", str(target), "--config", config, "--task.path", path, "--task.eval_fraction",
-             str(held_out), "--task.num_eval_prompts", "64", "--eval.pass_k", "8", "--eval.pass_samples", "8",
-             "--out", str(out)])  # evaluation draws from the preset's seed (the same prompts for every run)
+        if not (reuse and out.is_file()):
+            run(["eval", str(target), "--config", config, "--task.path", path, "--task.eval_fraction",
+                 str(held_out), "--task.num_eval_prompts", "64", "--eval.pass_k", "8", "--eval.pass_samples",
+                 "8", "--out", str(out)])  # evaluation draws from the preset's seed (the same prompts for every run)
         results[name] = {k: v for k, v in json.loads(out.read_text()).items() if k.startswith("eval/")}
     return results
 
@@ -66,6 +67,7 @@ def main() -> None:
                         help="evaluation sets before and after (add is the trained one)")
     parser.add_argument("--steps", type=int, help="outer steps (default: the preset's)")
     parser.add_argument("--out", help="default: benchmarks/results/CONFIG.json")
+    parser.add_argument("--reuse-base", action="store_true", help="reuse runs/CONFIG-base/eval-*.json")
     args = parser.parse_args()
     if not (MODEL / "config.json").is_file():
         run(["convert", "--out", str(MODEL)])
@@ -77,7 +79,8 @@ def main() -> None:
               "steps": args.steps, "runs": []}
     base = ROOT / "runs" / f"{args.config}-base"
     base.mkdir(parents=True, exist_ok=True)
-    before = evaluate(MODEL, base, args.config, args.sets)  # the same prompts and draws for every seed
+    # the same prompts and draws for every seed; --reuse-base: an earlier invocation's files
+    before = evaluate(MODEL, base, args.config, args.sets, reuse=args.reuse_base)
     print("base: " + json.dumps(before), flush=True)
     for seed in args.seeds:
         folder = ROOT / "runs" / f"{args.config}-s{seed}"
@@ -93,7 +96,9 @@ def main() -> None:
         after = evaluate(folder / "run", folder, args.config, args.sets)
         step_times = [r["time/step"] for r in rows if r["step"] > 0 and "time/step" in r]
         result["runs"].append({
-            "seed": seed, "outer_steps": rows[-1]["step"], "train_minutes": minutes, "load_avg_before": load_before,
+            "seed": seed, "outer_steps": rows[-1]["step"], "train_minutes": minutes,
+            "eval_minutes": sum(r.get("time/eval", 0.0) for r in rows) / 60,  # its periodic evaluations
+            "load_avg_before": load_before,
             "load_avg_after": os.getloadavg()[0], "before": before, "after": after,
             "s_per_step": {"median": statistics.median(step_times), "min": min(step_times), "max": max(step_times)},
             "curve": [{"step": r["step"], **{k: v for k, v in r.items() if k.startswith(CURVE)}}

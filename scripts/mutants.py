@@ -41,6 +41,7 @@ CREDIT_TESTS = ["tests/test_credit_shaping.py", "tests/test_sampling.py", "tests
 TRAINER_TESTS = ["tests/test_pinned_math.py", "tests/test_trainer_zoo.py", "tests/test_credit_shaping.py",
                  "tests/test_padding_garbage.py"]
 SAMPLING_TESTS = ["tests/test_sampling.py", "tests/test_credit_shaping.py"]
+CORRECTION_TESTS = ["tests/test_rollout_correction.py"]
 
 
 @dataclass
@@ -168,6 +169,41 @@ MUTANTS: list[Mutant] = [
       LOSS_TESTS, "loss settings: eps_high unset is not eps_low"),
     m("trainer.py", "settings = {name: getattr(algo, name) for name in params_of(POLICY_LOSSES, algo.loss)}",
       "settings = {}", LOSS_TESTS + TRAINER_TESTS, "trainer: the loss's settings not passed (its defaults used)"),
+    # ---- off-policy (rollout) correction: the weights, the masks, and how the trainer uses them
+    m("algorithms/correction.py", "return log_weight.clamp(max=math.log(cap)).exp()",
+      "return log_weight.clamp(min=math.log(cap)).exp()", CORRECTION_TESTS, "tis: max(w, C) for min(w, C)"),
+    m("algorithms/correction.py", "kept = log_weight.abs() <= bound", "kept = log_weight <= bound", CORRECTION_TESTS,
+      "mis: no lower bound 1/C"),
+    m("algorithms/correction.py", "return masked(log_weight, mask).sum(-1, keepdim=True)",
+      "return masked(log_weight, mask).mean(-1, keepdim=True)", CORRECTION_TESTS,
+      "sequence weight: the geometric mean of w instead of the product"),
+    m("algorithms/correction.py", "return truncated(sequence_log_weight(log_weight, mask), correction_cap)",
+      "return truncated(log_weight, correction_cap)", CORRECTION_TESTS, "tis-seq: per-token weights"),
+    m("algorithms/correction.py", "divergence = -sequence_log_ratio(log_weight, mask)",
+      "divergence = sequence_log_ratio(log_weight, mask)", CORRECTION_TESTS,
+      "seq-mask: the divergence's sign flipped (log pi_old / pi_sampler)"),
+    m("algorithms/correction.py", "dropped = (advantages < 0) & (divergence > correction_delta)",
+      "dropped = (advantages > 0) & (divergence > correction_delta)", CORRECTION_TESTS,
+      "seq-mask: positive advantages masked"),
+    m("algorithms/correction.py", "dropped = (advantages < 0) & (divergence > correction_delta)",
+      "dropped = divergence > correction_delta", CORRECTION_TESTS, "seq-mask: whatever the advantage's sign"),
+    m("algorithms/correction.py", "torch.where(real, old_logp - sampler_logp, zero)",
+      "torch.where(real, sampler_logp - old_logp, zero)", CORRECTION_TESTS, "log w inverted (pi_sampler / pi_old)"),
+    m("algorithms/correction.py", "torch.where(mask != 0, weights, torch.zeros((), dtype=weights.dtype)).detach()",
+      "weights.detach()", CORRECTION_TESTS, "the weights not zeroed on padding"),
+    m("algorithms/correction.py", 'if not ROLLOUT_CORRECTIONS.meta(name).get("decoupled", True):',
+      'if not ROLLOUT_CORRECTIONS.meta(name).get("decoupled", False):', CORRECTION_TESTS,
+      "every correction skipped like none"),
+    m("algorithms/correction.py", "masked_mean(log_weight.exp() - 1 - log_weight, mask)",
+      "masked_mean(log_weight.exp() - 1 + log_weight, mask)", CORRECTION_TESTS, "sampler_kl: sign of log w in k3"),
+    m("algorithms/correction.py", "masked_mean((weights == 0).to(weights.dtype), mask)",
+      "masked_mean((weights != 0).to(weights.dtype), mask)", CORRECTION_TESTS, "masked_frac counts the kept"),
+    m("trainer.py", "per_token = per_token * batch.correction", "per_token = per_token", CORRECTION_TESTS,
+      "trainer: the correction's weights not applied"),
+    m("trainer.py", "old_logprobs=old_logprobs, correction=correction)", "old_logprobs=None, correction=correction)",
+      CORRECTION_TESTS, "trainer: the ratio against the sampler despite the correction"),
+    m("batching.py", "correction=cut(batch.correction))", "correction=batch.correction)", CORRECTION_TESTS,
+      "slices keep the whole batch's weights"),
     # ---- GPG's corrected advantage
     m("algorithms/deltas.py", "alpha = rewards.shape[0] / has_spread.sum().clamp(min=1)",
       "alpha = has_spread.sum().clamp(min=1) / rewards.shape[0]", DELTA_TESTS, "gpg: alpha inverted"),

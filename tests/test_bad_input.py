@@ -70,6 +70,10 @@ CASES = [
     (["--train.skip_flat_groups", "true", "--algo.kl_coef", "0.1", "--algo.kl_in", "loss"], None,
      "train.skip_flat_groups"),
     (["--train.skip_flat_groups", "true", "--algo.entropy_coef", "0.01"], None, "train.skip_flat_groups"),
+    (["--algo.rollout_correction", "tis"], None, "algo.rollout_correction"),
+    (["--algo.rollout_correction", "tis-token", "--algo.correction_cap", "0.5"], None, "algo.correction_cap"),
+    (["--algo.correction_cap", "3"], None, "algo.correction_cap"),
+    (["--algo.rollout_correction", "seq-mask", "--algo.correction_delta", "-1"], None, "algo.correction_delta"),
     (["--resume", "/nonexistent/run"], None, "--resume"),
     (["--config", "no-such-preset"], None, "--config"),
 ]

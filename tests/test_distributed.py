@@ -160,6 +160,21 @@ def test_off_policy_ratio_is_against_the_behaviour_policys_logprobs(local_ray, t
         backend.close()
 
 
+def test_off_policy_with_a_rollout_correction_sees_the_stale_sampler(local_ray, tmp_path):
+    """algo.rollout_correction one step off-policy: batch 1 was sampled by the learner's own weights
+    (no gap); every later batch by the weights of one step before, which the correction measures."""
+    cfg = config(tmp_path, "run", **{"distributed.backend": "ray", "distributed.rollout_workers": 1,
+                                     "distributed.off_policy": True, "algo.rollout_correction": "tis-token",
+                                     "train.outer_steps": 3, "eval.every": 3})
+    Trainer(cfg, show_progress=False).run()
+    first, *later = rows_without_times(tmp_path / "run")[1:]
+    assert first["rollout/policy_lag"] == 0.0 and first["policy/sampler_kl"] == pytest.approx(0.0, abs=1e-7)
+    assert first["policy/correction_weight_mean"] == pytest.approx(1.0, abs=1e-6)
+    for row in later:
+        assert row["rollout/policy_lag"] == 1.0 and row["policy/sampler_kl"] > 1e-6, row["step"]
+        assert row["policy/correction_weight_mean"] != pytest.approx(1.0, abs=1e-6)
+
+
 def test_cli_ray_backend_flags(tmp_path):
     """`rlvr train --backend ray --rollout-workers 2` in a subprocess (its own local Ray)."""
     args = ["--config", "sort-toy", "--train.outer_steps", "3", "--quiet"]

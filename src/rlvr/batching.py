@@ -14,9 +14,10 @@ and ``Batch.aggregate`` uses them. Two users: micro-batches (gradient accumulati
 ``train.micro_batch_size``, below) and a data-parallel rank's rows (``distributed/ddp.py``, which
 scales the share by the number of ranks because DDP averages gradients). A slice of a slice keeps
 the outer share, so a rank's micro-batches add up to the rank's loss. This needs each token's loss
-to depend on its own response only: a loss that selects tokens by statistics of the whole batch
-(clip-cov, kl-cov: ``whole_batch`` in its registry entry) is refused with micro-batches; a DDP rank
-computes those statistics over its own rows.
+to depend on its own response only: a rollout correction's weight, a constant of the token or of its
+response (``Batch.correction``), is cut along with it; a loss that selects tokens by statistics of
+the whole batch (clip-cov, kl-cov: ``whole_batch`` in its registry entry) is refused with
+micro-batches; a DDP rank computes those statistics over its own rows.
 
 Metrics add up too: the aggregated ones (loss/*, policy/kl, policy/entropy) are shares, and the
 loss's token means (approx_kl, ratio_mean, clip_frac) are weighted by the slice's part of the
@@ -53,6 +54,15 @@ class Batch:
     kl_loss_coef: float = 0.0    # beta of the KL term in the loss (0 when the KL is in the reward)
     share: Tensor | None = None  # (N, T) a slice's weight of each token in the whole batch's aggregate
     token_share: float = 1.0     # a slice's weight in token-mean metrics (its part of the loss tokens)
+    old_logprobs: Tensor | None = None  # (N, T) the learner's own log-probs before the inner loop
+                                        # (algo.rollout_correction), or None: the sampler's are pi_old
+    correction: Tensor | None = None    # (N, T) the rollout correction's constant weight on each token's
+                                        # loss, or None: 1 (algorithms/correction.py)
+
+    @property
+    def proximal_logprobs(self) -> Tensor:
+        """pi_old of the loss's ratio (N, T): the learner's own with a rollout correction, else the sampler's."""
+        return self.old_logprobs if self.old_logprobs is not None else self.rollouts.logprobs
 
     def aggregate(self, values: Tensor, mode: str, *, constant: float) -> Tensor:
         """values (N, T) -> the batch's aggregate by ``mode``; for a slice, its share of the whole's."""
@@ -80,7 +90,8 @@ def select(batch: Batch, prompt_rows: Sequence[int]) -> Batch:
     return dataclasses.replace(
         batch, rollouts=select_prompts(batch.rollouts, prompts), deltas=batch.deltas[prompts],
         advantages=batch.advantages[rows], ref_logprobs=cut(batch.ref_logprobs),
-        loss_mask=batch.loss_mask[rows], share=cut(batch.share))
+        loss_mask=batch.loss_mask[rows], share=cut(batch.share), old_logprobs=cut(batch.old_logprobs),
+        correction=cut(batch.correction))
 
 
 def slices(batch: Batch, parts: Sequence[Sequence[int]], *, mode: str, constant: float) -> list[Batch]:

@@ -24,8 +24,17 @@ from typing import Any
 
 import yaml
 
-from rlvr.algorithms import AGGREGATIONS, CREDIT, DELTAS, KL_ESTIMATORS, POLICY_LOSSES, SCHEDULES
+from rlvr.algorithms import (
+    AGGREGATIONS,
+    CREDIT,
+    DELTAS,
+    KL_ESTIMATORS,
+    POLICY_LOSSES,
+    ROLLOUT_CORRECTIONS,
+    SCHEDULES,
+)
 from rlvr.algorithms.aggregation import ConstantParams
+from rlvr.algorithms.correction import CapParams, SeqMaskParams
 from rlvr.algorithms.deltas import NormParams
 from rlvr.algorithms.losses import (
     ClipCovParams,
@@ -48,7 +57,8 @@ ROLLOUT_BACKENDS = ["local", "ray"]
 
 
 @dataclass
-class AlgoConfig(DualClipParams, ClipCovParams, SAPOParams, GMPOParams, KLCovParams, NormParams, ConstantParams):
+class AlgoConfig(DualClipParams, ClipCovParams, SAPOParams, GMPOParams, KLCovParams, NormParams, ConstantParams,
+                 CapParams, SeqMaskParams):
     """The algorithm: one choice from each registry of ``rlvr.algorithms``, and the settings of the
     whole method. Settings that belong to one registry entry (a loss's clip range, the deltas' std
     eps, seq-sum-constant's divisor) are declared by that entry (``params=`` where it registers) and
@@ -58,6 +68,13 @@ class AlgoConfig(DualClipParams, ClipCovParams, SAPOParams, GMPOParams, KLCovPar
     loss: str = opt("naive", "policy-gradient loss", choices=POLICY_LOSSES.names, registry=POLICY_LOSSES)
     aggregation: str = opt("token-mean", "how per-token losses become one scalar",
                            choices=AGGREGATIONS.names, registry=AGGREGATIONS)
+    rollout_correction: str = opt("none", "off-policy correction for a sampler that is not the learner "
+                                  "(distributed.off_policy, another inference engine): none (the ratio is "
+                                  "against the sampler's log-probs), or pi_old = the learner's own log-probs "
+                                  "(one more forward per batch) and each token's loss weighted by the "
+                                  "sampler/learner gap w: truncated IS (tis-*), masked IS (mis-*), or "
+                                  "DeepSeek-V3.2's masking of negative responses (seq-mask)",
+                                  choices=ROLLOUT_CORRECTIONS.names, registry=ROLLOUT_CORRECTIONS)
     kl_coef: float = opt(0.0, "beta: weight of the KL penalty towards the reference policy", ge=0.0)
     kl_estimator: str = opt("k3", "per-token KL estimator", choices=KL_ESTIMATORS.names)
     ref_refresh_every: int = opt(10, "copy the policy into the frozen reference every R outer steps "
@@ -162,7 +179,8 @@ class DistributedConfig:
                                      "a seed's metrics depend on this, never on the backend "
                                      "(none: one per rollout worker, learner rank or 1 locally)", ge=1)
     off_policy: bool = opt(False, "ray: generate batch k+1 with the previous weights while the learner "
-                           "trains on batch k (one step stale; the ratio uses the sampler's log-probs)")
+                           "trains on batch k (one step stale; the ratio uses the sampler's log-probs "
+                           "unless algo.rollout_correction says otherwise)")
     ray_address: str | None = opt(None, "ray: address of a running Ray cluster (none: start a local one)")
     worker_gpus: float = opt(0.0, "ray: GPUs reserved per rollout actor", ge=0.0)
     max_restarts: int = opt(3, "ray: restarts of a dead rollout actor (its shard is retried)", ge=0)

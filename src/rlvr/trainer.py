@@ -6,7 +6,8 @@
            (dynamic sampling: drop groups whose rewards are all equal, draw more)
         3. deltas: rewards (B, G) -> shaped (length, KL in the reward) -> deltas (B, G)
            -> per-token advantages (N, T) (broadcast, or per-token process credit)
-        4. cache constants: old log-probs (recorded by the sampler), reference log-probs (no grad)
+        4. cache constants: old log-probs (recorded by the sampler; with algo.rollout_correction the
+           learner's own, and the sampler/learner weights), reference log-probs (no grad)
         5. inner loop: K gradient steps on this fixed batch of rollouts (each accumulated over
            micro-batches with train.micro_batch_size; rlvr.batching), the learning rate scheduled
         6. log metrics; adapt the KL coefficient; every E steps evaluate on the held-out prompts
@@ -31,10 +32,13 @@ from torch import Tensor
 
 from rlvr.algorithms import (
     POLICY_LOSSES,
+    ROLLOUT_CORRECTIONS,
     adaptive_kl_coef,
     compute_deltas,
+    correction_metrics,
     kl_penalty,
     policy_loss,
+    rollout_correction,
     schedule_value,
     token_advantages,
     token_kl,
@@ -85,12 +89,16 @@ def seed_everything(seed: int) -> None:
 def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature: float,
                  aggregation_constant: float, entropy_coef: float) -> tuple[Tensor, dict[str, Tensor]]:
     """pg loss + beta * KL - entropy_coef * entropy, each aggregated by ``algo.aggregation`` (for a
-    slice of the batch: its share of the whole batch's, ``rlvr.batching``)."""
+    slice of the batch: its share of the whole batch's, ``rlvr.batching``). With a rollout correction
+    the ratio is against the learner's own pi_old and each token's pg loss carries its weight."""
     r = batch.rollouts
     logp, entropy = policy.logprobs(r.prompt_ids, r.response_ids, r.mask, group_size=r.group_size,
                                     temperature=temperature)
     settings = {name: getattr(algo, name) for name in params_of(POLICY_LOSSES, algo.loss)}  # the loss's own
-    per_token, metrics = policy_loss(algo.loss, logp, r.logprobs, batch.advantages, batch.loss_mask, **settings)
+    per_token, metrics = policy_loss(algo.loss, logp, batch.proximal_logprobs, batch.advantages, batch.loss_mask,
+                                     **settings)
+    if batch.correction is not None:  # the sampler is not the learner: c_t (algorithms/correction.py)
+        per_token = per_token * batch.correction
     metrics = {k: v * batch.token_share for k, v in metrics.items()}  # token means: a slice's part
 
     def agg(values: Tensor) -> Tensor:
@@ -285,6 +293,9 @@ class Trainer:
         row["algo/kl_coef"] = self.state.kl_coef
         if batch.ref_logprobs is not None:
             row["policy/seq_kl"] = float(self.sequence_kl(batch).mean())
+        if batch.old_logprobs is not None and batch.correction is not None:  # the sampler/learner gap
+            row.update({k: float(v) for k, v in correction_metrics(
+                batch.old_logprobs, rollouts.logprobs, batch.correction, batch.loss_mask).items()})
         row.update(watched)
         row.update(self.rollout_backend.metrics())
         row.update({"time/rollout": t1 - t0, "time/train": t2 - t1, "time/step": t2 - t0})
@@ -303,10 +314,7 @@ class Trainer:
         algo = self.cfg.algo
         ref_logprobs = None
         if self.state.kl_coef > 0:
-            with torch.no_grad(), autocast(self.reference, self.cfg.train.bf16):
-                ref_logprobs, _ = self.reference.logprobs(
-                    rollouts.prompt_ids, rollouts.response_ids, rollouts.mask,
-                    group_size=rollouts.group_size, temperature=self.cfg.train.temperature)
+            ref_logprobs = self.constant_logprobs(self.reference, rollouts)
         # rewards -> shaped rewards: per response the length penalty (DAPO), per token the KL towards
         # the reference when it is in the reward; process credit gets both in its token rewards
         per_response = length_penalty(rollouts, max_length=self.policy.response_length,
@@ -328,8 +336,23 @@ class Trainer:
         loss_mask = rollouts.mask
         if algo.mask_truncated and rollouts.truncated is not None:
             loss_mask = rollouts.mask * (~rollouts.truncated.bool()).to(rollouts.mask.dtype).unsqueeze(-1)
+        # the rollout correction: pi_old = the learner before the inner loop, and the weights c (N, T)
+        settings = {name: getattr(algo, name) for name in params_of(ROLLOUT_CORRECTIONS, algo.rollout_correction)}
+        old_logprobs, correction = rollout_correction(
+            algo.rollout_correction, rollouts.logprobs, lambda: self.constant_logprobs(self.policy, rollouts),
+            advantages, rollouts.mask, **settings)
         return Batch(rollouts=rollouts, deltas=deltas, advantages=advantages, ref_logprobs=ref_logprobs,
-                     loss_mask=loss_mask, kl_loss_coef=0.0 if in_reward else self.state.kl_coef)
+                     loss_mask=loss_mask, kl_loss_coef=0.0 if in_reward else self.state.kl_coef,
+                     old_logprobs=old_logprobs, correction=correction)
+
+    def constant_logprobs(self, model: Any, rollouts: Rollouts) -> Tensor:
+        """log-probs (N, T) of the sampled tokens under ``model`` (the reference, or the learner as it is
+        before the inner loop), no grad, under the training forward's autocast, so that on the first
+        inner step the learner's ratio to its own log-probs is 1 (up to the rounding of other batch shapes)."""
+        with torch.no_grad(), autocast(model, self.cfg.train.bf16):
+            logp, _ = model.logprobs(rollouts.prompt_ids, rollouts.response_ids, rollouts.mask,
+                                     group_size=rollouts.group_size, temperature=self.cfg.train.temperature)
+        return logp
 
     @staticmethod
     def sequence_kl(batch: Batch) -> Tensor:

@@ -10,6 +10,7 @@ keyword-only hyper-parameters and return tensors (losses also return a dict of d
 """
 
 from rlvr.algorithms.aggregation import AGGREGATIONS, aggregate
+from rlvr.algorithms.correction import ROLLOUT_CORRECTIONS, correction_metrics, rollout_correction
 from rlvr.algorithms.credit import CREDIT, token_advantages
 from rlvr.algorithms.deltas import DELTAS, compute_deltas
 from rlvr.algorithms.kl import (
@@ -29,13 +30,16 @@ __all__ = [
     "DELTAS",
     "KL_ESTIMATORS",
     "POLICY_LOSSES",
+    "ROLLOUT_CORRECTIONS",
     "SCHEDULES",
     "adaptive_kl_coef",
     "aggregate",
     "compute_deltas",
+    "correction_metrics",
     "kl_penalty",
     "kl_shaped_rewards",
     "policy_loss",
+    "rollout_correction",
     "schedule_value",
     "token_advantages",
     "token_entropy",

@@ -20,7 +20,8 @@ One-step-off-policy (``distributed.off_policy``): right after batch k is collect
 submitted with the weights the learner holds *before* training on batch k, and sampled while the
 learner trains. Batch k+1 is then one optimizer phase stale; the recorded sampler log-probs are the
 behaviour policy's, so the ratio and clipped losses weight by pi_theta / pi_behaviour
-(docs/scaling.md).
+(docs/scaling.md), or, with ``algo.rollout_correction``, by pi_theta / pi_old around the learner's
+own log-probs with a truncated or masked weight for pi_old / pi_behaviour (algorithms/correction.py).
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ CREDIT_TESTS = ["tests/test_credit_shaping.py", "tests/test_sampling.py", "tests
 TRAINER_TESTS = ["tests/test_pinned_math.py", "tests/test_trainer_zoo.py", "tests/test_credit_shaping.py",
                  "tests/test_padding_garbage.py"]
 SAMPLING_TESTS = ["tests/test_sampling.py", "tests/test_credit_shaping.py"]
+SKIP_TESTS = ["tests/test_skip_flat_groups.py"]
 CORRECTION_TESTS = ["tests/test_rollout_correction.py"]
 
 
@@ -204,6 +205,13 @@ MUTANTS: list[Mutant] = [
       CORRECTION_TESTS, "trainer: the ratio against the sampler despite the correction"),
     m("batching.py", "correction=cut(batch.correction))", "correction=batch.correction)", CORRECTION_TESTS,
       "slices keep the whole batch's weights"),
+    # ---- train.skip_flat_groups: the trained groups keep their share of the whole batch
+    m("batching.py", "    return slices(batch, [rows], mode=mode, constant=constant)[0]",
+      "    return select(batch, rows)", SKIP_TESTS, "skip: the trained groups normalised on their own"),
+    m("batching.py", "rows = live.any(-1).nonzero()", "rows = live.all(-1).nonzero()", SKIP_TESTS,
+      "skip: a group trained only where every token has an advantage"),
+    m("batching.py", "return value * factor if key in", "return value / token_share if key in", SKIP_TESTS,
+      "skip: an aggregated metric scaled like a token mean"),
     # ---- GPG's corrected advantage
     m("algorithms/deltas.py", "alpha = rewards.shape[0] / has_spread.sum().clamp(min=1)",
       "alpha = has_spread.sum().clamp(min=1) / rewards.shape[0]", DELTA_TESTS, "gpg: alpha inverted"),

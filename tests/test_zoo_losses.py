@@ -274,3 +274,17 @@ def test_the_trainer_hands_the_chosen_loss_its_settings(tmp_path):
         return aggregate(per_token, batch.loss_mask, "seq-mean-token-mean")
     assert torch.allclose(loss, expected(gmpo_clip_low=0.01, gmpo_clip_high=0.02))
     assert not torch.allclose(loss, expected())                        # the defaults (0.4) give another loss
+
+
+def test_kl_cov_never_selects_padding_even_where_its_covariance_would_win():
+    """Padding enters as logp = A = 0, so its 'covariance' (0 - mean logp)(0 - mean A) is
+    (0 + 1.0)(0 + 0.5) = 0.5 here, above every real token's (0, 0.02, 0.02). With ratio 0.2 one of
+    the 3 real tokens is penalised: the first of the two tied at 0.02 (position 1), never the pad."""
+    logp = torch.tensor([[-1.0, -1.2, -0.8, -0.3]])
+    old = logp - 0.1                              # log r = 0.1 on every real token: penalty 0.1
+    advantages = torch.tensor([[-0.5, -0.6, -0.4, 9.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    loss, metrics = policy_loss("kl-cov", logp, old, advantages, mask, kl_cov_ratio=0.2, kl_cov_coef=1.0)
+    plain, _ = policy_loss("ratio", logp, old, advantages, mask)
+    torch.testing.assert_close(loss - plain, torch.tensor([[0.0, 0.1, 0.0, 0.0]]))
+    assert float(metrics["policy/cov_selected_frac"]) == pytest.approx(1 / 3)

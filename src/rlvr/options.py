@@ -170,6 +170,11 @@ def params_of(registry: Any, name: str) -> list[str]:
     return [p.name for p in dataclasses.fields(params)] if params is not None else []
 
 
+def settings_of(registry: Any, name: str, section: Any) -> dict[str, Any]:
+    """The values in ``section`` (a config block) of the settings the entry ``name`` declared."""
+    return {param: getattr(section, param) for param in params_of(registry, name)}
+
+
 def coerce(value: Any, hint: Any, path: str) -> Any:
     """Check/convert one value to the field's type. Strings from the command line are parsed as
     YAML scalars first (so ``--algo.kl_coef 0.04`` and ``--task.prompts [[1,0,2]]`` work)."""

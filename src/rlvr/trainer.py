@@ -61,7 +61,7 @@ from rlvr.errors import RunStopped
 from rlvr.evaluation import evaluate, evaluation_seed
 from rlvr.hooks import TrainerHook
 from rlvr.optim import build_optimizer, has_schedule, set_lr
-from rlvr.options import params_of
+from rlvr.options import settings_of
 from rlvr.plugins import check_task
 from rlvr.policies import Policy, build_policy
 from rlvr.policies.base import autocast
@@ -94,7 +94,7 @@ def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature:
     r = batch.rollouts
     logp, entropy = policy.logprobs(r.prompt_ids, r.response_ids, r.mask, group_size=r.group_size,
                                     temperature=temperature)
-    settings = {name: getattr(algo, name) for name in params_of(POLICY_LOSSES, algo.loss)}  # the loss's own
+    settings = settings_of(POLICY_LOSSES, algo.loss, algo)  # the loss's own
     per_token, metrics = policy_loss(algo.loss, logp, batch.proximal_logprobs, batch.advantages, batch.loss_mask,
                                      **settings)
     if batch.correction is not None:  # the sampler is not the learner: c_t (algorithms/correction.py)
@@ -337,7 +337,7 @@ class Trainer:
         if algo.mask_truncated and rollouts.truncated is not None:
             loss_mask = rollouts.mask * (~rollouts.truncated.bool()).to(rollouts.mask.dtype).unsqueeze(-1)
         # the rollout correction: pi_old = the learner before the inner loop, and the weights c (N, T)
-        settings = {name: getattr(algo, name) for name in params_of(ROLLOUT_CORRECTIONS, algo.rollout_correction)}
+        settings = settings_of(ROLLOUT_CORRECTIONS, algo.rollout_correction, algo)
         old_logprobs, correction = rollout_correction(
             algo.rollout_correction, rollouts.logprobs, lambda: self.constant_logprobs(self.policy, rollouts),
             advantages, rollouts.mask, **settings)

@@ -168,8 +168,8 @@ MUTANTS: list[Mutant] = [
       "advantages, mask), mask == mask, mask, kl_cov_ratio)", LOSS_TESTS, "kl-cov: padding selectable"),
     m("algorithms/losses.py", 'settings["clip_eps_high"] = settings["clip_eps_low"]', 'settings["clip_eps_high"] = 0.2',
       LOSS_TESTS, "loss settings: eps_high unset is not eps_low"),
-    m("trainer.py", "settings = {name: getattr(algo, name) for name in params_of(POLICY_LOSSES, algo.loss)}",
-      "settings = {}", LOSS_TESTS + TRAINER_TESTS, "trainer: the loss's settings not passed (its defaults used)"),
+    m("trainer.py", "settings = settings_of(POLICY_LOSSES, algo.loss, algo)  # the loss's own",
+      "settings = {}  # the loss's own", LOSS_TESTS + TRAINER_TESTS, "trainer: the loss's settings not passed (its defaults used)"),
     # ---- off-policy (rollout) correction: the weights, the masks, and how the trainer uses them
     m("algorithms/correction.py", "return log_weight.clamp(max=math.log(cap)).exp()",
       "return log_weight.clamp(min=math.log(cap)).exp()", CORRECTION_TESTS, "tis: max(w, C) for min(w, C)"),

@@ -43,6 +43,8 @@ TRAINER_TESTS = ["tests/test_pinned_math.py", "tests/test_trainer_zoo.py", "test
 SAMPLING_TESTS = ["tests/test_sampling.py", "tests/test_credit_shaping.py"]
 SKIP_TESTS = ["tests/test_skip_flat_groups.py"]
 CORRECTION_TESTS = ["tests/test_rollout_correction.py"]
+SELECTION_TESTS = ["tests/test_entropy_selection.py"]
+SIGN_TESTS = ["tests/test_w_reinforce.py"]
 
 
 @dataclass
@@ -168,8 +170,8 @@ MUTANTS: list[Mutant] = [
       "advantages, mask), mask == mask, mask, kl_cov_ratio)", LOSS_TESTS, "kl-cov: padding selectable"),
     m("algorithms/losses.py", 'settings["clip_eps_high"] = settings["clip_eps_low"]', 'settings["clip_eps_high"] = 0.2',
       LOSS_TESTS, "loss settings: eps_high unset is not eps_low"),
-    m("trainer.py", "settings = settings_of(POLICY_LOSSES, algo.loss, algo)  # the loss's own",
-      "settings = {}  # the loss's own", LOSS_TESTS + TRAINER_TESTS, "trainer: the loss's settings not passed (its defaults used)"),
+    m("trainer.py", "settings = settings_of(POLICY_LOSSES, algo.loss, algo)",
+      "settings = {}", LOSS_TESTS + TRAINER_TESTS, "trainer: the loss's settings not passed (its defaults used)"),
     # ---- off-policy (rollout) correction: the weights, the masks, and how the trainer uses them
     m("algorithms/correction.py", "return log_weight.clamp(max=math.log(cap)).exp()",
       "return log_weight.clamp(min=math.log(cap)).exp()", CORRECTION_TESTS, "tis: max(w, C) for min(w, C)"),
@@ -201,9 +203,10 @@ MUTANTS: list[Mutant] = [
       "masked_mean((weights != 0).to(weights.dtype), mask)", CORRECTION_TESTS, "masked_frac counts the kept"),
     m("trainer.py", "per_token = per_token * batch.correction", "per_token = per_token", CORRECTION_TESTS,
       "trainer: the correction's weights not applied"),
-    m("trainer.py", "old_logprobs=old_logprobs, correction=correction)", "old_logprobs=None, correction=correction)",
+    m("trainer.py", "old_logprobs=old_logprobs, correction=correction, selection=selection)",
+      "old_logprobs=None, correction=correction, selection=selection)",
       CORRECTION_TESTS, "trainer: the ratio against the sampler despite the correction"),
-    m("batching.py", "correction=cut(batch.correction))", "correction=batch.correction)", CORRECTION_TESTS,
+    m("batching.py", "correction=cut(batch.correction),", "correction=batch.correction,", CORRECTION_TESTS,
       "slices keep the whole batch's weights"),
     # ---- train.skip_flat_groups: the trained groups keep their share of the whole batch
     m("batching.py", "    return slices(batch, [rows], mode=mode, constant=constant)[0]",
@@ -220,6 +223,53 @@ MUTANTS: list[Mutant] = [
       "gpg: the flat groups counted as valid"),
     m("algorithms/deltas.py", "has_spread.sum().clamp(min=1)", "has_spread.sum()", DELTA_TESTS,
       "gpg: 0 / 0 when every group is flat"),
+    # ---- positive / negative sample reinforcement (psr, nsr, w-reinforce) and a mode's own settings
+    m("algorithms/deltas.py", "return positive_weight * rewards - (1 - rewards)",
+      "return rewards - positive_weight * (1 - rewards)", SIGN_TESTS, "w-reinforce: lambda on the negatives"),
+    m("algorithms/deltas.py", "return positive_weight * rewards - (1 - rewards)",
+      "return positive_weight * rewards + (1 - rewards)", SIGN_TESTS, "w-reinforce: the failures reinforced"),
+    m("algorithms/deltas.py", "1 for a correct sample, 0 otherwise).\"\"\"\n    return rewards",
+      "1 for a correct sample, 0 otherwise).\"\"\"\n    return 1 - rewards", SIGN_TESTS, "psr: credits the failures"),
+    m("algorithms/deltas.py", "return rewards - 1", "return -rewards", SIGN_TESTS, "nsr: pushes down by R, not 1 - R"),
+    m("algorithms/deltas.py", "own.update({k: v for k, v in given.items() if k in own})", "own.update({})",
+      SIGN_TESTS, "deltas settings: the given values ignored (defaults used)"),
+    m("algorithms/credit.py", "unbiased_std=unbiased_std, settings=settings)", "unbiased_std=unbiased_std)",
+      SIGN_TESTS, "process credit: the mode's settings not passed per position"),
+    m("trainer.py", "unbiased_std=algo.unbiased_std,\n                                settings=delta_settings)",
+      "unbiased_std=algo.unbiased_std,\n                                settings=None)", SIGN_TESTS,
+      "trainer: the deltas mode's settings not passed (its defaults used)"),
+    m("recipes.py", '"algo.positive_weight": 0.1,', '"algo.positive_weight": 1.0,', SIGN_TESTS,
+      "w-reinforce recipe: lambda 1 (plain REINFORCE on +-1)"),
+    # ---- the entropy selection (algo.top_entropy_quantile)
+    m("algorithms/selection.py", "position = (1.0 - top_quantile) * (values.numel() - 1)",
+      "position = top_quantile * (values.numel() - 1)", SELECTION_TESTS,
+      "selection: the q quantile for the 1 - q (threshold from the wrong side)"),
+    m("algorithms/selection.py", "(at_least_float32(entropy) >= tau)", "(at_least_float32(entropy) <= tau)",
+      SELECTION_TESTS, "selection: the low-entropy tokens"),
+    m("algorithms/selection.py", "(at_least_float32(entropy) >= tau)", "(at_least_float32(entropy) > tau)",
+      SELECTION_TESTS, "selection: tokens tied at the threshold dropped (q = 1 loses the minimum)"),
+    m("algorithms/selection.py", "selected = (mask != 0) & (", "selected = (mask == mask) & (", SELECTION_TESTS,
+      "selection: padding selectable"),
+    m("algorithms/selection.py", "values = at_least_float32(entropy)[mask != 0].sort().values",
+      "values = at_least_float32(entropy).flatten().sort().values", SELECTION_TESTS,
+      "selection: padding counted in the quantile"),
+    m("algorithms/selection.py", "torch.minimum(low + (position - math.floor(position)) * (high - low), high)",
+      "low", SELECTION_TESTS, "selection: the lower order statistic, no interpolation"),
+    m("algorithms/selection.py", "masked(selection, mask).sum() / mask.sum().clamp(min=1)",
+      "selection.mean()", SELECTION_TESTS, "selected_token_frac over padding too"),
+    m("trainer.py", "        per_token = masked(per_token, batch.selection)\n", "        per_token = per_token\n",
+      SELECTION_TESTS, "trainer: the selection not applied"),
+    m("trainer.py", "        per_token = masked(per_token, batch.selection)\n",
+      "        per_token = masked(per_token, high_entropy_tokens(entropy, batch.loss_mask, "
+      "top_quantile=algo.top_entropy_quantile))\n", SELECTION_TESTS,
+      "trainer: a threshold per slice, from pi_theta (TRL's per-call selection)"),
+    m("trainer.py", "selection = high_entropy_tokens(learner()[1], loss_mask,",
+      "selection = high_entropy_tokens(learner()[1], rollouts.mask,", SELECTION_TESTS,
+      "trainer: the quantile over the sampled tokens, truncated ones included"),
+    m("trainer.py", "if algo.top_entropy_quantile < 1:", "if algo.top_entropy_quantile <= 1:", SELECTION_TESTS,
+      "trainer: a selection (and its forward and metric) at q = 1 too"),
+    m("batching.py", "selection=cut(batch.selection))", "selection=batch.selection)", SELECTION_TESTS,
+      "slices keep the whole batch's selection"),
     # ---- KL
     m("algorithms/kl.py", "return logp - ref_logp.detach()", "return ref_logp.detach() - logp",
       KL_TESTS, "k1: sign flipped"),

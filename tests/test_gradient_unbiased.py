@@ -35,13 +35,14 @@ def exact_gradient(policy, responses):
     return flat_grad(policy, (logp.exp() * REWARD_TABLE).sum())
 
 
-def expected_estimator(policy, responses, mode, group_size):
-    """E over groups of (1/G) sum_i delta_i grad log pi(y_i), by enumerating every group."""
+def expected_estimator(policy, responses, mode, group_size, settings=None):
+    """E over groups of (1/G) sum_i delta_i grad log pi(y_i), by enumerating every group (``settings``:
+    the mode's own, ``compute_deltas``)."""
     logp = response_logprobs(policy, responses)
     probs = logp.detach().exp()
     groups = torch.tensor(list(itertools.product(range(len(responses)), repeat=group_size)))  # (9**G, G)
     group_prob = probs[groups].prod(-1)                                                     # (9**G,)
-    deltas = compute_deltas(REWARD_TABLE[groups], mode)                                    # (9**G, G)
+    deltas = compute_deltas(REWARD_TABLE[groups], mode, settings=settings)                 # (9**G, G)
     surrogate = (group_prob[:, None] * deltas * logp[groups]).sum() / group_size
     return flat_grad(policy, surrogate)
 

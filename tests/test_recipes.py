@@ -14,7 +14,7 @@ from rlvr.recipes import RECIPES
 from rlvr.trainer import Trainer
 from test_cli import rlvr
 
-EXPECTED = {"grpo", "dr-grpo", "dapo", "gspo", "rloo", "reinforce++", "ppo-clip", "sapo", "gmpo", "gpg"}
+EXPECTED = {"grpo", "dr-grpo", "dapo", "gspo", "rloo", "reinforce++", "ppo-clip", "sapo", "gmpo", "gpg", "w-reinforce"}
 
 
 def test_every_named_recipe_exists_and_is_a_valid_config():

@@ -15,7 +15,8 @@ and ``Batch.aggregate`` uses them. Two users: micro-batches (gradient accumulati
 scales the share by the number of ranks because DDP averages gradients). A slice of a slice keeps
 the outer share, so a rank's micro-batches add up to the rank's loss. This needs each token's loss
 to depend on its own response only: a rollout correction's weight, a constant of the token or of its
-response (``Batch.correction``), is cut along with it; a loss that selects tokens by statistics of
+response (``Batch.correction``), and the tokens the entropy selection picked over the whole batch
+(``Batch.selection``) are cut along with it; a loss that selects tokens by statistics of
 the whole batch (clip-cov, kl-cov: ``whole_batch`` in its registry entry) is refused with
 micro-batches; a DDP rank computes those statistics over its own rows.
 
@@ -58,6 +59,8 @@ class Batch:
                                         # (algo.rollout_correction), or None: the sampler's are pi_old
     correction: Tensor | None = None    # (N, T) the rollout correction's constant weight on each token's
                                         # loss, or None: 1 (algorithms/correction.py)
+    selection: Tensor | None = None     # (N, T) 0/1: the tokens the policy-gradient term trains on
+                                        # (algo.top_entropy_quantile), or None: all (algorithms/selection.py)
 
     @property
     def proximal_logprobs(self) -> Tensor:
@@ -91,7 +94,7 @@ def select(batch: Batch, prompt_rows: Sequence[int]) -> Batch:
         batch, rollouts=select_prompts(batch.rollouts, prompts), deltas=batch.deltas[prompts],
         advantages=batch.advantages[rows], ref_logprobs=cut(batch.ref_logprobs),
         loss_mask=batch.loss_mask[rows], share=cut(batch.share), old_logprobs=cut(batch.old_logprobs),
-        correction=cut(batch.correction))
+        correction=cut(batch.correction), selection=cut(batch.selection))
 
 
 def slices(batch: Batch, parts: Sequence[Sequence[int]], *, mode: str, constant: float) -> list[Batch]:

@@ -35,7 +35,7 @@ from rlvr.algorithms import (
 )
 from rlvr.algorithms.aggregation import ConstantParams
 from rlvr.algorithms.correction import CapParams, SeqMaskParams
-from rlvr.algorithms.deltas import NormParams
+from rlvr.algorithms.deltas import NormParams, WReinforceParams
 from rlvr.algorithms.losses import (
     ClipCovParams,
     DualClipParams,
@@ -43,6 +43,7 @@ from rlvr.algorithms.losses import (
     KLCovParams,
     SAPOParams,
 )
+from rlvr.algorithms.selection import SelectionParams
 from rlvr.analysis.param_baseline import PARAM_BASELINES
 from rlvr.errors import ConfigError
 from rlvr.evaluation import evaluation_metrics
@@ -57,8 +58,8 @@ ROLLOUT_BACKENDS = ["local", "ray"]
 
 
 @dataclass
-class AlgoConfig(DualClipParams, ClipCovParams, SAPOParams, GMPOParams, KLCovParams, NormParams, ConstantParams,
-                 CapParams, SeqMaskParams):
+class AlgoConfig(DualClipParams, ClipCovParams, SAPOParams, GMPOParams, KLCovParams, NormParams, WReinforceParams,
+                 ConstantParams, CapParams, SeqMaskParams, SelectionParams):
     """The algorithm: one choice from each registry of ``rlvr.algorithms``, and the settings of the
     whole method. Settings that belong to one registry entry (a loss's clip range, the deltas' std
     eps, seq-sum-constant's divisor) are declared by that entry (``params=`` where it registers) and

@@ -59,6 +59,10 @@ RECIPES.register("gmpo")({  # Zhao et al. 2025: geometric mean of token ratios, 
 RECIPES.register("gpg")({  # Chu et al. 2025: REINFORCE on alpha-corrected group-centred rewards, no clip, no KL
     "algo.deltas": "gpg", "algo.loss": "gpg", "algo.aggregation": "token-mean", "algo.kl_coef": 0.0,
 })
+RECIPES.register("w-reinforce")({  # Zhu et al. 2025: REINFORCE on 0.1 x the positive samples + the negative ones
+    "algo.deltas": "w-reinforce", "algo.positive_weight": 0.1, "algo.loss": "naive", "algo.aggregation": "token-mean",
+    "algo.kl_coef": 0.0,
+})
 
 
 def recipe_values(name: str) -> dict[str, Any]:

@@ -7,7 +7,8 @@
         3. deltas: rewards (B, G) -> shaped (length, KL in the reward) -> deltas (B, G)
            -> per-token advantages (N, T) (broadcast, or per-token process credit)
         4. cache constants: old log-probs (recorded by the sampler; with algo.rollout_correction the
-           learner's own, and the sampler/learner weights), reference log-probs (no grad)
+           learner's own, and the sampler/learner weights), reference log-probs (no grad); with
+           algo.top_entropy_quantile < 1 the tokens the policy-gradient term trains on
         5. inner loop: K gradient steps on this fixed batch of rollouts (each accumulated over
            micro-batches with train.micro_batch_size; rlvr.batching), the learning rate scheduled
         6. log metrics; adapt the KL coefficient; every E steps evaluate on the held-out prompts
@@ -19,6 +20,7 @@ Every algorithm choice is looked up in a registry by name; the loop never branch
 from __future__ import annotations
 
 import dataclasses
+import functools
 import random
 import time
 from collections import defaultdict
@@ -31,6 +33,7 @@ import torch
 from torch import Tensor
 
 from rlvr.algorithms import (
+    DELTAS,
     POLICY_LOSSES,
     ROLLOUT_CORRECTIONS,
     adaptive_kl_coef,
@@ -46,6 +49,7 @@ from rlvr.algorithms import (
 from rlvr.algorithms.aggregation import masked
 from rlvr.algorithms.credit import shaped_token_rewards
 from rlvr.algorithms.losses import log_ratio_of
+from rlvr.algorithms.selection import high_entropy_tokens, selection_metrics
 from rlvr.analysis.hooks import build_hooks
 from rlvr.batching import (
     Batch,
@@ -90,7 +94,8 @@ def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature:
                  aggregation_constant: float, entropy_coef: float) -> tuple[Tensor, dict[str, Tensor]]:
     """pg loss + beta * KL - entropy_coef * entropy, each aggregated by ``algo.aggregation`` (for a
     slice of the batch: its share of the whole batch's, ``rlvr.batching``). With a rollout correction
-    the ratio is against the learner's own pi_old and each token's pg loss carries its weight."""
+    the ratio is against the learner's own pi_old and each token's pg loss carries its weight; with an
+    entropy selection only the selected tokens' pg loss counts (the others stay in the denominator)."""
     r = batch.rollouts
     logp, entropy = policy.logprobs(r.prompt_ids, r.response_ids, r.mask, group_size=r.group_size,
                                     temperature=temperature)
@@ -99,6 +104,8 @@ def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature:
                                      **settings)
     if batch.correction is not None:  # the sampler is not the learner: c_t (algorithms/correction.py)
         per_token = per_token * batch.correction
+    if batch.selection is not None:  # the high-entropy tokens only (algorithms/selection.py)
+        per_token = masked(per_token, batch.selection)
     metrics = {k: v * batch.token_share for k, v in metrics.items()}  # token means: a slice's part
 
     def agg(values: Tensor) -> Tensor:
@@ -293,6 +300,8 @@ class Trainer:
         row["algo/kl_coef"] = self.state.kl_coef
         if batch.ref_logprobs is not None:
             row["policy/seq_kl"] = float(self.sequence_kl(batch).mean())
+        if batch.selection is not None:
+            row.update({k: float(v) for k, v in selection_metrics(batch.selection, batch.loss_mask).items()})
         if batch.old_logprobs is not None and batch.correction is not None:  # the sampler/learner gap
             row.update({k: float(v) for k, v in correction_metrics(
                 batch.old_logprobs, rollouts.logprobs, batch.correction, batch.loss_mask).items()})
@@ -326,33 +335,53 @@ class Trainer:
             per_token = -self.state.kl_coef * token_kl(rollouts.logprobs, ref_logprobs, rollouts.mask,
                                                  estimator=algo.kl_estimator)                  # (N, T)
             rewards = rewards + per_token.sum(-1).reshape(rewards.shape)
-        deltas = compute_deltas(rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std)
+        delta_settings = settings_of(DELTAS, algo.deltas, algo)  # the mode's own
+        deltas = compute_deltas(rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std,
+                                settings=delta_settings)
 
         def token_rewards() -> Tensor | None:  # only process credit asks for them
             return shaped_token_rewards(token_reward_tensor(self.task, rollouts), rollouts.mask,
                                         per_response=per_response.reshape(-1), per_token=per_token)
-        advantages = token_advantages(algo.credit, deltas, token_rewards, rollouts.mask,
-                                      mode=algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std)
+        advantages = token_advantages(algo.credit, deltas, token_rewards, rollouts.mask, mode=algo.deltas,
+                                      eps=algo.norm_eps, unbiased_std=algo.unbiased_std, settings=delta_settings)
         loss_mask = rollouts.mask
         if algo.mask_truncated and rollouts.truncated is not None:
             loss_mask = rollouts.mask * (~rollouts.truncated.bool()).to(rollouts.mask.dtype).unsqueeze(-1)
-        # the rollout correction: pi_old = the learner before the inner loop, and the weights c (N, T)
-        settings = settings_of(ROLLOUT_CORRECTIONS, algo.rollout_correction, algo)
-        old_logprobs, correction = rollout_correction(
-            algo.rollout_correction, rollouts.logprobs, lambda: self.constant_logprobs(self.policy, rollouts),
-            advantages, rollouts.mask, **settings)
+        old_logprobs, correction, selection = self.learner_constants(rollouts, advantages, loss_mask)
         return Batch(rollouts=rollouts, deltas=deltas, advantages=advantages, ref_logprobs=ref_logprobs,
                      loss_mask=loss_mask, kl_loss_coef=0.0 if in_reward else self.state.kl_coef,
-                     old_logprobs=old_logprobs, correction=correction)
+                     old_logprobs=old_logprobs, correction=correction, selection=selection)
+
+    def learner_constants(self, rollouts: Rollouts, advantages: Tensor,
+                          loss_mask: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """What pi_old, the learner before the inner loop, fixes for the batch, from one no-grad forward
+        made only when asked: the rollout correction's pi_old log-probs and weights c (N, T), and the
+        entropy selection (N, T) (None each when off)."""
+        algo = self.cfg.algo
+
+        @functools.cache
+        def learner() -> tuple[Tensor, Tensor]:  # (log-probs, entropies) (N, T): one forward at most
+            return self.constant_forward(self.policy, rollouts)
+        settings = settings_of(ROLLOUT_CORRECTIONS, algo.rollout_correction, algo)
+        old_logprobs, correction = rollout_correction(
+            algo.rollout_correction, rollouts.logprobs, lambda: learner()[0], advantages, rollouts.mask, **settings)
+        selection = None  # the top q of the WHOLE batch's loss tokens by their entropy under pi_old
+        if algo.top_entropy_quantile < 1:
+            selection = high_entropy_tokens(learner()[1], loss_mask, top_quantile=algo.top_entropy_quantile)
+        return old_logprobs, correction, selection
 
     def constant_logprobs(self, model: Any, rollouts: Rollouts) -> Tensor:
-        """log-probs (N, T) of the sampled tokens under ``model`` (the reference, or the learner as it is
-        before the inner loop), no grad, under the training forward's autocast, so that on the first
-        inner step the learner's ratio to its own log-probs is 1 (up to the rounding of other batch shapes)."""
+        """log-probs (N, T) of the sampled tokens under ``model`` (``constant_forward``)."""
+        return self.constant_forward(model, rollouts)[0]
+
+    def constant_forward(self, model: Any, rollouts: Rollouts) -> tuple[Tensor, Tensor]:
+        """log-probs and entropies (N, T) of the sampled responses' positions under ``model`` (the
+        reference, or the learner as it is before the inner loop), no grad, under the training
+        forward's autocast, so that on the first inner step the learner's ratio to its own log-probs
+        is 1 (up to the rounding of other batch shapes)."""
         with torch.no_grad(), autocast(model, self.cfg.train.bf16):
-            logp, _ = model.logprobs(rollouts.prompt_ids, rollouts.response_ids, rollouts.mask,
-                                     group_size=rollouts.group_size, temperature=self.cfg.train.temperature)
-        return logp
+            return model.logprobs(rollouts.prompt_ids, rollouts.response_ids, rollouts.mask,
+                                  group_size=rollouts.group_size, temperature=self.cfg.train.temperature)
 
     @staticmethod
     def sequence_kl(batch: Batch) -> Tensor:

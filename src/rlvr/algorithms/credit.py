@@ -25,7 +25,8 @@ shaping that the outcome reward gets. A response without real tokens has nowhere
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,13 +42,13 @@ TokenRewards = Tensor | Callable[[], Tensor | None] | None  # (N, T), or a funct
 
 @CREDIT.register("outcome")
 def outcome(deltas: Tensor, token_rewards: TokenRewards, mask: Tensor, *, mode: str, eps: float,
-            unbiased_std: bool) -> Tensor:
+            unbiased_std: bool, settings: Mapping[str, Any] | None) -> Tensor:
     return deltas.reshape(-1, 1).expand_as(mask) * mask
 
 
 @CREDIT.register("process")
 def process(deltas: Tensor, token_rewards: TokenRewards, mask: Tensor, *, mode: str, eps: float,
-            unbiased_std: bool) -> Tensor:
+            unbiased_std: bool, settings: Mapping[str, Any] | None) -> Tensor:
     if callable(token_rewards):
         token_rewards = token_rewards()
     if token_rewards is None:
@@ -58,7 +59,7 @@ def process(deltas: Tensor, token_rewards: TokenRewards, mask: Tensor, *, mode: 
     length = to_go.shape[-1]
     per_position = to_go.reshape(batch, group, length).transpose(1, 2)         # (B, T, G)
     token_deltas = compute_deltas(per_position.reshape(batch * length, group), mode, eps=eps,
-                                  unbiased_std=unbiased_std)
+                                  unbiased_std=unbiased_std, settings=settings)
     return token_deltas.reshape(batch, length, group).transpose(1, 2).reshape(-1, length) * mask
 
 
@@ -79,8 +80,10 @@ def shaped_token_rewards(token_rewards: Tensor | None, mask: Tensor, *, per_resp
 
 
 def token_advantages(name: str, deltas: Tensor, token_rewards: TokenRewards, mask: Tensor, *, mode: str,
-                     eps: float = 1e-5, unbiased_std: bool = True) -> Tensor:
+                     eps: float = 1e-5, unbiased_std: bool = True, settings: Mapping[str, Any] | None = None) -> Tensor:
     """deltas (B, G), token rewards (N, T) or None, mask (N, T) -> advantages (N, T).
     ``token_rewards`` may be a zero-argument function returning them: only a mode that uses them
-    calls it (the trainer passes one, so outcome credit never asks the task)."""
-    return CREDIT.get(name)(deltas, token_rewards, mask, mode=mode, eps=eps, unbiased_std=unbiased_std)
+    calls it (the trainer passes one, so outcome credit never asks the task). ``settings``: the deltas
+    mode's own (``deltas.mode_settings``), for process credit's per-position deltas."""
+    return CREDIT.get(name)(deltas, token_rewards, mask, mode=mode, eps=eps, unbiased_std=unbiased_std,
+                            settings=settings)

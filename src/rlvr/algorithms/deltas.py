@@ -5,12 +5,17 @@ All functions map rewards (B, G) -> deltas (B, G); the G responses of a row shar
 A baseline b may depend on the prompt and on the *other* responses of the group, never on the
 response it is subtracted from: then E[(R - b) grad log pi] = E[R grad log pi] (unbiased).
 A mode that compares a response with its group-mates registers with ``needs_group=True``
-(validation then asks for group_size >= 2).
+(validation then asks for group_size >= 2). Every mode takes ``eps`` and ``unbiased_std`` (the
+config's ``norm_eps`` and ``unbiased_std``, ``NormParams``); a mode with settings of its own declares
+them in the params block it registers with and takes them as keyword arguments (``mode_settings``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,6 +32,14 @@ class NormParams:
 
     norm_eps: float = opt(1e-5, "normalized deltas: eps in (R - mean) / (std + eps)", gt=0.0)
     unbiased_std: bool = opt(True, "normalized deltas: std with N-1 (true) or N (false)")
+
+
+@dataclass
+class WReinforceParams:
+    """W-REINFORCE's weight of the positive samples (``params=WReinforceParams``)."""
+
+    positive_weight: float = opt(0.1, "w-reinforce deltas: lambda, the weight of the positive samples "
+                                 "(the negative ones weigh 1; Zhu et al. 2025: 0.1)", ge=0.0)
 
 
 def group_std(rewards: Tensor, *, unbiased: bool) -> Tensor:
@@ -150,6 +163,65 @@ def gpg(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     return alpha * centered(rewards, eps=eps, unbiased_std=unbiased_std)
 
 
-def compute_deltas(rewards: Tensor, mode: str, *, eps: float = 1e-5, unbiased_std: bool = True) -> Tensor:
-    """rewards (B, G) -> deltas (B, G) by the named mode (see ``DELTAS.names()``)."""
-    return DELTAS.get(mode)(rewards, eps=eps, unbiased_std=unbiased_std)
+# ---- positive and negative sample reinforcement (Zhu et al. 2025, "The Surprising Effectiveness of
+# Negative Reinforcement in LLM Reasoning", arXiv:2506.01347). The paper splits REINFORCE on a
+# verifier's reward into PSR, which raises the likelihood of the correct samples, and NSR, which lowers
+# that of the incorrect ones; NSR alone keeps pass@k at large k, and W-REINFORCE = lambda PSR + NSR
+# (lambda = 0.1) was their best. No baseline, no std: each response's delta depends on its reward
+# alone. A reward R in [0, 1] counts as R of a correct sample and 1 - R of an incorrect one, so the
+# deltas are linear in R and, for R in {0, 1}, exactly the paper's (and its code's,
+# ``compute_psr_nsr_outcome_advantage``: A = R for PSR, R - 1 for NSR, lambda R or R - 1 weighted).
+# Partial credit needs no threshold: R = 0.5 is half a success and half a failure. Rewards outside
+# [0, 1] (shaping, a weighted sum of sources) extend the same lines. Under ``process`` credit R is the
+# reward-to-go of a position. The paper's PSR and NSR runs drop the other samples from the batch; here
+# they keep delta 0, and with it their place in a token mean's denominator.
+
+
+@DELTAS.register("psr")
+def psr(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
+    """Positive sample reinforcement: delta = R (0/1 rewards: 1 for a correct sample, 0 otherwise)."""
+    return rewards
+
+
+@DELTAS.register("nsr")
+def nsr(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
+    """Negative sample reinforcement: delta = -(1 - R) (0/1 rewards: -1 for an incorrect sample, 0 otherwise).
+    ``w-reinforce`` with positive_weight 0."""
+    return rewards - 1
+
+
+@DELTAS.register("w-reinforce", params=WReinforceParams)
+def w_reinforce(rewards: Tensor, *, eps: float, unbiased_std: bool, positive_weight: float) -> Tensor:
+    """W-REINFORCE, lambda PSR + NSR: delta = lambda R - (1 - R), lambda = ``positive_weight``
+    (0/1 rewards: lambda for a correct sample, -1 for an incorrect one). lambda = 1 is REINFORCE on the
+    +-1 reward 2R - 1; lambda = 0 is ``nsr``."""
+    return positive_weight * rewards - (1 - rewards)
+
+
+SHARED_SETTINGS = {f.name for f in dataclasses.fields(NormParams)}  # every mode's, as eps and unbiased_std
+
+
+def mode_settings(mode: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The named mode's own settings: its params block's fields (but norm_eps and unbiased_std, which
+    every mode takes as ``eps`` and ``unbiased_std``) at their defaults, overridden by ``given``.
+    ``given`` may hold other modes' settings (one dict can serve every mode: ``options.settings_of``);
+    a name that no mode declares is a TypeError."""
+    given = dict(given or {})
+    declared = set(SHARED_SETTINGS)
+    for name in DELTAS.names():
+        block = DELTAS.meta(name).get("params")
+        declared |= {f.name for f in dataclasses.fields(block)} if block is not None else set()
+    unknown = set(given) - declared
+    if unknown:
+        raise TypeError(f"compute_deltas: no deltas mode has the setting(s) {', '.join(sorted(unknown))}")
+    block = DELTAS.meta(mode).get("params")
+    own = {f.name: f.default for f in dataclasses.fields(block) if f.name not in SHARED_SETTINGS} if block else {}
+    own.update({k: v for k, v in given.items() if k in own})
+    return own
+
+
+def compute_deltas(rewards: Tensor, mode: str, *, eps: float = 1e-5, unbiased_std: bool = True,
+                   settings: Mapping[str, Any] | None = None) -> Tensor:
+    """rewards (B, G) -> deltas (B, G) by the named mode (see ``DELTAS.names()``); ``settings``: the
+    mode's own (``mode_settings``; its defaults for the rest)."""
+    return DELTAS.get(mode)(rewards, eps=eps, unbiased_std=unbiased_std, **mode_settings(mode, settings))

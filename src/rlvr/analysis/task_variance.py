@@ -31,6 +31,7 @@ from rlvr.analysis.exact import exact_gradient
 from rlvr.analysis.param_baseline import PARAM_BASELINES
 from rlvr.config import Config
 from rlvr.errors import ConfigError, UserError
+from rlvr.options import settings_of
 from rlvr.policies import Policy, build_policy
 from rlvr.rollout import PromptSource, Rollouts, generate
 from rlvr.tasks import Prompt, Task, build_task
@@ -62,7 +63,8 @@ def estimate(policy: Policy, rollouts: Rollouts, cfg: Config, mode: str, task: T
     """One batch's gradient estimate g (P,) in the units of grad J (ascent direction)."""
     algo = dataclasses.replace(cfg.algo, loss="naive", aggregation="seq-mean-token-sum", kl_coef=0.0,
                                deltas="raw" if mode in OPTIMAL else mode)
-    deltas = compute_deltas(rollouts.rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std)
+    deltas = compute_deltas(rollouts.rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std,
+                            settings=settings_of(DELTAS, algo.deltas, algo))
     fields = {"rollouts": rollouts, "deltas": deltas, "ref_logprobs": None,
               "advantages": deltas.reshape(-1, 1).expand_as(rollouts.mask) * rollouts.mask}
     if "loss_mask" in Batch.__dataclass_fields__:  # the Batch of issue 4 (main) names the tokens the loss sees

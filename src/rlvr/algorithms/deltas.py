@@ -5,16 +5,20 @@ All functions map rewards (B, G) -> deltas (B, G); the G responses of a row shar
 A baseline b may depend on the prompt and on the *other* responses of the group, never on the
 response it is subtracted from: then E[(R - b) grad log pi] = E[R grad log pi] (unbiased).
 A mode that compares a response with its group-mates registers with ``needs_group=True``
-(validation then asks for group_size >= 2).
+(validation then asks for group_size >= 2); one that reads each reward source's own rewards
+(B, G, S) instead of their weighted sum registers with ``needs_sources=True`` (``compute_deltas``
+then hands it ``sources`` and ``source_weights``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from rlvr.errors import ConfigError
 from rlvr.options import opt
 from rlvr.registry import Registry
 
@@ -150,6 +154,42 @@ def gpg(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     return alpha * centered(rewards, eps=eps, unbiased_std=unbiased_std)
 
 
-def compute_deltas(rewards: Tensor, mode: str, *, eps: float = 1e-5, unbiased_std: bool = True) -> Tensor:
-    """rewards (B, G) -> deltas (B, G) by the named mode (see ``DELTAS.names()``)."""
-    return DELTAS.get(mode)(rewards, eps=eps, unbiased_std=unbiased_std)
+@DELTAS.register("gdpo", needs_group=True, needs_sources=True, params=NormParams)
+def gdpo(rewards: Tensor, *, sources: Tensor, source_weights: Tensor, eps: float, unbiased_std: bool) -> Tensor:
+    """GDPO, group reward-decoupled normalisation (Liu et al. 2026, NVIDIA, arXiv:2601.05242; the
+    authors' TRL and verl code, verl ``compute_gdpo_outcome_advantage``). With sources r_ik (B, G, S)
+    and weights w_k (S,):
+
+        z_ik    = (r_ik - mean_j r_jk) / (std_j r_jk + eps)     each source within the prompt's group
+        A_i     = sum_k w_k z_ik                                 the weighted sum of the z-scores
+        delta_i = (A_i - mean A) / (std A + eps)                 over the whole batch (B * G responses)
+
+    GRPO normalises the weighted sum sum_k w_k r_ik instead: two sources (0/1 each, weights 1) give
+    the combinations (1, 0) and (0, 1) the same sum, so GRPO cannot tell them apart; z-scoring each
+    source first keeps apart what the sum collapses. Each source's scale is removed, so the weights
+    alone say how much a source counts. ``rewards`` (the weighted sum) is not read. std with N-1 by
+    default (``unbiased_std``) and eps = ``norm_eps`` in both normalisations (the authors' TRL code:
+    torch.std, eps 1e-4 in both; verl whitens the sum over tokens, not responses). With one source
+    this is ``reinforce++`` applied to ``grpo``'s deltas.
+    """
+    per_source = normalized(sources.movedim(-1, -2), eps=eps, unbiased_std=unbiased_std)   # (B, S, G)
+    combined = (source_weights.reshape(-1, 1) * per_source).sum(-2)                         # (B, G)
+    return reinforce_plus_plus(combined, eps=eps, unbiased_std=unbiased_std)
+
+
+def compute_deltas(rewards: Tensor, mode: str, *, eps: float = 1e-5, unbiased_std: bool = True,
+                   sources: Tensor | None = None, source_weights: Sequence[float] | Tensor | None = None) -> Tensor:
+    """rewards (B, G) -> deltas (B, G) by the named mode (see ``DELTAS.names()``). A mode registered
+    with ``needs_sources`` gets each reward source's own rewards ``sources`` (B, G, S) and their
+    ``source_weights`` (S,) as well (``Rollouts.source_rewards``, ``rewards.source_weights``)."""
+    fn = DELTAS.get(mode)
+    if not DELTAS.meta(mode).get("needs_sources"):
+        return fn(rewards, eps=eps, unbiased_std=unbiased_std)
+    if sources is None or source_weights is None:
+        raise ConfigError(f"algo.deltas: {mode!r} normalises each reward source on its own and was given "
+                          "no per-source rewards")
+    weights = torch.as_tensor(source_weights, dtype=sources.dtype)
+    if sources.shape != (*rewards.shape, weights.numel()):
+        raise ValueError(f"sources {tuple(sources.shape)} do not match rewards {tuple(rewards.shape)} "
+                         f"and {weights.numel()} weights")
+    return fn(rewards, sources=sources, source_weights=weights, eps=eps, unbiased_std=unbiased_std)

@@ -95,7 +95,7 @@ def test_without_per_source_rewards_it_is_a_config_error():
 
 def sources_config(tmp_path, **more):
     return load_config(None, {
-        "task.length": 2, "task.vocab_size": 3, "task.reward": "position-match",
+        "task.length": 2, "task.vocab_size": 3, "task.reward": "position-match", "policy.init_scale": 0.03,
         "rewards.sources": "[{kind: verifier}, {kind: exact, weight: 0.5}]", "algo.deltas": "gdpo",
         "train.prompts_per_step": 3, "train.group_size": 8, "train.outer_steps": 3, "train.inner_steps": 2,
         "run_dir": str(tmp_path / "run"), **more})
@@ -133,10 +133,13 @@ def test_the_trainer_gives_gdpo_the_rollouts_sources(tmp_path):
     rollouts = trainer.rollout_backend.rollouts(3)
     sources = rollouts.source_rewards
     assert sources.shape == (3, 8, 2)
+    assert (sources.std(1) > 0).all(-1).any()  # in some group both sources vary: each one's z-score counts
     assert torch.allclose((sources * torch.tensor([1.0, 0.5])).sum(-1), rollouts.rewards)
     batch = trainer.make_batch(rollouts)
     expected = compute_deltas(rollouts.rewards, "gdpo", sources=sources, source_weights=[1.0, 0.5])
     assert torch.equal(batch.deltas, expected)
+    unweighted = compute_deltas(rollouts.rewards, "gdpo", sources=sources, source_weights=[1.0, 1.0])
+    assert not torch.allclose(batch.deltas, unweighted, atol=1e-3)
     assert torch.equal(batch.advantages, expected.reshape(-1, 1).expand_as(rollouts.mask) * rollouts.mask)
     trainer.close()
 

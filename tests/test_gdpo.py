@@ -171,3 +171,15 @@ def test_gdpo_without_sources_or_with_shaping_of_the_sum_is_a_one_line_error(tmp
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith(f"rlvr: error: {field}: "), err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_variance_tool_leaves_gdpo_out_and_refuses_it_by_name():
+    """``rlvr variance task`` scores with the task's reward alone: no sources to normalise."""
+    from rlvr.analysis.task_variance import measure
+    from rlvr.errors import UserError
+
+    cfg = load_config(None, {"task.length": 2, "task.vocab_size": 3, "train.group_size": 3})
+    rows = measure(cfg, repeats=2, modes=None).rows
+    assert "gdpo" not in [r["mode"] for r in rows] and "grpo" in [r["mode"] for r in rows]
+    with pytest.raises(UserError, match="^--modes: 'gdpo' normalises each reward source"):
+        measure(cfg, repeats=2, modes=["grpo", "gdpo"])

@@ -15,7 +15,8 @@ The reward of one response is sum_k weight_k * r_k(prompt, response), over the s
 TRL-style functions of ``rewards.functions`` (rlvr.rewards.functions; a None from a function adds
 nothing). Each component's mean over a
 step's training responses is logged as ``reward/<name>`` (name: the source's ``name``, else its
-kind). A model source scores ``prompt + answer`` text in batches under ``torch.no_grad``: any local
+kind). ``scored`` also gives each source's own value per response, which the rollouts carry
+(``Rollouts.source_rewards``) for a deltas mode that normalises each source (``gdpo``). A model source scores ``prompt + answer`` text in batches under ``torch.no_grad``: any local
 Hugging Face ``AutoModelForSequenceClassification`` folder with one label (``num_labels=1``), for
 example the one ``rlvr rm train`` writes. Loading goes through ``rlvr.safe_load`` (no pickle, no
 remote code unless ``trust_remote_code: true`` in the source).

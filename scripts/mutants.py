@@ -45,6 +45,8 @@ SKIP_TESTS = ["tests/test_skip_flat_groups.py"]
 CORRECTION_TESTS = ["tests/test_rollout_correction.py"]
 SELECTION_TESTS = ["tests/test_entropy_selection.py"]
 SIGN_TESTS = ["tests/test_w_reinforce.py"]
+GDPO_TESTS = ["tests/test_gdpo.py"]
+OTB_TESTS = ["tests/test_optimal_token_baseline.py"]
 
 
 @dataclass
@@ -314,6 +316,38 @@ MUTANTS: list[Mutant] = [
       "last = real & (real.cumsum(-1) == 1)", CREDIT_TESTS, "per-response shaping on the first token"),
     m("algorithms/credit.py", "shaped = shaped + masked(per_token, mask)", "shaped = shaped - masked(per_token, mask)",
       CREDIT_TESTS, "per-token shaping subtracted"),
+    # ---- GDPO: per-source normalisation, the sources' path
+    m("algorithms/deltas.py", "combined = (source_weights.reshape(-1, 1) * per_source).sum(-2)",
+      "combined = per_source.sum(-2)", GDPO_TESTS, "gdpo: the sources' weights ignored"),
+    m("algorithms/deltas.py", "return reinforce_plus_plus(combined, eps=eps, unbiased_std=unbiased_std)",
+      "return combined", GDPO_TESTS, "gdpo: the weighted sum not whitened over the batch"),
+    m("algorithms/deltas.py", "per_source = normalized(sources.movedim(-1, -2), eps=eps, unbiased_std=unbiased_std)",
+      "per_source = centered(sources.movedim(-1, -2), eps=eps, unbiased_std=unbiased_std)", GDPO_TESTS,
+      "gdpo: each source centred, not divided by its group std"),
+    m("rewards/sources.py", "columns.append([float(v) for v in values])", "columns.append([weight * v for v in values])",
+      GDPO_TESTS, "per-source rewards recorded weighted"),
+    m("rollout.py", ".reshape(len(prompts), group_size, count)", ".reshape(group_size, len(prompts), count)",
+      GDPO_TESTS, "per-source rewards (G, B, S) instead of (B, G, S)"),
+    m("trainer.py", "source_weights=self.rewards.source_weights)",
+      "source_weights=[1.0] * len(self.rewards.source_weights))", GDPO_TESTS, "trainer: gdpo without the weights"),
+    # ---- the Optimal Token Baseline
+    m("algorithms/credit.py", "counted = others if leave_one_out else torch.ones_like(others)",
+      "counted = torch.ones_like(others) if leave_one_out else others", OTB_TESTS,
+      "otb: leave-one-out and verl's baseline swapped"),
+    m("algorithms/credit.py", "masked(score_norms, mask).cumsum(-1)", "masked(score_norms, mask)", OTB_TESTS,
+      "otb: each token's own score norm, not the prefix's sum"),
+    m("algorithms/credit.py", "has_baseline = (alive > 0) & (denominator > 0)", "has_baseline = denominator > 0",
+      OTB_TESTS, "otb: a response alone at its tail is its own baseline (no zero tail)"),
+    m("algorithms/credit.py", "return masked(returns - baseline.reshape(-1, length), mask)",
+      "return returns - baseline.reshape(-1, length)", OTB_TESTS, "otb: padding credited"),
+    m("algorithms/credit.py", "weighted = weight * masked(returns, mask).reshape(-1, group_size, length)",
+      "weighted = weight * returns.reshape(-1, group_size, length)", OTB_TESTS, "otb: returns unmasked (NaN padding)"),
+    m("algorithms/logprobs.py", "return (1 - chosen) ** 2 + ((probs ** 2).sum(-1) - chosen ** 2).clamp(min=0)",
+      "return (1 - chosen) ** 2 + (probs ** 2).sum(-1)", OTB_TESTS, "score norm: p_y^2 counted twice"),
+    m("algorithms/logprobs.py", "return (1 - chosen) ** 2 +", "return (1 - chosen) +", OTB_TESTS,
+      "score norm: (1 - p_y) not squared"),
+    m("trainer.py", "return self.constant_score_norms(rollouts)", "return torch.ones_like(rollouts.mask)", OTB_TESTS,
+      "trainer: otb weighs every token the same"),
     # ---- log-probs and entropy
     m("algorithms/logprobs.py", "return chosen - torch.logsumexp(logits, dim=-1)", "return chosen",
       LOSS_TESTS, "log-probs without the normaliser"),

@@ -78,6 +78,13 @@ CASES = [
     (["--algo.rollout_correction", "tis-token", "--algo.correction_cap", "0.5"], None, "algo.correction_cap"),
     (["--algo.correction_cap", "3"], None, "algo.correction_cap"),
     (["--algo.rollout_correction", "seq-mask", "--algo.correction_delta", "-1"], None, "algo.correction_delta"),
+    (["--algo.deltas", "gdpo"], None, "rewards.sources"),
+    (["--algo", "gdpo", "--rewards.sources", "[{kind: verifier}, {kind: exact}]", "--algo.kl_coef", "0.1",
+      "--algo.kl_in", "reward"], None, "algo.kl_in"),
+    (["--algo.credit", "optimal-token-baseline"], None, "algo.deltas"),
+    (["--algo.deltas", "raw", "--algo.credit", "optimal-token-baseline", "--train.group_size", "1"], None,
+     "train.group_size"),
+    (["--algo.otb_leave_one_out", "false"], None, "algo.otb_leave_one_out"),
     (["--resume", "/nonexistent/run"], None, "--resume"),
     (["--config", "no-such-preset"], None, "--config"),
 ]

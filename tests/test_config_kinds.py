@@ -63,8 +63,10 @@ def test_a_registry_entrys_settings_are_refused_when_another_entry_is_chosen():
         "(which has no settings of its own)")
     message = error({"algo.loss": "clipped", "algo.dual_clip_c": 4.0})
     assert "not of the chosen 'clipped' (which has algo.clip_eps_low, algo.clip_eps_high)" in message
-    assert error({"algo.norm_eps": 1e-4}).startswith("algo.norm_eps: a setting of algo.deltas 'grpo', "
+    assert error({"algo.norm_eps": 1e-4}).startswith("algo.norm_eps: a setting of algo.deltas 'gdpo', 'grpo', "
                                                      "'normalized', 'reinforce++'")
+    assert error({"algo.otb_leave_one_out": False}).startswith(
+        "algo.otb_leave_one_out: a setting of algo.credit 'optimal-token-baseline', not of the chosen 'outcome'")
     assert error({"algo.aggregation_constant": 8.0}).startswith("algo.aggregation_constant: a setting of "
                                                                 "algo.aggregation 'seq-sum-constant'")
     cfg = load_config(None, {"algo.loss": "dual-clip", "algo.dual_clip_c": 4.0, "algo.deltas": "grpo",

@@ -71,7 +71,7 @@ def test_unknown_mode_names_the_valid_ones():
 def test_modes_that_compare_within_a_group_declare_it_and_validation_reads_the_registry():
     from rlvr.config import load_config
     needs = {name for name in DELTAS.names() if DELTAS.meta(name).get("needs_group")}
-    assert needs == {"centered", "normalized", "grpo", "dr-grpo", "rloo", "pass-at-k", "gpg"}
+    assert needs == {"centered", "normalized", "grpo", "dr-grpo", "rloo", "pass-at-k", "gpg", "gdpo"}
     for name in DELTAS.names():
         overrides = {"algo.deltas": name, "train.group_size": 1}
         if name in needs:

@@ -89,9 +89,10 @@ def test_kl_in_the_reward_sequence_log_probs_and_credit_ignore_garbage_on_paddin
     assert all(torch.equal(a, b) for a, b in zip(clean, dirty, strict=True))
     assert torch.equal(sequence_logprob(logp * MASK, MASK), sequence_logprob(soiled(logp, 6), MASK))
     deltas = torch.tensor([[0.5, -0.5], [1.0, -1.0]], dtype=torch.float64)
+    norms = logp.exp()  # per-token score norms (optimal-token-baseline weighs by them)
     for name in CREDIT.names():
-        a = token_advantages(name, deltas, logp * MASK, MASK, mode="centered")
-        b = token_advantages(name, deltas, soiled(logp, 8), MASK, mode="centered")
+        a = token_advantages(name, deltas, logp * MASK, MASK, mode="centered", score_norms=norms * MASK)
+        b = token_advantages(name, deltas, soiled(logp, 8), MASK, mode="centered", score_norms=soiled(norms, 9))
         assert torch.equal(a, b), name
 
 

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from rlvr.algorithms import DELTAS
 from rlvr.cli import main
 from rlvr.config import load_config
 from rlvr.errors import ConfigError
@@ -14,13 +15,19 @@ from rlvr.recipes import RECIPES
 from rlvr.trainer import Trainer
 from test_cli import rlvr
 
-EXPECTED = {"grpo", "dr-grpo", "dapo", "gspo", "rloo", "reinforce++", "ppo-clip", "sapo", "gmpo", "gpg", "w-reinforce"}
+EXPECTED = {"grpo", "dr-grpo", "dapo", "gspo", "rloo", "reinforce++", "ppo-clip", "sapo", "gmpo", "gpg", "gdpo", "w-reinforce"}
+
+
+def reward_sources(recipe):
+    """A recipe whose deltas normalise each reward source (gdpo) needs the user's sources: two here."""
+    needs = DELTAS.meta(RECIPES.get(recipe)["algo.deltas"]).get("needs_sources")
+    return {"rewards.sources": "[{kind: verifier}, {kind: exact, weight: 0.5}]"} if needs else {}
 
 
 def test_every_named_recipe_exists_and_is_a_valid_config():
     assert EXPECTED <= set(RECIPES.names())
     for name in RECIPES.names():
-        cfg = load_config(None, recipe=name)
+        cfg = load_config(None, reward_sources(name), recipe=name)
         for dotted, value in RECIPES.get(name).items():
             section, key = dotted.split(".")
             assert getattr(getattr(cfg, section), key) == value, (name, dotted)
@@ -107,7 +114,8 @@ def test_every_recipe_trains_every_policy_kind(recipe, kind, tmp_path, request):
         "policy.kind": kind, "task.length": 3,
         "train.outer_steps": 2, "train.inner_steps": 2, "train.prompts_per_step": 2, "train.group_size": 4,
         "eval.every": 2, "eval.pass_samples": 5, "task.num_eval_prompts": 2,
-        "optim.lr": 1e-2, "run_dir": str(tmp_path / "run"), **kind_settings(kind, request)}, recipe=recipe)
+        "optim.lr": 1e-2, "run_dir": str(tmp_path / "run"), **kind_settings(kind, request),
+        **reward_sources(recipe)}, recipe=recipe)
     trainer = Trainer(cfg, show_progress=False)
     before = [p.detach().clone() for p in trainer.policy.parameters()]
     summary = trainer.run()

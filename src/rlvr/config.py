@@ -35,6 +35,7 @@ from rlvr.algorithms import (
 )
 from rlvr.algorithms.aggregation import ConstantParams
 from rlvr.algorithms.correction import CapParams, SeqMaskParams
+from rlvr.algorithms.credit import OTBParams
 from rlvr.algorithms.deltas import NormParams, WReinforceParams
 from rlvr.algorithms.losses import (
     ClipCovParams,
@@ -59,7 +60,7 @@ ROLLOUT_BACKENDS = ["local", "ray"]
 
 @dataclass
 class AlgoConfig(DualClipParams, ClipCovParams, SAPOParams, GMPOParams, KLCovParams, NormParams, WReinforceParams,
-                 ConstantParams, CapParams, SeqMaskParams, SelectionParams):
+                 ConstantParams, CapParams, SeqMaskParams, SelectionParams, OTBParams):
     """The algorithm: one choice from each registry of ``rlvr.algorithms``, and the settings of the
     whole method. Settings that belong to one registry entry (a loss's clip range, the deltas' std
     eps, seq-sum-constant's divisor) are declared by that entry (``params=`` where it registers) and
@@ -96,8 +97,9 @@ class AlgoConfig(DualClipParams, ClipCovParams, SAPOParams, GMPOParams, KLCovPar
     kl_target: float | None = opt(None, "adaptive KL coefficient: target sequence KL (none: fixed "
                                   "kl_coef)", gt=0.0)
     kl_horizon: int = opt(10000, "adaptive KL coefficient: horizon in samples", ge=1)
-    credit: str = opt("outcome", "credit assignment: broadcast the outcome delta, or per-token "
-                      "process rewards of the task", choices=CREDIT.names)
+    credit: str = opt("outcome", "credit assignment: broadcast the outcome delta, per-token process rewards "
+                      "of the task, or the outcome reward minus a per-token baseline weighted by the score's "
+                      "size (optimal-token-baseline; needs deltas raw)", choices=CREDIT.names, registry=CREDIT)
     dynamic_sampling: bool = opt(False, "drop groups whose rewards are all equal and draw more (DAPO)")
     max_refills: int = opt(3, "dynamic sampling: at most this many extra draws per outer step", ge=0)
     overlong_buffer: float = opt(0.0, "soft overlong penalty: buffer at the end of the length limit, "
@@ -344,10 +346,17 @@ def validate(cfg: Config) -> None:
     rules that tie sections together."""
     check_fields(cfg, prefix="")
     train, algo = cfg.train, cfg.algo
-    if train.group_size < 2 and DELTAS.meta(algo.deltas).get("needs_group"):
-        raise ConfigError(
-            f"train.group_size: {train.group_size} leaves nothing to compare with; "
-            f"algo.deltas {algo.deltas!r} needs group_size >= 2")
+    for field, name, registry in (("deltas", algo.deltas, DELTAS), ("credit", algo.credit, CREDIT)):
+        if train.group_size < 2 and registry.meta(name).get("needs_group"):
+            raise ConfigError(
+                f"train.group_size: {train.group_size} leaves nothing to compare with; "
+                f"algo.{field} {name!r} needs group_size >= 2")
+    wanted = CREDIT.meta(algo.credit).get("needs_deltas")
+    if wanted is not None and algo.deltas != wanted:
+        raise ConfigError(f"algo.deltas: algo.credit {algo.credit!r} subtracts its own baseline from the rewards; "
+                          f"it needs algo.deltas {wanted!r}, not {algo.deltas!r}")
+    if DELTAS.meta(algo.deltas).get("needs_sources"):
+        check_per_source_deltas(cfg)
     if train.micro_batch_size and POLICY_LOSSES.meta(algo.loss).get("whole_batch"):
         raise ConfigError(f"train.micro_batch_size: algo.loss {algo.loss!r} selects tokens by statistics of the "
                           "whole batch; micro-batches would each select their own (not the batch's gradient)")
@@ -366,6 +375,25 @@ def validate(cfg: Config) -> None:
     if cfg.eval.pass_samples < cfg.eval.pass_k:
         raise ConfigError(f"eval.pass_samples: {cfg.eval.pass_samples} must be >= eval.pass_k ({cfg.eval.pass_k})")
     check_run_fields(cfg)
+
+
+def check_per_source_deltas(cfg: Config) -> None:
+    """A deltas mode that normalises each reward source on its own (``needs_sources``) reads the
+    sources' rewards, per response: it needs them, and shaping added to their sum would be lost."""
+    algo, name = cfg.algo, repr(cfg.algo.deltas)
+    if cfg.rewards.sources is None and not cfg.rewards.functions:
+        raise ConfigError(f"rewards.sources: algo.deltas {name} normalises each reward source on its own and "
+                          "there is one reward (the verifier); list the sources, e.g. --rewards.sources "
+                          "'[{kind: verifier}, {kind: exact, weight: 0.5}]', or use algo.deltas grpo")
+    if algo.kl_coef > 0 and algo.kl_in == "reward":
+        raise ConfigError(f"algo.kl_in: 'reward' adds the KL to the weighted sum of the rewards, which algo.deltas "
+                          f"{name} does not read (it normalises each source); use kl_in loss")
+    if algo.overlong_buffer > 0:
+        raise ConfigError(f"algo.overlong_buffer: the overlong penalty is added to the weighted sum of the rewards, "
+                          f"which algo.deltas {name} does not read (it normalises each source); use 0")
+    if CREDIT.meta(algo.credit).get("per_position"):
+        raise ConfigError(f"algo.credit: {algo.credit!r} applies the deltas to each token position's rewards-to-go; "
+                          f"algo.deltas {name} needs each source's reward per response (use outcome)")
 
 
 def check_skip_flat_groups(cfg: Config) -> None:

@@ -3,7 +3,8 @@
     rlvr train --config FILE --algo grpo --algo.kl_coef 0
 
 Precedence: dataclass defaults < YAML < ``--algo`` recipe < ``--section.key`` flags. A recipe only
-sets the fields below; the task, the policy, the optimiser and the budget stay the YAML's.
+sets the fields below; the task, the policy, the optimiser and the budget stay the YAML's (and the
+reward sources: ``gdpo`` normalises each of ``rewards.sources``, which the user lists).
 docs/algorithms.md gives each formula and its source.
 """
 
@@ -62,6 +63,11 @@ RECIPES.register("gpg")({  # Chu et al. 2025: REINFORCE on alpha-corrected group
 RECIPES.register("w-reinforce")({  # Zhu et al. 2025: REINFORCE on 0.1 x the positive samples + the negative ones
     "algo.deltas": "w-reinforce", "algo.positive_weight": 0.1, "algo.loss": "naive", "algo.aggregation": "token-mean",
     "algo.kl_coef": 0.0,
+})
+
+RECIPES.register("gdpo")({  # Liu et al. 2026 (NVIDIA): GRPO's loss on per-source normalised deltas; no KL
+    "algo.deltas": "gdpo", "algo.loss": "clipped", "algo.clip_eps_low": 0.2, "algo.clip_eps_high": 0.2,
+    "algo.aggregation": "token-mean", "algo.kl_coef": 0.0,
 })
 
 

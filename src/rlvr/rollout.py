@@ -36,6 +36,8 @@ class Rollouts:
     truncated: Tensor | None = None  # (N,) bool, from the sampler (None: nothing truncated)
     decoded: list[Any] | None = None  # N responses as the verifier read them (token lists or Completions)
     prompt_pad_id: int = 0           # the id left-padding prompt_ids (the policy's <pad>)
+    source_rewards: Tensor | None = None  # (B, G, S) each reward source's own (unweighted) reward; None:
+                                          # scored without a reward runner (rewards.source_weights: S weights)
 
     def responses(self) -> list[list[int]]:
         return response_lists(self.response_ids, self.mask)
@@ -117,9 +119,21 @@ def score(task: Task, prompts: Sequence[Prompt], responses: Sequence[Any], group
           *, rewards: RewardRunner | None = None) -> Tensor:
     """Rewards (B, G) of N = B * G responses, response n answering prompt n // G. With ``rewards``
     (a RewardRunner around ``task.reward``), a failing reward call gets its fallback instead of raising."""
+    return score_sources(task, prompts, responses, group_size, rewards=rewards)[0]
+
+
+def score_sources(task: Task, prompts: Sequence[Prompt], responses: Sequence[Any], group_size: int,
+                  *, rewards: RewardRunner | None = None) -> tuple[Tensor, Tensor | None]:
+    """``score``'s rewards (B, G), and each reward source's own reward (B, G, S) (``rewards.scored``;
+    None without ``rewards``): the sum weighs them by ``rewards.source_weights``."""
     asked = [prompts[n // group_size] for n in range(len(responses))]
-    values = rewards(asked, responses) if rewards is not None else [task.reward(p, r) for p, r in zip(asked, responses, strict=True)]
-    return torch.tensor(values, dtype=torch.float).reshape(len(prompts), group_size)
+    if rewards is None:
+        values = [task.reward(p, r) for p, r in zip(asked, responses, strict=True)]
+        return torch.tensor(values, dtype=torch.float).reshape(len(prompts), group_size), None
+    values, by_source = rewards.scored(asked, responses)
+    count = len(rewards.source_weights)
+    sources = torch.tensor(by_source, dtype=torch.float).reshape(len(prompts), group_size, count)
+    return torch.tensor(values, dtype=torch.float).reshape(len(prompts), group_size), sources
 
 
 def generate(policy: Policy, task: Task, prompts: list[Prompt], *, group_size: int,
@@ -127,10 +141,11 @@ def generate(policy: Policy, task: Task, prompts: list[Prompt], *, group_size: i
     prompt_ids = policy.encode_prompts(prompts)
     samples = policy.sample(prompt_ids, group_size, generator=generator, temperature=temperature)
     decoded = policy.decode_responses(samples.response_ids, samples.mask)
-    scores = score(task, prompts, decoded, group_size, rewards=rewards)
+    scores, sources = score_sources(task, prompts, decoded, group_size, rewards=rewards)
     return Rollouts(prompts=prompts, prompt_ids=prompt_ids, response_ids=samples.response_ids,
                     mask=samples.mask, logprobs=samples.logprobs, rewards=scores, group_size=group_size,
-                    truncated=samples.truncated, decoded=decoded, prompt_pad_id=policy.prompt_pad_id)
+                    truncated=samples.truncated, decoded=decoded, prompt_pad_id=policy.prompt_pad_id,
+                    source_rewards=sources)
 
 
 def as_json(value: Any) -> Any:

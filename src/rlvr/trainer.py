@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from rlvr.algorithms import (
+    CREDIT,
     DELTAS,
     POLICY_LOSSES,
     ROLLOUT_CORRECTIONS,
@@ -335,15 +336,21 @@ class Trainer:
             per_token = -self.state.kl_coef * token_kl(rollouts.logprobs, ref_logprobs, rollouts.mask,
                                                  estimator=algo.kl_estimator)                  # (N, T)
             rewards = rewards + per_token.sum(-1).reshape(rewards.shape)
+        # a deltas mode that normalises each reward source (gdpo) reads them; the others the weighted sum
         delta_settings = settings_of(DELTAS, algo.deltas, algo)  # the mode's own
         deltas = compute_deltas(rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std,
-                                settings=delta_settings)
+                                settings=delta_settings, sources=rollouts.source_rewards,
+                                source_weights=self.rewards.source_weights)
 
         def token_rewards() -> Tensor | None:  # only process credit asks for them
             return shaped_token_rewards(token_reward_tensor(self.task, rollouts), rollouts.mask,
                                         per_response=per_response.reshape(-1), per_token=per_token)
+
+        def score_norms() -> Tensor:  # only a credit mode weighing by the score's size asks (one forward)
+            return self.constant_score_norms(rollouts)
         advantages = token_advantages(algo.credit, deltas, token_rewards, rollouts.mask, mode=algo.deltas,
-                                      eps=algo.norm_eps, unbiased_std=algo.unbiased_std, settings=delta_settings)
+                                      eps=algo.norm_eps, unbiased_std=algo.unbiased_std, settings=delta_settings,
+                                      score_norms=score_norms, **settings_of(CREDIT, algo.credit, algo))
         loss_mask = rollouts.mask
         if algo.mask_truncated and rollouts.truncated is not None:
             loss_mask = rollouts.mask * (~rollouts.truncated.bool()).to(rollouts.mask.dtype).unsqueeze(-1)
@@ -382,6 +389,13 @@ class Trainer:
         with torch.no_grad(), autocast(model, self.cfg.train.bf16):
             return model.logprobs(rollouts.prompt_ids, rollouts.response_ids, rollouts.mask,
                                   group_size=rollouts.group_size, temperature=self.cfg.train.temperature)
+
+    def constant_score_norms(self, rollouts: Rollouts) -> Tensor:
+        """The squared score norm at the logits of each sampled token (N, T) under the learner as it is
+        before the inner loop (``Policy.score_norms``), no grad, under the training forward's autocast."""
+        with torch.no_grad(), autocast(self.policy, self.cfg.train.bf16):
+            return self.policy.score_norms(rollouts.prompt_ids, rollouts.response_ids, rollouts.mask,
+                                           group_size=rollouts.group_size, temperature=self.cfg.train.temperature)
 
     @staticmethod
     def sequence_kl(batch: Batch) -> Tensor:

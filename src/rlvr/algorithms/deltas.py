@@ -5,7 +5,9 @@ All functions map rewards (B, G) -> deltas (B, G); the G responses of a row shar
 A baseline b may depend on the prompt and on the *other* responses of the group, never on the
 response it is subtracted from: then E[(R - b) grad log pi] = E[R grad log pi] (unbiased).
 A mode that compares a response with its group-mates registers with ``needs_group=True``
-(validation then asks for group_size >= 2). Every mode takes ``eps`` and ``unbiased_std`` (the
+(validation then asks for group_size >= 2); one that reads each reward source's own rewards
+(B, G, S) instead of their weighted sum registers with ``needs_sources=True`` (``compute_deltas``
+then hands it ``sources`` and ``source_weights``). Every mode takes ``eps`` and ``unbiased_std`` (the
 config's ``norm_eps`` and ``unbiased_std``, ``NormParams``); a mode with settings of its own declares
 them in the params block it registers with and takes them as keyword arguments (``mode_settings``).
 """
@@ -13,13 +15,14 @@ them in the params block it registers with and takes them as keyword arguments (
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from rlvr.errors import ConfigError
 from rlvr.options import opt
 from rlvr.registry import Registry
 
@@ -198,6 +201,30 @@ def w_reinforce(rewards: Tensor, *, eps: float, unbiased_std: bool, positive_wei
     return positive_weight * rewards - (1 - rewards)
 
 
+@DELTAS.register("gdpo", needs_group=True, needs_sources=True, params=NormParams)
+def gdpo(rewards: Tensor, *, sources: Tensor, source_weights: Tensor, eps: float, unbiased_std: bool) -> Tensor:
+    """GDPO, group reward-decoupled normalisation (Liu et al. 2026, NVIDIA, arXiv:2601.05242; the
+    authors' TRL and verl code, verl ``compute_gdpo_outcome_advantage``). With sources r_ik (B, G, S)
+    and weights w_k (S,):
+
+        z_ik    = (r_ik - mean_j r_jk) / (std_j r_jk + eps)     each source within the prompt's group
+        A_i     = sum_k w_k z_ik                                 the weighted sum of the z-scores
+        delta_i = (A_i - mean A) / (std A + eps)                 over the whole batch (B * G responses)
+
+    GRPO normalises the weighted sum sum_k w_k r_ik instead: two sources (0/1 each, weights 1) give
+    the combinations (1, 0) and (0, 1) the same sum, so GRPO cannot tell them apart; z-scoring each
+    source first keeps apart what the sum collapses. Each source's scale is removed, so the weights
+    alone say how much a source counts. ``rewards`` (the weighted sum) is not read. std with N-1 by
+    default (``unbiased_std``) and eps = ``norm_eps`` in both normalisations (the authors' TRL code:
+    torch.std, eps 1e-4 in both; verl whitens the sum over tokens, not responses). With one source
+    this is ``reinforce++`` applied to ``grpo``'s deltas.
+    """
+    per_source = normalized(sources.movedim(-1, -2), eps=eps, unbiased_std=unbiased_std)   # (B, S, G)
+    combined = (source_weights.reshape(-1, 1) * per_source).sum(-2)                         # (B, G)
+    return reinforce_plus_plus(combined, eps=eps, unbiased_std=unbiased_std)
+
+
+
 SHARED_SETTINGS = {f.name for f in dataclasses.fields(NormParams)}  # every mode's, as eps and unbiased_std
 
 
@@ -221,7 +248,21 @@ def mode_settings(mode: str, given: Mapping[str, Any] | None = None) -> dict[str
 
 
 def compute_deltas(rewards: Tensor, mode: str, *, eps: float = 1e-5, unbiased_std: bool = True,
-                   settings: Mapping[str, Any] | None = None) -> Tensor:
+                   settings: Mapping[str, Any] | None = None, sources: Tensor | None = None,
+                   source_weights: Sequence[float] | Tensor | None = None) -> Tensor:
     """rewards (B, G) -> deltas (B, G) by the named mode (see ``DELTAS.names()``); ``settings``: the
-    mode's own (``mode_settings``; its defaults for the rest)."""
-    return DELTAS.get(mode)(rewards, eps=eps, unbiased_std=unbiased_std, **mode_settings(mode, settings))
+    mode's own (``mode_settings``; its defaults for the rest). A mode registered with ``needs_sources``
+    gets each reward source's own rewards ``sources`` (B, G, S) and their ``source_weights`` (S,) as
+    well (``Rollouts.source_rewards``, ``rewards.source_weights``)."""
+    fn = DELTAS.get(mode)
+    own = mode_settings(mode, settings)
+    if not DELTAS.meta(mode).get("needs_sources"):
+        return fn(rewards, eps=eps, unbiased_std=unbiased_std, **own)
+    if sources is None or source_weights is None:
+        raise ConfigError(f"algo.deltas: {mode!r} normalises each reward source on its own and was given "
+                          "no per-source rewards")
+    weights = torch.as_tensor(source_weights, dtype=sources.dtype)
+    if sources.shape != (*rewards.shape, weights.numel()):
+        raise ValueError(f"sources {tuple(sources.shape)} do not match rewards {tuple(rewards.shape)} "
+                         f"and {weights.numel()} weights")
+    return fn(rewards, sources=sources, source_weights=weights, eps=eps, unbiased_std=unbiased_std, **own)

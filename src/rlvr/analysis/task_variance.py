@@ -126,11 +126,13 @@ def measure(cfg: Config, *, repeats: int, modes: list[str] | None = None, checkp
         load_checkpoint(policy, checkpoint)
     prompts = PromptSource(task, cfg.seed).next_batch(cfg.train.prompts_per_step)
     exact = exact_or_none(policy, task, prompts, cfg.train.temperature)
-    if modes is None:
-        modes = DELTAS.names() + (list(OPTIMAL) if exact is not None else [])
+    if modes is None:  # a mode normalising each reward source (gdpo) has the task's one reward here
+        modes = [m for m in DELTAS.names() if not DELTAS.meta(m).get("needs_sources")]
+        modes += list(OPTIMAL) if exact is not None else []
     for mode in modes:
-        if mode not in OPTIMAL:
-            DELTAS.get(mode)
+        if mode not in OPTIMAL and DELTAS.meta(mode).get("needs_sources"):
+            raise UserError(f"--modes: {mode!r} normalises each reward source on its own; rlvr variance task "
+                            "measures the task's reward alone")
     generator = torch.Generator().manual_seed(cfg.seed)
     draws: dict[str, list[Tensor]] = {m: [] for m in modes}
     for r in range(repeats):

@@ -77,6 +77,13 @@ class Policy(nn.Module, ABC):
                  temperature: float = 1.0) -> tuple[Tensor, Tensor]:
         """Per-token log pi(y_t | prompt, y_<t) (N, T) with gradient, and per-token entropy (N, T)."""
 
+    def score_norms(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor, *, group_size: int,
+                    temperature: float = 1.0) -> Tensor:
+        """Per token (N, T), no gradient: the squared norm of the score of y_t at its position's logits,
+        ``algorithms.logprobs.logit_score_norm`` (what ``--algo.credit optimal-token-baseline`` weighs by)."""
+        raise ConfigError(f"policy.kind: {type(self).__name__} does not give per-token score norms "
+                          "(Policy.score_norms), which algo.credit 'optimal-token-baseline' needs")
+
     def encode_prompts(self, prompts: Sequence[Any]) -> Tensor:
         """Task prompts -> prompt_ids (B, P). Token-tuple prompts as they are; LM policies tokenize text."""
         return torch.tensor([list(p) for p in prompts], dtype=torch.long)

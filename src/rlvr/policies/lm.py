@@ -29,7 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlvr.algorithms.logprobs import token_entropy, token_logprobs
+from rlvr.algorithms.aggregation import masked
+from rlvr.algorithms.logprobs import logit_score_norm, token_entropy, token_logprobs
 from rlvr.errors import ConfigError, UserError
 from rlvr.options import opt
 from rlvr.policies.base import Policy, PolicyConfig, Samples
@@ -160,6 +161,13 @@ class LMPolicy(Policy):
         """Per-token log-probs and entropies (N, T) of every row as given (no de-duplication)."""
         logits = self.response_logits(prompt_ids, response_ids, mask, prompt_of).float() / temperature
         return token_logprobs(logits, response_ids), token_entropy(logits)
+
+    @torch.no_grad()
+    def score_norms(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor, *, group_size: int,
+                    temperature: float = 1.0) -> Tensor:
+        prompt_of = torch.arange(response_ids.shape[0]) // group_size
+        logits = self.response_logits(prompt_ids, response_ids, mask, prompt_of).float() / temperature
+        return masked(logit_score_norm(logits, response_ids), mask)
 
     def generate(self, prompt_ids: Tensor, group_size: int, *, generator: torch.Generator | None,
                  temperature: float) -> Samples:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from rlvr.algorithms.logprobs import token_entropy, token_logprobs
+from rlvr.algorithms.logprobs import logit_score_norm, token_entropy, token_logprobs
 from rlvr.options import opt
 from rlvr.policies.base import POLICIES, Policy, PolicyConfig, Samples, check_task_kind
 from rlvr.tasks import Task
@@ -63,6 +63,16 @@ class ToyPolicy(Policy):
         logp = token_logprobs(logits.unsqueeze(1).expand(-1, group_size, -1, -1), grouped)
         entropy = token_entropy(logits).unsqueeze(1).expand(-1, group_size, -1)
         return logp.reshape(-1, length), entropy.reshape(-1, length)
+
+    @torch.no_grad()
+    def score_norms(self, prompt_ids: Tensor, response_ids: Tensor, mask: Tensor, *, group_size: int,
+                    temperature: float = 1.0) -> Tensor:
+        logits = self(prompt_ids)                                                  # (B, T, V)
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature
+        batch, length, _ = logits.shape
+        grouped = response_ids.reshape(batch, group_size, length)
+        norms = logit_score_norm(logits.unsqueeze(1).expand(-1, group_size, -1, -1), grouped)
+        return norms.reshape(-1, length)
 
     @torch.no_grad()
     def greedy(self, prompt_ids: Tensor) -> tuple[Tensor, Tensor]:

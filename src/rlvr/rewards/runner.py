@@ -231,6 +231,17 @@ class RewardRunner:
             self.step_calls += len(items)
         return rewards
 
+    @property
+    def source_weights(self) -> list[float]:
+        """The weight of each reward source: one source here, the verifier, weight 1."""
+        return [1.0]
+
+    def scored(self, prompts: Sequence[Any], responses: Sequence[Any], *,
+               counted: bool = True) -> tuple[list[float], list[list[float]]]:
+        """The rewards, and each response's reward per source (one column here: the same reward)."""
+        rewards = self(prompts, responses, counted=counted)
+        return rewards, [[reward] for reward in rewards]
+
     def pop_metrics(self) -> dict[str, float]:
         """This step's failures (total and by kind) and the run's failure rate; starts a new step."""
         self.calls += self.step_calls

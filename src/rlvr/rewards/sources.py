@@ -15,7 +15,8 @@ The reward of one response is sum_k weight_k * r_k(prompt, response), over the s
 TRL-style functions of ``rewards.functions`` (rlvr.rewards.functions; a None from a function adds
 nothing). Each component's mean over a
 step's training responses is logged as ``reward/<name>`` (name: the source's ``name``, else its
-kind). A model source scores ``prompt + answer`` text in batches under ``torch.no_grad``: any local
+kind). ``scored`` also gives each source's own value per response, which the rollouts carry
+(``Rollouts.source_rewards``) for a deltas mode that normalises each source (``gdpo``). A model source scores ``prompt + answer`` text in batches under ``torch.no_grad``: any local
 Hugging Face ``AutoModelForSequenceClassification`` folder with one label (``num_labels=1``), for
 example the one ``rlvr rm train`` writes. Loading goes through ``rlvr.safe_load`` (no pickle, no
 remote code unless ``trust_remote_code: true`` in the source).
@@ -206,8 +207,20 @@ class CombinedRewards:
         self.step_counts = {fn.name: 0 for _, fn in self.functions}  # responses each function scored
         self.step_count = 0
 
+    @property
+    def source_weights(self) -> list[float]:
+        """The weight of each source, in the order of ``scored``'s columns: the sources', then the functions'."""
+        return [weight for _, weight, _ in self.components] + [weight for weight, _ in self.functions]
+
     def __call__(self, prompts: Sequence[Any], responses: Sequence[Any], *, counted: bool = True) -> list[float]:
+        return self.scored(prompts, responses, counted=counted)[0]
+
+    def scored(self, prompts: Sequence[Any], responses: Sequence[Any], *,
+               counted: bool = True) -> tuple[list[float], list[list[float]]]:
+        """The weighted sums, and each response's unweighted value per source (a row of S values,
+        columns as ``source_weights``; a function's None is 0 there and adds nothing to the sum)."""
         total = [0.0] * len(responses)
+        columns: list[list[float]] = []
         verified: list[float] | None = None  # the guarded verifier runs once, whatever reads it
         for name, weight, scorer in self.components:
             if scorer is None or scorer is EXACT:
@@ -217,16 +230,18 @@ class CombinedRewards:
             else:
                 values = scorer(prompts, responses)
             total = [t + weight * v for t, v in zip(total, values, strict=True)]
+            columns.append([float(v) for v in values])
             if counted:
                 self.step_sums[name] += sum(values)
         for weight, fn in self.functions:
             scored = fn(prompts, responses, counted=counted)
             total = [t if v is None else t + weight * v for t, v in zip(total, scored, strict=True)]
+            columns.append([0.0 if v is None else float(v) for v in scored])
             if counted:
                 self.count_function(fn, scored, len(responses))
         if counted:
             self.step_count += len(responses)
-        return total
+        return total, [list(row) for row in zip(*columns, strict=True)]
 
     def count_function(self, fn: RewardFunction, scored: list[float | None], calls: int) -> None:
         """A function's values into its mean; its failures into the guard's (fault/*, the stop rule)."""

@@ -47,6 +47,7 @@ SELECTION_TESTS = ["tests/test_entropy_selection.py"]
 SIGN_TESTS = ["tests/test_w_reinforce.py"]
 GDPO_TESTS = ["tests/test_gdpo.py"]
 OTB_TESTS = ["tests/test_optimal_token_baseline.py"]
+RESET_TESTS = ["tests/test_optimizer_reset.py"]
 
 
 @dataclass
@@ -387,8 +388,17 @@ MUTANTS: list[Mutant] = [
     m("trainer.py", "masked(log_ratio_of(logp, r.logprobs), batch.loss_mask).exp()",
       "masked(log_ratio_of(logp, r.logprobs), batch.loss_mask).exp().detach()", TRAINER_TESTS,
       "ratio-weighted KL: the ratio detached"),
-    m("trainer.py", "(step - 1) % algo.ref_refresh_every == 0", "step % algo.ref_refresh_every == 0",
-      TRAINER_TESTS, "reference refreshed one step late"),
+    m("trainer.py", "and (step - 1) % every == 0", "and step % every == 0",
+      TRAINER_TESTS + RESET_TESTS, "reference refreshed and optimizer reset one step late"),
+    # ---- optim.reset_every: ProRL's optimizer reset
+    m("trainer.py", "reset = periodic(step, cfg.optim.reset_every)", "reset = periodic(step, algo.ref_refresh_every)",
+      RESET_TESTS, "optimizer reset on the reference's period"),
+    m("trainer.py", "reset_optimizer(self.optimizer)", "pass", RESET_TESTS, "optimizer never reset"),
+    m("trainer.py", "reset_optimizer(self.optimizer)", "reset_optimizer(self.optimizer); self.state.optimizer_steps = 0",
+      RESET_TESTS, "the learning-rate schedule restarts with the optimizer"),
+    m("optim.py", "optimizer.state.clear()",
+      "[(s['exp_avg'].zero_(), s['exp_avg_sq'].zero_()) for s in optimizer.state.values()]",
+      RESET_TESTS, "optimizer reset: Adam's moments cleared but not its step count (a late step's bias correction)"),
     m("trainer.py", "per_token = -self.state.kl_coef * token_kl(", "per_token = self.state.kl_coef * token_kl(",
       TRAINER_TESTS, "KL in the reward as a per-token bonus"),
     m("trainer.py", "rewards = rewards + per_token.sum(-1).reshape(rewards.shape)",

@@ -38,6 +38,8 @@ CASES = [
     (["--algo.clip_eps_low", "1.5"], None, "algo.clip_eps_low"),
     (["--optim.beta2", "1.5"], None, "optim.beta2"),
     (["--optim.name", "sgdd"], None, "optim.name"),
+    (["--optim.reset_every", "-1"], None, "optim.reset_every"),
+    (["--optim.reset_every", "2.5"], None, "optim.reset_every"),
     (["--eval.pass_k", "20"], None, "eval.pass_samples"),
     (["--train.temperature", "0"], None, "train.temperature"),
     (["--algo.unbiased_std", "maybe"], None, "algo.unbiased_std"),

@@ -134,6 +134,10 @@ class OptimConfig:
                            choices=["constant", "linear", "cosine"])
     min_lr_ratio: float = opt(0.0, "learning rate: where a decaying lr_schedule ends, as a fraction of lr",
                               ge=0.0, le=1.0)
+    reset_every: int = opt(0, "clear the optimizer's state (Adam's moments and step count) at the start of "
+                           "outer steps 1 + kN, k >= 1, N = this (0: never); the learning-rate schedule "
+                           "goes on from the global step. With algo.ref_refresh_every N as well: ProRL's "
+                           "hard reset (--algo prorl)", ge=0)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The training loop of the notes, top to bottom.
 
     for each outer step:
-        1. refresh the frozen reference policy every R outer steps (not the old policy)
+        1. refresh the frozen reference policy every R outer steps (not the old policy); clear the
+           optimizer's state every N (ProRL's hard reset: both)
         2. rollout: sample G responses for each of B prompts and score them   (no grad)
            (dynamic sampling: drop groups whose rewards are all equal, draw more)
         3. deltas: rewards (B, G) -> shaped (length, KL in the reward) -> deltas (B, G)
@@ -65,7 +66,7 @@ from rlvr.distributed.backends import build_rollout_backend
 from rlvr.errors import RunStopped
 from rlvr.evaluation import evaluate, evaluation_seed
 from rlvr.hooks import TrainerHook
-from rlvr.optim import build_optimizer, has_schedule, set_lr
+from rlvr.optim import build_optimizer, has_schedule, reset_optimizer, set_lr
 from rlvr.options import settings_of
 from rlvr.plugins import check_task
 from rlvr.policies import Policy, build_policy
@@ -83,6 +84,12 @@ from rlvr.runs.checkpoint import rng_state, set_rng_state
 from rlvr.runs.recorder import RunRecorder
 from rlvr.tasks import build_task
 from rlvr.train_state import TrainState, legacy_train_state
+
+
+def periodic(step: int, every: int) -> bool:
+    """Whether outer step ``step`` (1-based) is 1 + k * every for some k >= 1: the steps that start
+    with a refreshed reference or a cleared optimizer (every = 0: none)."""
+    return every > 0 and step > 1 and (step - 1) % every == 0
 
 
 def seed_everything(seed: int) -> None:
@@ -257,9 +264,13 @@ class Trainer:
     def outer_step(self, step: int) -> dict[str, Any]:
         cfg, algo = self.cfg, self.cfg.algo
         t0 = time.perf_counter()
-        # 1. reference policy: a frozen copy, refreshed every R outer steps (R = 0: the initial policy)
-        if algo.ref_refresh_every and (step - 1) % algo.ref_refresh_every == 0 and step > 1:
+        # 1. reference policy: a frozen copy, refreshed every R outer steps (R = 0: the initial policy);
+        #    the optimizer's moments and step count cleared every N (the lr schedule goes on)
+        if periodic(step, algo.ref_refresh_every):
             self.reference.load_state_dict(self.policy.state_dict())
+        reset = periodic(step, cfg.optim.reset_every)
+        if reset:
+            reset_optimizer(self.optimizer)
 
         # 2. rollout (with dynamic sampling: groups without a reward spread dropped and refilled)
         def draw(count: int) -> Rollouts:
@@ -294,6 +305,8 @@ class Trainer:
         row.update(reward_metrics(sampled_rewards, batch.deltas))
         row.update({k: v / cfg.train.inner_steps for k, v in sorted(sums.items())})
         row.update(sampling)
+        if cfg.optim.reset_every:
+            row["optim/reset"] = float(reset)
         if cfg.train.skip_flat_groups:
             row["train/trained_groups"] = float(sum(len(p.rollouts.prompts) for p in parts))
         row.update(self.rewards.pop_metrics())

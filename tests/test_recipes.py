@@ -16,7 +16,7 @@ from rlvr.trainer import Trainer
 from test_cli import rlvr
 
 EXPECTED = {"grpo", "dr-grpo", "dapo", "gspo", "rloo", "reinforce++", "ppo-clip", "sapo", "gmpo", "gpg", "gdpo", "w-reinforce",
-            "prorl"}
+            "prorl", "reinforce-ada"}
 
 
 def reward_sources(recipe):

@@ -81,6 +81,14 @@ RECIPES.register("prorl")({  # Liu et al. 2025 (NVIDIA, arXiv:2505.24864): DAPO'
     "algo.dynamic_sampling": True, "algo.max_refills": 3,
     "algo.ref_refresh_every": PRORL_RESET_EVERY, "optim.reset_every": PRORL_RESET_EVERY,
 })
+RECIPES.register("reinforce-ada")({  # Xiong et al. 2025 (arXiv:2510.04996): Reinforce-Ada-balance, rounds of
+    # M = 2G (the paper: 8 for G = 4) up to 4 rounds, the pool's mean as the baseline (no std), DAPO's
+    # clip-higher (0.2 / 0.28) and token-mean, no KL
+    "algo.deltas": "dr-grpo", "algo.loss": "clipped", "algo.clip_eps_low": 0.2, "algo.clip_eps_high": 0.28,
+    "algo.aggregation": "token-mean", "algo.kl_coef": 0.0, "algo.adaptive_sampling": "balanced",
+    "algo.adaptive_rounds": 4, "algo.adaptive_round_multiplier": 2,
+})
+
 
 
 def recipe_values(name: str) -> dict[str, Any]:

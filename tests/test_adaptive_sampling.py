@@ -222,9 +222,11 @@ class Recorder(TrainerHook):
 def test_the_trainer_follows_the_balanced_rule_on_the_toy_policy(tmp_path):
     """Every sampled response recorded and recounted per prompt: a prompt is resampled exactly while
     its pool is not balanced and rounds remain; the group holds floor(G/2) correct where the pool has
-    them; the deltas are R - the pool's mean."""
+    them; the deltas are R - the pool's mean, both with DAPO's length penalty (-1 on every toy response,
+    which the pool's mean must carry too)."""
     cfg = toy(tmp_path, "run", **{"train.group_size": 4, "algo.adaptive_round_multiplier": 2,
-                                  "algo.adaptive_rounds": 3, "train.prompts_per_step": 3})
+                                  "algo.adaptive_rounds": 3, "train.prompts_per_step": 3,
+                                  "algo.overlong_buffer": 0.2})
     trainer = Trainer(cfg, show_progress=False)
     recorder = Recorder(trainer)
     recorder.sampled.append([])
@@ -239,8 +241,10 @@ def test_the_trainer_follows_the_balanced_rule_on_the_toy_policy(tmp_path):
         for part in parts:
             assert part.group_size == 8                                   # M = 2 x G
             rows = [r.prompts.index(p) for p in part.prompts]
+            shaped = part.rewards + trainer.response_shaping(part)
+            assert torch.equal(shaped, part.rewards - 1)
             for j, b in enumerate(rows):
-                pools[b] += [(part.response_ids[j * 8 + m].tolist(), float(part.rewards[j, m])) for m in range(8)]
+                pools[b] += [(part.response_ids[j * 8 + m].tolist(), float(shaped[j, m])) for m in range(8)]
         resampled += len(parts) - 1
         for b in range(3):
             pool = pools[b]
@@ -258,7 +262,7 @@ def test_the_trainer_follows_the_balanced_rule_on_the_toy_policy(tmp_path):
             assert all(ids in [ids for ids, _ in pool] for ids in group)
             mean = sum(reward for _, reward in pool) / len(pool)
             assert float(r.pool_mean[b]) == pytest.approx(mean)
-            torch.testing.assert_close(batch.deltas[b], r.rewards[b] - mean)
+            torch.testing.assert_close(batch.deltas[b], r.rewards[b] - 1 - mean)
     assert resampled > 0, "the run must exercise at least one later round"
 
 

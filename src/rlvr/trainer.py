@@ -386,9 +386,9 @@ class Trainer:
         delta_settings = settings_of(DELTAS, algo.deltas, algo)  # the mode's own
         # adaptive sampling: the group's baseline (and scale) are its whole pool's
         pool = (rollouts.pool_mean, rollouts.pool_std) if rollouts.pool_std is not None else None
-        deltas = compute_deltas(rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std,
+        deltas = compute_deltas(rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std, pool=pool,
                                 settings=delta_settings, sources=rollouts.source_rewards,
-                                source_weights=self.rewards.source_weights, pool=pool)
+                                source_weights=self.rewards.source_weights)
 
         def token_rewards() -> Tensor | None:  # only process credit asks for them
             return shaped_token_rewards(token_reward_tensor(self.task, rollouts), rollouts.mask,

@@ -72,6 +72,18 @@ def test_synchronous_ray_gives_the_local_backends_metrics(local_ray, tmp_path, w
     assert (tmp_path / "local" / "samples.jsonl").read_text() == (tmp_path / "ray" / "samples.jsonl").read_text()
 
 
+def test_adaptive_sampling_under_ray_gives_the_local_backends_metrics(local_ray, tmp_path):
+    """Reinforce-Ada's later rounds (backend.resample) sample the same shard streams on the actors."""
+    adaptive = {"algo.adaptive_sampling": "balanced", "algo.deltas": "dr-grpo", "algo.adaptive_rounds": 3,
+                "train.group_size": 4, "task.reward": "binary"}
+    Trainer(config(tmp_path, "local", **adaptive), show_progress=False).run()
+    Trainer(config(tmp_path, "ray", **adaptive, **{"distributed.backend": "ray", "distributed.rollout_workers": 2}),
+            show_progress=False).run()
+    assert_same_metrics(tmp_path / "local", tmp_path / "ray")
+    rows = rows_without_times(tmp_path / "ray")
+    assert any(row.get("sampling/rounds", 0) > 1 for row in rows)
+
+
 TINY_LM = {"task.name": "sort-text", "task.length": 3, "policy.kind": "transformer",
            "policy.hidden_size": 16, "policy.intermediate_size": 32, "policy.num_layers": 1, "policy.num_heads": 2,
            "train.group_size": 4, "task.num_eval_prompts": 4}

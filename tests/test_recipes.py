@@ -15,7 +15,8 @@ from rlvr.recipes import RECIPES
 from rlvr.trainer import Trainer
 from test_cli import rlvr
 
-EXPECTED = {"grpo", "dr-grpo", "dapo", "gspo", "rloo", "reinforce++", "ppo-clip", "sapo", "gmpo", "gpg", "gdpo", "w-reinforce"}
+EXPECTED = {"grpo", "dr-grpo", "dapo", "gspo", "rloo", "reinforce++", "ppo-clip", "sapo", "gmpo", "gpg", "gdpo", "w-reinforce",
+            "prorl", "reinforce-ada"}
 
 
 def reward_sources(recipe):

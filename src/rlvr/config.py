@@ -28,15 +28,17 @@ from rlvr.algorithms import (
     AGGREGATIONS,
     CREDIT,
     DELTAS,
+    EXIT_RULES,
     KL_ESTIMATORS,
     POLICY_LOSSES,
     ROLLOUT_CORRECTIONS,
     SCHEDULES,
 )
+from rlvr.algorithms.adaptive import AdaptiveParams
 from rlvr.algorithms.aggregation import ConstantParams
 from rlvr.algorithms.correction import CapParams, SeqMaskParams
 from rlvr.algorithms.credit import OTBParams
-from rlvr.algorithms.deltas import NormParams, WReinforceParams
+from rlvr.algorithms.deltas import NormParams, WReinforceParams, pooled_modes
 from rlvr.algorithms.losses import (
     ClipCovParams,
     DualClipParams,
@@ -60,7 +62,8 @@ ROLLOUT_BACKENDS = ["local", "ray"]
 
 @dataclass
 class AlgoConfig(DualClipParams, ClipCovParams, SAPOParams, GMPOParams, KLCovParams, NormParams, WReinforceParams,
-                 ConstantParams, CapParams, SeqMaskParams, SelectionParams, OTBParams):
+                 ConstantParams, CapParams, SeqMaskParams, SelectionParams, OTBParams,
+                 AdaptiveParams):
     """The algorithm: one choice from each registry of ``rlvr.algorithms``, and the settings of the
     whole method. Settings that belong to one registry entry (a loss's clip range, the deltas' std
     eps, seq-sum-constant's divisor) are declared by that entry (``params=`` where it registers) and
@@ -102,6 +105,12 @@ class AlgoConfig(DualClipParams, ClipCovParams, SAPOParams, GMPOParams, KLCovPar
                       "size (optimal-token-baseline; needs deltas raw)", choices=CREDIT.names, registry=CREDIT)
     dynamic_sampling: bool = opt(False, "drop groups whose rewards are all equal and draw more (DAPO)")
     max_refills: int = opt(3, "dynamic sampling: at most this many extra draws per outer step", ge=0)
+    adaptive_sampling: str = opt("none", "adaptive sampling (Reinforce-Ada): sample the same prompts again, "
+                                 "M responses a round, until the exit rule retires them (balanced: G/2 "
+                                 "correct and G/2 incorrect collected; positive: one correct) or N rounds "
+                                 "are used; train on G of each pool, balanced, with deltas from the whole "
+                                 "pool's statistics (none: one draw of G)", choices=EXIT_RULES.names,
+                                 registry=EXIT_RULES)
     overlong_buffer: float = opt(0.0, "soft overlong penalty: buffer at the end of the length limit, "
                                  "as a fraction of it (0: off)", ge=0.0, le=1.0)
     overlong_penalty: float = opt(1.0, "soft overlong penalty: its largest magnitude", ge=0.0)
@@ -134,6 +143,10 @@ class OptimConfig:
                            choices=["constant", "linear", "cosine"])
     min_lr_ratio: float = opt(0.0, "learning rate: where a decaying lr_schedule ends, as a fraction of lr",
                               ge=0.0, le=1.0)
+    reset_every: int = opt(0, "clear the optimizer's state (Adam's moments and step count) at the start of "
+                           "outer steps 1 + kN, k >= 1, N = this (0: never); the learning-rate schedule "
+                           "goes on from the global step. With algo.ref_refresh_every N as well: ProRL's "
+                           "hard reset (--algo prorl)", ge=0)
 
 
 @dataclass
@@ -365,6 +378,8 @@ def validate(cfg: Config) -> None:
                           "algo.dynamic_sampling needs group_size >= 2")
     if train.skip_flat_groups:
         check_skip_flat_groups(cfg)
+    if EXIT_RULES.get(algo.adaptive_sampling) is not None:
+        check_adaptive_sampling(cfg)
     shards = cfg.distributed.rollout_shards
     if shards is not None and shards > train.prompts_per_step:
         raise ConfigError(f"distributed.rollout_shards: {shards} must be <= train.prompts_per_step "
@@ -408,6 +423,26 @@ def check_skip_flat_groups(cfg: Config) -> None:
     if algo.entropy_coef > 0:
         raise ConfigError(f"train.skip_flat_groups: the entropy bonus (algo.entropy_coef {algo.entropy_coef}) "
                           "gives every group a gradient")
+
+
+def check_adaptive_sampling(cfg: Config) -> None:
+    """Adaptive sampling trains on groups cut from larger pools, with the pools' statistics."""
+    algo, rule = cfg.algo, repr(cfg.algo.adaptive_sampling)
+    if algo.dynamic_sampling:
+        raise ConfigError(f"algo.dynamic_sampling: adaptive sampling ({rule}) resamples the prompts whose groups "
+                          "are flat; DAPO's dynamic sampling replaces them by new prompts: choose one")
+    if DELTAS.meta(algo.deltas).get("pooled") is None:
+        raise ConfigError(f"algo.deltas: {algo.deltas!r} has no form with a pool's statistics; adaptive sampling "
+                          f"({rule}) needs one of {', '.join(pooled_modes())}")
+    if CREDIT.meta(algo.credit).get("per_position"):
+        raise ConfigError(f"algo.credit: {algo.credit!r} computes its deltas per position within the group, not "
+                          f"from the pool; adaptive sampling ({rule}) needs 'outcome'")
+    if algo.kl_coef > 0 and algo.kl_in == "reward":
+        raise ConfigError(f"algo.kl_in: the KL in the reward is not computed for the pooled responses that the "
+                          f"baseline of adaptive sampling ({rule}) averages; use algo.kl_in loss")
+    if cfg.distributed.off_policy:
+        raise ConfigError(f"distributed.off_policy: a prefetched batch would share its sampling streams with "
+                          f"adaptive sampling's ({rule}) later rounds; turn one of them off")
 
 
 def check_run_fields(cfg: Config) -> None:

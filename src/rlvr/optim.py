@@ -10,6 +10,9 @@ in all, a step skipped for a non-finite gradient included) is lr * multiplier(s)
 
 so a decaying schedule reaches m * lr when training ends (p = 1 at s = S). The step count lives in
 the trainer's ``TrainState`` (checkpointed: a resumed run continues the schedule exactly).
+
+``optim.reset_every`` clears the optimizer's own state now and then (``reset_optimizer``); the
+schedule above keeps counting s.
 """
 
 from __future__ import annotations
@@ -53,3 +56,17 @@ def set_lr(optimizer: torch.optim.Optimizer, cfg: OptimConfig, step: int, *, tot
     for group in optimizer.param_groups:
         group["lr"] = lr
     return lr
+
+
+def reset_optimizer(optimizer: torch.optim.Optimizer) -> None:
+    """Forget the optimizer's per-parameter state: Adam's moments m, v and its step count t (plain SGD
+    keeps none). The next update is then a fresh optimizer's first: for Adam, with
+    m_1 = (1 - b1) g and v_1 = (1 - b2) g^2 bias-corrected back to g and g^2,
+
+        theta <- theta - lr * g / (|g| + eps)          (|delta theta| = lr wherever |g| >> eps)
+
+    (AdamW also decays theta by lr * weight_decay first). The learning rate is not part of it: the
+    trainer sets it every step from the global step count. ProRL (Liu et al. 2025, "ProRL: Prolonged
+    Reinforcement Learning Expands Reasoning Boundaries in Large Language Models", arXiv:2505.24864)
+    re-initialises the optimizer with each hard reset of the reference policy."""
+    optimizer.state.clear()

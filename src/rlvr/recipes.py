@@ -3,7 +3,8 @@
     rlvr train --config FILE --algo grpo --algo.kl_coef 0
 
 Precedence: dataclass defaults < YAML < ``--algo`` recipe < ``--section.key`` flags. A recipe only
-sets the fields below; the task, the policy, the optimiser and the budget stay the YAML's (and the
+sets the fields below, all ``algo.*`` but ``prorl``'s ``optim.reset_every`` (half of its hard
+reset); the task, the policy, the optimiser's other settings and the budget stay the YAML's (and the
 reward sources: ``gdpo`` normalises each of ``rewards.sources``, which the user lists).
 docs/algorithms.md gives each formula and its source.
 """
@@ -69,6 +70,25 @@ RECIPES.register("gdpo")({  # Liu et al. 2026 (NVIDIA): GRPO's loss on per-sourc
     "algo.deltas": "gdpo", "algo.loss": "clipped", "algo.clip_eps_low": 0.2, "algo.clip_eps_high": 0.2,
     "algo.aggregation": "token-mean", "algo.kl_coef": 0.0,
 })
+
+# ProRL's hard reset: every N outer steps the reference becomes the current policy AND the optimizer
+# starts afresh; one N for both halves (the paper resets when validation stalls, between its runs)
+PRORL_RESET_EVERY = 50
+RECIPES.register("prorl")({  # Liu et al. 2025 (NVIDIA, arXiv:2505.24864): DAPO's clip-higher (0.2 / 0.4),
+    # token-mean and dynamic sampling, plus a KL term towards a reference that is hard-reset
+    "algo.deltas": "grpo", "algo.loss": "clipped", "algo.clip_eps_low": 0.2, "algo.clip_eps_high": 0.4,
+    "algo.aggregation": "token-mean", "algo.kl_coef": 1e-4, "algo.kl_estimator": "k3", "algo.kl_in": "loss",
+    "algo.dynamic_sampling": True, "algo.max_refills": 3,
+    "algo.ref_refresh_every": PRORL_RESET_EVERY, "optim.reset_every": PRORL_RESET_EVERY,
+})
+RECIPES.register("reinforce-ada")({  # Xiong et al. 2025 (arXiv:2510.04996): Reinforce-Ada-balance, rounds of
+    # M = 2G (the paper: 8 for G = 4) up to 4 rounds, the pool's mean as the baseline (no std), DAPO's
+    # clip-higher (0.2 / 0.28) and token-mean, no KL
+    "algo.deltas": "dr-grpo", "algo.loss": "clipped", "algo.clip_eps_low": 0.2, "algo.clip_eps_high": 0.28,
+    "algo.aggregation": "token-mean", "algo.kl_coef": 0.0, "algo.adaptive_sampling": "balanced",
+    "algo.adaptive_rounds": 4, "algo.adaptive_round_multiplier": 2,
+})
+
 
 
 def recipe_values(name: str) -> dict[str, Any]:

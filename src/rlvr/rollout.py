@@ -1,5 +1,6 @@
 """Rollouts: sample G responses for each of B prompts and score them with the task's verifier; refill
-a batch whose groups have no reward spread (dynamic sampling); the rollouts' per-token rewards and
+a batch whose groups have no reward spread with new prompts (dynamic sampling), or sample the same
+prompts again until their pools have a spread (adaptive sampling); the rollouts' per-token rewards and
 length shaping.
 
 Shapes as in ``rlvr.algorithms``: rewards (B, G); response_ids, mask, logprobs (N, T), N = B * G,
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rlvr.algorithms.adaptive import ExitRule, balanced_selection, pool_statistics
 from rlvr.algorithms.shaping import overlong_penalty
 from rlvr.policies import Policy
 from rlvr.policies.base import response_lists
@@ -38,24 +40,43 @@ class Rollouts:
     prompt_pad_id: int = 0           # the id left-padding prompt_ids (the policy's <pad>)
     source_rewards: Tensor | None = None  # (B, G, S) each reward source's own (unweighted) reward; None:
                                           # scored without a reward runner (rewards.source_weights: S weights)
+    # adaptive sampling: each prompt's whole pool of responses (the G above are some of them)
+    pool_mean: Tensor | None = None  # (B,) the pool's mean reward (as the deltas see rewards)
+    pool_std: Tensor | None = None   # (B,) its standard deviation
+    pool_size: Tensor | None = None  # (B,) responses sampled for the prompt
 
     def responses(self) -> list[list[int]]:
         return response_lists(self.response_ids, self.mask)
 
 
 def select_prompts(rollouts: Rollouts, prompt_rows: Sequence[int]) -> Rollouts:
-    """The rollouts of the given prompt rows b and their responses n = b * G + g, in that order.
-    Every per-prompt field (B rows) and per-response field (N rows) is cut, tensors and lists alike."""
-    batch, group = len(rollouts.prompts), rollouts.group_size
-    prompts = [int(b) for b in prompt_rows]
-    responses = [b * group + g for b in prompts for g in range(group)]
-    cut: dict[str, Any] = {}
+    """The rollouts of the given prompt rows b and their responses n = b * G + g, in that order."""
+    group = rollouts.group_size
+    return regroup(rollouts, prompt_rows, [int(b) * group + g for b in prompt_rows for g in range(group)],
+                   group_size=group)
+
+
+def regroup(rollouts: Rollouts, prompt_rows: Sequence[int], response_rows: Sequence[int], *,
+            group_size: int) -> Rollouts:
+    """New groups: prompt row ``prompt_rows[b]`` with the responses ``response_rows[b*G' : (b+1)*G']``
+    (rows n of ``rollouts``, any of them), G' = ``group_size``. Every per-prompt field (B rows) and
+    per-response field (N rows) is cut, tensors and lists alike; the fields laid out per group, (B, G,
+    ...), as their responses'."""
+    batch = len(rollouts.prompts)
+    prompts, responses = [int(b) for b in prompt_rows], [int(n) for n in response_rows]
+    cut: dict[str, Any] = {"group_size": group_size}
     for f in dataclasses.fields(rollouts):
         value = getattr(rollouts, f.name)
-        if isinstance(value, (Tensor, list)):
+        if f.name in GROUPED and value is not None:  # (B, G, ...) -> its responses' (B', G', ...)
+            flat = value.reshape(-1, *value.shape[2:])
+            cut[f.name] = flat[responses].reshape(len(prompts), group_size, *value.shape[2:])
+        elif isinstance(value, (Tensor, list)):
             rows = prompts if len(value) == batch else responses
             cut[f.name] = value[rows] if isinstance(value, Tensor) else [value[i] for i in rows]
     return dataclasses.replace(rollouts, **cut)
+
+
+GROUPED = ("rewards", "source_rewards")  # the Rollouts fields laid out (B, G, ...): one row per prompt
 
 
 def concat_rollouts(parts: Sequence[Rollouts]) -> Rollouts:
@@ -196,6 +217,72 @@ def dynamic_sample(draw: Callable[[int], Rollouts], batch_size: int, *, max_refi
     stats = {"sampling/draws": float(draws), "sampling/kept_groups": float(count),
              "sampling/dropped_groups": float(dropped)}
     return rollouts, first.rewards, stats
+
+
+# Adaptive sampling (Reinforce-Ada, Xiong et al. 2025, arXiv:2510.04996): where dynamic sampling
+# replaces a flat group by a new prompt's, adaptive sampling keeps the prompt and samples it again:
+# M responses per round for every prompt its exit rule has not retired yet, at most N rounds; then
+# each prompt's pool is cut to a group of G (half correct, half incorrect where the pool allows) whose
+# deltas use the statistics of the whole pool (rlvr.algorithms.adaptive). Counts go to the metrics:
+# ``sampling/samples_per_prompt``, ``sampling/rounds``, ``sampling/resolved_prompts``,
+# ``sampling/flat_groups``.
+
+
+def adaptive_sample(draw: Callable[[int, int], Rollouts], resample: Callable[[list[Prompt], int], Rollouts],
+                    batch_size: int, *, group_size: int, round_size: int, rounds: int, exit_rule: ExitRule,
+                    correct: Callable[[Rollouts], Tensor], reward_of: Callable[[Rollouts], Tensor],
+                    unbiased_std: bool) -> tuple[Rollouts, Tensor, dict[str, float]]:
+    """Round 1 draws B new prompts with M = ``round_size`` responses each (``draw(B, M)``); each later
+    round samples M more for the prompts ``exit_rule`` has not retired (``resample(prompts, M)``), up
+    to ``rounds`` rounds. ``correct(rollouts)``: (B_r, M) bool, which responses count as correct;
+    ``reward_of(rollouts)``: (B_r, M), the rewards the deltas will see. Returns (B groups of G, each
+    with its pool's mean, std and size; the first G rewards of each prompt's first round, an unselected
+    sample for the learning curves like a plain run's; the counts)."""
+    parts: list[Rollouts] = []
+    owners: list[Tensor] = []          # per round: the prompt rows it sampled (B_r,)
+    hits: list[Tensor] = []            # per round: (B_r, M) correct
+    right = torch.zeros(batch_size, dtype=torch.long)
+    wrong = torch.zeros(batch_size, dtype=torch.long)
+    done = torch.zeros(batch_size, dtype=torch.bool)
+    for round_index in range(rounds):
+        active = torch.arange(batch_size)[~done]
+        if not len(active):
+            break
+        if round_index == 0:
+            part = draw(batch_size, round_size)
+        else:
+            part = resample([parts[0].prompts[b] for b in active.tolist()], round_size)
+        parts.append(part)
+        owners.append(active)
+        hits.append(correct(part).bool())
+        right.index_add_(0, active, hits[-1].sum(1))
+        wrong.index_add_(0, active, (~hits[-1]).sum(1))
+        done = exit_rule(right, wrong, group_size=group_size)
+    # the pools (B, R * M): a prompt is active in a prefix of the rounds, so its pool is a prefix of its row
+    firsts = torch.tensor([0, *[len(a) for a in owners]]).cumsum(0)   # each part's first row, concatenated
+    rows = [(first * round_size + torch.arange(len(a) * round_size)).reshape(len(a), round_size)
+            for first, a in zip(firsts.tolist(), owners, strict=False)]
+    sizes = right + wrong
+    chosen = balanced_selection(as_pools(hits, owners, batch_size=batch_size), sizes, group_size=group_size)
+    mean, std = pool_statistics(as_pools([reward_of(p).float() for p in parts], owners, batch_size=batch_size),
+                                sizes, unbiased=unbiased_std)
+    picked = as_pools(rows, owners, batch_size=batch_size).gather(1, chosen)              # (B, G)
+    groups = regroup(concat_rollouts(parts), range(batch_size), picked.reshape(-1), group_size=group_size)
+    groups = dataclasses.replace(groups, pool_mean=mean, pool_std=std, pool_size=sizes)
+    stats = {"sampling/samples_per_prompt": float(sizes.float().mean()), "sampling/rounds": float(len(parts)),
+             "sampling/resolved_prompts": float(done.float().mean()),
+             "sampling/flat_groups": float((~has_signal(groups.rewards)).float().mean())}
+    return groups, parts[0].rewards[:, :group_size], stats
+
+
+def as_pools(values: Sequence[Tensor], owners: Sequence[Tensor], *, batch_size: int) -> Tensor:
+    """Per-round values (B_r, M) of each round's prompt rows -> pools (B, R * M), round r in columns
+    r*M .. (r+1)*M - 1 (zeros where a prompt was no longer sampled)."""
+    round_size = values[0].shape[1]
+    pools = torch.zeros(batch_size, len(values) * round_size, dtype=values[0].dtype)
+    for r, (value, active) in enumerate(zip(values, owners, strict=True)):
+        pools[active, r * round_size:(r + 1) * round_size] = value
+    return pools
 
 
 def token_reward_tensor(task: Task, rollouts: Rollouts) -> Tensor | None:

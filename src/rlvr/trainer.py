@@ -1,9 +1,11 @@
 """The training loop of the notes, top to bottom.
 
     for each outer step:
-        1. refresh the frozen reference policy every R outer steps (not the old policy)
+        1. refresh the frozen reference policy every R outer steps (not the old policy); clear the
+           optimizer's state every N (ProRL's hard reset: both)
         2. rollout: sample G responses for each of B prompts and score them   (no grad)
-           (dynamic sampling: drop groups whose rewards are all equal, draw more)
+           (dynamic sampling: drop groups whose rewards are all equal, draw more prompts; adaptive
+           sampling: sample the same prompts again in rounds, train on G of each pool)
         3. deltas: rewards (B, G) -> shaped (length, KL in the reward) -> deltas (B, G)
            -> per-token advantages (N, T) (broadcast, or per-token process credit)
         4. cache constants: old log-probs (recorded by the sampler; with algo.rollout_correction the
@@ -35,6 +37,7 @@ from torch import Tensor
 from rlvr.algorithms import (
     CREDIT,
     DELTAS,
+    EXIT_RULES,
     POLICY_LOSSES,
     ROLLOUT_CORRECTIONS,
     adaptive_kl_coef,
@@ -65,7 +68,7 @@ from rlvr.distributed.backends import build_rollout_backend
 from rlvr.errors import RunStopped
 from rlvr.evaluation import evaluate, evaluation_seed
 from rlvr.hooks import TrainerHook
-from rlvr.optim import build_optimizer, has_schedule, set_lr
+from rlvr.optim import build_optimizer, has_schedule, reset_optimizer, set_lr
 from rlvr.options import settings_of
 from rlvr.plugins import check_task
 from rlvr.policies import Policy, build_policy
@@ -75,6 +78,7 @@ from rlvr.rewards.sources import build_rewards
 from rlvr.rollout import (
     PromptSource,
     Rollouts,
+    adaptive_sample,
     dynamic_sample,
     length_penalty,
     token_reward_tensor,
@@ -83,6 +87,12 @@ from rlvr.runs.checkpoint import rng_state, set_rng_state
 from rlvr.runs.recorder import RunRecorder
 from rlvr.tasks import build_task
 from rlvr.train_state import TrainState, legacy_train_state
+
+
+def periodic(step: int, every: int) -> bool:
+    """Whether outer step ``step`` (1-based) is 1 + k * every for some k >= 1: the steps that start
+    with a refreshed reference or a cleared optimizer (every = 0: none)."""
+    return every > 0 and step > 1 and (step - 1) % every == 0
 
 
 def seed_everything(seed: int) -> None:
@@ -257,15 +267,17 @@ class Trainer:
     def outer_step(self, step: int) -> dict[str, Any]:
         cfg, algo = self.cfg, self.cfg.algo
         t0 = time.perf_counter()
-        # 1. reference policy: a frozen copy, refreshed every R outer steps (R = 0: the initial policy)
-        if algo.ref_refresh_every and (step - 1) % algo.ref_refresh_every == 0 and step > 1:
+        # 1. reference policy: a frozen copy, refreshed every R outer steps (R = 0: the initial policy);
+        #    the optimizer's moments and step count cleared every N (the lr schedule goes on)
+        if periodic(step, algo.ref_refresh_every):
             self.reference.load_state_dict(self.policy.state_dict())
+        reset = periodic(step, cfg.optim.reset_every)
+        if reset:
+            reset_optimizer(self.optimizer)
 
-        # 2. rollout (with dynamic sampling: groups without a reward spread dropped and refilled)
-        def draw(count: int) -> Rollouts:
-            return self.rollout_backend.rollouts(count)  # prompts from self.prompts, sampled in shards
-        rollouts, sampled_rewards, sampling = dynamic_sample(
-            draw, cfg.train.prompts_per_step, max_refills=algo.max_refills, enabled=algo.dynamic_sampling)
+        # 2. rollout (dynamic sampling: groups without a reward spread dropped and refilled with new
+        #    prompts; adaptive sampling: the same prompts sampled again, G of each pool kept)
+        rollouts, sampled_rewards, sampling = self.sample_rollouts()
         t1 = time.perf_counter()
         if not rollouts.prompts:  # every group of every draw had equal rewards: nothing to learn from
             return {"step": step, **reward_metrics(sampled_rewards, sampled_rewards * 0), **sampling}
@@ -294,6 +306,8 @@ class Trainer:
         row.update(reward_metrics(sampled_rewards, batch.deltas))
         row.update({k: v / cfg.train.inner_steps for k, v in sorted(sums.items())})
         row.update(sampling)
+        if cfg.optim.reset_every:
+            row["optim/reset"] = float(reset)
         if cfg.train.skip_flat_groups:
             row["train/trained_groups"] = float(sum(len(p.rollouts.prompts) for p in parts))
         row.update(self.rewards.pop_metrics())
@@ -320,6 +334,39 @@ class Trainer:
                                                   horizon=algo.kl_horizon, num_samples=batch.advantages.shape[0])
         return row
 
+    def sample_rollouts(self) -> tuple[Rollouts, Tensor, dict[str, float]]:
+        """The step's groups (prompts from self.prompts, sampled in shards by the backend), the rewards
+        of an unselected sample of them for the learning curves, and the sampling counts."""
+        cfg, algo, backend = self.cfg, self.cfg.algo, self.rollout_backend
+        exit_rule = EXIT_RULES.get(algo.adaptive_sampling)
+        if exit_rule is None:
+            return dynamic_sample(lambda count: backend.rollouts(count), cfg.train.prompts_per_step,
+                                  max_refills=algo.max_refills, enabled=algo.dynamic_sampling)
+        group = cfg.train.group_size
+        return adaptive_sample(
+            lambda count, size: backend.rollouts(count, group_size=size),
+            lambda prompts, size: backend.resample(prompts, group_size=size), cfg.train.prompts_per_step,
+            group_size=group, round_size=algo.adaptive_round_multiplier * group, rounds=algo.adaptive_rounds,
+            exit_rule=exit_rule, correct=self.correct_responses,
+            reward_of=lambda r: r.rewards + self.response_shaping(r), unbiased_std=algo.unbiased_std)
+
+    def correct_responses(self, rollouts: Rollouts) -> Tensor:
+        """(B, G) bool: the responses adaptive sampling counts as correct: reward >= algo.adaptive_success,
+        or (none) the task's ground truth (``Task.is_correct``)."""
+        threshold = self.cfg.algo.adaptive_success
+        if threshold is not None:
+            return rollouts.rewards >= threshold
+        responses = rollouts.decoded if rollouts.decoded is not None else rollouts.responses()
+        group = rollouts.group_size
+        flags = [self.task.is_correct(rollouts.prompts[n // group], r) for n, r in enumerate(responses)]
+        return torch.tensor(flags, dtype=torch.bool).reshape(rollouts.rewards.shape)
+
+    def response_shaping(self, rollouts: Rollouts) -> Tensor:
+        """What the loop adds to each response's reward (B, G) before the deltas: DAPO's length penalty."""
+        algo = self.cfg.algo
+        return length_penalty(rollouts, max_length=self.policy.response_length, buffer_frac=algo.overlong_buffer,
+                              factor=algo.overlong_penalty)
+
     def make_batch(self, rollouts: Rollouts) -> Batch:
         algo = self.cfg.algo
         ref_logprobs = None
@@ -327,8 +374,7 @@ class Trainer:
             ref_logprobs = self.constant_logprobs(self.reference, rollouts)
         # rewards -> shaped rewards: per response the length penalty (DAPO), per token the KL towards
         # the reference when it is in the reward; process credit gets both in its token rewards
-        per_response = length_penalty(rollouts, max_length=self.policy.response_length,
-                                      buffer_frac=algo.overlong_buffer, factor=algo.overlong_penalty)  # (B, G)
+        per_response = self.response_shaping(rollouts)                                         # (B, G)
         rewards = rollouts.rewards + per_response
         in_reward = algo.kl_in == "reward"
         per_token = None
@@ -338,7 +384,9 @@ class Trainer:
             rewards = rewards + per_token.sum(-1).reshape(rewards.shape)
         # a deltas mode that normalises each reward source (gdpo) reads them; the others the weighted sum
         delta_settings = settings_of(DELTAS, algo.deltas, algo)  # the mode's own
-        deltas = compute_deltas(rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std,
+        # adaptive sampling: the group's baseline (and scale) are its whole pool's
+        pool = (rollouts.pool_mean, rollouts.pool_std) if rollouts.pool_std is not None else None
+        deltas = compute_deltas(rewards, algo.deltas, eps=algo.norm_eps, unbiased_std=algo.unbiased_std, pool=pool,
                                 settings=delta_settings, sources=rollouts.source_rewards,
                                 source_weights=self.rewards.source_weights)
 

@@ -9,6 +9,7 @@ Nothing here reads a config object, keeps state or calls ``.item()``: functions 
 keyword-only hyper-parameters and return tensors (losses also return a dict of detached metrics).
 """
 
+from rlvr.algorithms.adaptive import EXIT_RULES
 from rlvr.algorithms.aggregation import AGGREGATIONS, aggregate
 from rlvr.algorithms.correction import ROLLOUT_CORRECTIONS, correction_metrics, rollout_correction
 from rlvr.algorithms.credit import CREDIT, token_advantages
@@ -28,6 +29,7 @@ __all__ = [
     "AGGREGATIONS",
     "CREDIT",
     "DELTAS",
+    "EXIT_RULES",
     "KL_ESTIMATORS",
     "POLICY_LOSSES",
     "ROLLOUT_CORRECTIONS",

@@ -10,6 +10,9 @@ A mode that compares a response with its group-mates registers with ``needs_grou
 then hands it ``sources`` and ``source_weights``). Every mode takes ``eps`` and ``unbiased_std`` (the
 config's ``norm_eps`` and ``unbiased_std``, ``NormParams``); a mode with settings of its own declares
 them in the params block it registers with and takes them as keyword arguments (``mode_settings``).
+A mode built from its group's mean (and std) registers its ``pooled`` form too: the same formula
+with the statistics of a larger pool of responses to the prompt, of which the group is a part
+(adaptive sampling, ``rlvr.algorithms.adaptive``).
 """
 
 from __future__ import annotations
@@ -52,13 +55,26 @@ def group_std(rewards: Tensor, *, unbiased: bool) -> Tensor:
     return rewards.std(dim=-1, keepdim=True, correction=1 if unbiased else 0)
 
 
+def pool_centered(rewards: Tensor, *, mean: Tensor, std: Tensor, eps: float) -> Tensor:
+    """delta_i = R_i - mean_x, mean_x over every response sampled for the prompt (its pool, (B,)), not
+    only the group's G: Reinforce-Ada's "global" baseline, A_i = r_i - r_bar_x (Xiong et al. 2025,
+    arXiv:2510.04996, Algorithm 1 lines 17-19; its paper drops the std, see ``pool_normalized``)."""
+    return rewards - mean.unsqueeze(-1)
+
+
+def pool_normalized(rewards: Tensor, *, mean: Tensor, std: Tensor, eps: float) -> Tensor:
+    """delta_i = (R_i - mean_x) / (std_x + eps) with the pool's mean and std (B,): GRPO's normalisation
+    with Reinforce-Ada's global statistics (its verl code, ``global_stat_est`` with the std kept)."""
+    return pool_centered(rewards, mean=mean, std=std, eps=eps) / (std.unsqueeze(-1) + eps)
+
+
 @DELTAS.register("raw")
 def raw(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     """delta = R. The naive policy gradient (reward-weighted SFT in the notes)."""
     return rewards
 
 
-@DELTAS.register("centered", needs_group=True)
+@DELTAS.register("centered", needs_group=True, pooled=pool_centered)
 def centered(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     """delta_i = R_i - mean_j R_j over the prompt's group (the notes' group baseline).
 
@@ -68,7 +84,7 @@ def centered(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     return rewards - rewards.mean(dim=-1, keepdim=True)
 
 
-@DELTAS.register("normalized", needs_group=True, params=NormParams)
+@DELTAS.register("normalized", needs_group=True, params=NormParams, pooled=pool_normalized)
 def normalized(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     """delta_i = (R_i - mean R) / (std R + eps), std over the prompt's group (GRPO).
 
@@ -83,10 +99,10 @@ def normalized(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
 # GRPO's name for the same estimator. Sources differ in the constants: the GRPO paper (Shao et al.
 # 2024) writes std without saying which; TRL and verl both call torch.std (N-1), with eps 1e-4 (TRL)
 # and 1e-6 (verl). Here: N-1 by default (``algo.unbiased_std``), eps = ``algo.norm_eps`` (1e-5).
-DELTAS.register("grpo", needs_group=True, params=NormParams)(normalized)
+DELTAS.register("grpo", needs_group=True, params=NormParams, pooled=pool_normalized)(normalized)
 
 
-@DELTAS.register("dr-grpo", needs_group=True)
+@DELTAS.register("dr-grpo", needs_group=True, pooled=pool_centered)
 def dr_grpo(rewards: Tensor, *, eps: float, unbiased_std: bool) -> Tensor:
     """delta_i = R_i - mean_j R_j: GRPO without the division by the std (Liu et al. 2025,
     "Understanding R1-Zero-Like Training", Dr. GRPO). The same estimator as ``centered``; its other
@@ -249,12 +265,22 @@ def mode_settings(mode: str, given: Mapping[str, Any] | None = None) -> dict[str
 
 def compute_deltas(rewards: Tensor, mode: str, *, eps: float = 1e-5, unbiased_std: bool = True,
                    settings: Mapping[str, Any] | None = None, sources: Tensor | None = None,
-                   source_weights: Sequence[float] | Tensor | None = None) -> Tensor:
+                   source_weights: Sequence[float] | Tensor | None = None,
+                   pool: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """rewards (B, G) -> deltas (B, G) by the named mode (see ``DELTAS.names()``); ``settings``: the
     mode's own (``mode_settings``; its defaults for the rest). A mode registered with ``needs_sources``
     gets each reward source's own rewards ``sources`` (B, G, S) and their ``source_weights`` (S,) as
-    well (``Rollouts.source_rewards``, ``rewards.source_weights``)."""
+    well (``Rollouts.source_rewards``, ``rewards.source_weights``). ``pool``: the mean and std (B,) of
+    each prompt's pool of responses (adaptive sampling), used by the mode's ``pooled`` form in place
+    of the group's own (its std already taken with ``unbiased_std``)."""
     fn = DELTAS.get(mode)
+    if pool is not None:
+        pooled = DELTAS.meta(mode).get("pooled")
+        if pooled is None:
+            raise ConfigError(f"algo.deltas: {mode!r} has no form with a pool's statistics; adaptive sampling "
+                              f"needs one of {', '.join(pooled_modes())}")
+        mean, std = pool
+        return pooled(rewards, mean=mean, std=std, eps=eps)  # type: ignore[operator]
     own = mode_settings(mode, settings)
     if not DELTAS.meta(mode).get("needs_sources"):
         return fn(rewards, eps=eps, unbiased_std=unbiased_std, **own)
@@ -266,3 +292,8 @@ def compute_deltas(rewards: Tensor, mode: str, *, eps: float = 1e-5, unbiased_st
         raise ValueError(f"sources {tuple(sources.shape)} do not match rewards {tuple(rewards.shape)} "
                          f"and {weights.numel()} weights")
     return fn(rewards, sources=sources, source_weights=weights, eps=eps, unbiased_std=unbiased_std, **own)
+
+
+def pooled_modes() -> list[str]:
+    """The deltas modes with a ``pooled`` form (adaptive sampling works with these)."""
+    return [name for name in DELTAS.names() if DELTAS.meta(name).get("pooled") is not None]

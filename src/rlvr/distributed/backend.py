@@ -4,6 +4,7 @@ The trainer asks its backend for one batch per outer step and, after the optimiz
 the new weights:
 
     rollouts = backend.rollouts(B)      # the next B prompts x G responses, scored, in prompt order
+    more = backend.resample(prompts, group_size=M)  # adaptive sampling: M more for prompts already drawn
     ... inner loop on the learner ...
     backend.sync(policy)                # the samplers get the new weights
 
@@ -23,6 +24,7 @@ from torch import Tensor
 from rlvr.config import Config
 from rlvr.policies import Policy
 from rlvr.rollout import PromptSource, Rollouts, concat_rollouts
+from rlvr.tasks import Prompt
 
 from .shards import Shard, ShardStreams
 
@@ -44,9 +46,18 @@ class RolloutBackend(ABC):
     def num_shards(self) -> int:
         return len(self.streams.states)
 
+    def rollouts(self, count: int, *, group_size: int | None = None) -> Rollouts:
+        """The next ``count`` prompts' groups of ``group_size`` (None: train.group_size), sampled and scored."""
+        return self.sample(self.next_shards(count, group_size))
+
+    def resample(self, prompts: list[Prompt], *, group_size: int | None = None) -> Rollouts:
+        """Groups for prompts drawn before (adaptive sampling's later rounds): the prompt source stays
+        where it is; the shard streams go on, as after any draw, so a seed's run stays reproducible."""
+        return self.sample(self.streams.cut(prompts, group_size=group_size))
+
     @abstractmethod
-    def rollouts(self, count: int) -> Rollouts:
-        """The next ``count`` prompts' groups, sampled and scored."""
+    def sample(self, shards: list[Shard]) -> Rollouts:
+        """The shards sampled and scored, put together in shard order (``assemble``)."""
 
     def sync(self, policy: Policy) -> None:  # noqa: B027 (a hook: local backends need nothing)
         """Called after each outer step's optimizer steps (default: the learner samples itself)."""
@@ -57,8 +68,8 @@ class RolloutBackend(ABC):
     def close(self) -> None:  # noqa: B027 (a hook)
         """Release workers (default: nothing to release)."""
 
-    def next_shards(self, count: int) -> list[Shard]:
-        return self.streams.cut(self.prompts.next_batch(count))
+    def next_shards(self, count: int, group_size: int | None = None) -> list[Shard]:
+        return self.streams.cut(self.prompts.next_batch(count), group_size=group_size)
 
     def assemble(self, results: list[ShardResult]) -> Rollouts:
         """Shards in any order -> the batch in shard order; each shard exactly once."""

@@ -18,7 +18,7 @@ from rlvr.rollout import PromptSource, Rollouts
 from rlvr.tasks import Task
 
 from .backend import RolloutBackend, ShardResult
-from .shards import sample_shard
+from .shards import Shard, sample_shard
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -39,13 +39,13 @@ class LocalRollouts(RolloutBackend):
     def owned(self, shard: int) -> bool:
         return shard % self.world_size == self.rank
 
-    def rollouts(self, count: int) -> Rollouts:
+    def sample(self, shards: list[Shard]) -> Rollouts:
         train = self.cfg.train
         results: list[ShardResult] = [
             (shard.index, *sample_shard(self.policy, self.task, shard, self.cfg.seed,
                                         group_size=train.group_size, temperature=train.temperature,
                                         rewards=self.rewards))
-            for shard in self.next_shards(count) if self.owned(shard.index)]
+            for shard in shards if self.owned(shard.index)]
         if self.world_size > 1:
             gathered: list[list[ShardResult] | None] = [None] * self.world_size
             dist.all_gather_object(gathered, results)

@@ -61,6 +61,10 @@ class Pending:
     count: int  # prompts
     refs: list[Any] = field(default_factory=list)
 
+    @property
+    def group_size(self) -> int | None:
+        return self.shards[0].group_size if self.shards else None
+
 
 class RolloutWorker:
     """A Ray actor: one copy of the policy and the task; samples and scores shards."""
@@ -81,7 +85,7 @@ class RolloutWorker:
         if version != self.version:
             self.policy.load_state_dict(ray.get(weights[0]))
             self.version = version
-        train = self.cfg.train
+        train = self.cfg.train  # the shard's own group size, if it names one (adaptive sampling)
         rollouts, state = sample_shard(self.policy, self.task, shard, self.cfg.seed,
                                        group_size=train.group_size, temperature=train.temperature,
                                        rewards=self.rewards)
@@ -135,17 +139,24 @@ class RayRollouts(RolloutBackend):
         self.last_metrics["time/weight_sync"] = time.perf_counter() - t0
         self.last_metrics["rollout/weight_sync_mb"] = sum(v.numel() * v.element_size() for v in state.values()) / 2**20
 
-    def rollouts(self, count: int) -> Rollouts:
-        pending = self.pending if self.pending is not None and self.pending.count == count else None
-        if pending is None:
+    def rollouts(self, count: int, *, group_size: int | None = None) -> Rollouts:
+        pending = self.pending
+        if pending is None or (pending.count, pending.group_size) != (count, group_size):
             self.cancel()
-            pending = self.submit(self.next_shards(count))
+            pending = self.submit(self.next_shards(count, group_size))
+        batch = self.wait(pending)
+        # off-policy: the next batch is sampled with the current weights while the learner trains
+        self.pending = self.submit(self.next_shards(count, group_size)) if self.cfg.distributed.off_policy else None
+        return batch
+
+    def sample(self, shards: list[Shard]) -> Rollouts:
+        return self.wait(self.submit(shards))
+
+    def wait(self, pending: Pending) -> Rollouts:
         t0 = time.perf_counter()
         batch = self.assemble(self.collect(pending))
         self.last_metrics["time/rollout_wait"] = time.perf_counter() - t0
         self.last_metrics["rollout/policy_lag"] = float(self.version - pending.version)
-        # off-policy: the next batch is sampled with the current weights while the learner trains
-        self.pending = self.submit(self.next_shards(count)) if self.cfg.distributed.off_policy else None
         return batch
 
     def submit(self, shards: list[Shard]) -> Pending:

@@ -27,11 +27,13 @@ from rlvr.tasks import Prompt, Task
 
 @dataclass
 class Shard:
-    """A piece of one outer step's rollout work: which prompts, and the stream that samples them."""
+    """A piece of one outer step's rollout work: which prompts, how many responses each, and the
+    stream that samples them."""
 
     index: int                 # s in 0..S-1: the stream it is sampled from
     prompts: list[Prompt]
     rng_state: Tensor | None   # the stream's generator state; None before its first use
+    group_size: int | None = None  # responses per prompt (None: train.group_size; adaptive sampling's rounds: M)
 
 
 def shard_sizes(count: int, shards: int) -> list[int]:
@@ -59,10 +61,10 @@ class ShardStreams:
         self.seed = seed
         self.states: list[Tensor | None] = [None] * shards
 
-    def cut(self, prompts: list[Prompt]) -> list[Shard]:
+    def cut(self, prompts: list[Prompt], *, group_size: int | None = None) -> list[Shard]:
         """S shards (fewer when there are fewer prompts: one each, from streams 0, 1, ...)."""
         pieces = split_prompts(prompts, min(len(self.states), len(prompts)))
-        return [Shard(s, piece, self.states[s]) for s, piece in enumerate(pieces)]
+        return [Shard(s, piece, self.states[s], group_size) for s, piece in enumerate(pieces)]
 
     def advance(self, shard: int, state: Tensor) -> None:
         self.states[shard] = state
@@ -81,13 +83,14 @@ def policy_device(policy: Policy) -> torch.device:
 
 def sample_shard(policy: Policy, task: Task, shard: Shard, seed: int, *, group_size: int,
                  temperature: float, rewards: RewardRunner | None = None) -> tuple[Rollouts, Tensor]:
-    """Sample and score one shard; returns its rollouts (on the CPU) and the stream's new state."""
+    """Sample and score one shard, ``shard.group_size`` responses per prompt if it names a size, else
+    ``group_size``; returns its rollouts (on the CPU) and the stream's new state."""
     generator = torch.Generator(policy_device(policy))
     if shard.rng_state is None:
         generator.manual_seed(stream_seed(seed, shard.index))
     else:
         generator.set_state(shard.rng_state)
-    rollouts = generate(policy, task, shard.prompts, group_size=group_size, generator=generator,
+    rollouts = generate(policy, task, shard.prompts, group_size=shard.group_size or group_size, generator=generator,
                         temperature=temperature, rewards=rewards)
     return to_cpu(rollouts), generator.get_state()
 

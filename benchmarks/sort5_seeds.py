@@ -1,7 +1,7 @@
 """sort5 from random init, RL only, over several seeds: held-out exact match and policy entropy,
 and how the end of each run holds up; optionally a second setting beside it.
 
-    python benchmarks/sort5_seeds.py --seeds 0 1 2 [--threads 2] [--set key=value ...]
+    python benchmarks/sort5_seeds.py --seeds 0 1 2 [--threads T] [--set key=value ...]
         [--label preset] [--compare-label constant-lr --compare-set optim.lr_schedule=constant ...]
     python benchmarks/sort5_seeds.py --from-runs LABEL=RUN_DIR [LABEL=RUN_DIR ...]   # finished runs
 
@@ -52,9 +52,11 @@ def read_run(run_dir: Path) -> dict:
             "wall_minutes": wall / 60, "config": (run_dir / "config.yaml").read_text()}
 
 
-def run_seed(seed: int, sets: list[str], threads: int, run_dir: Path) -> dict:
+def run_seed(seed: int, sets: list[str], threads: int | None, run_dir: Path) -> dict:
     overrides = dict(s.split("=", 1) for s in sets)
-    overrides.update({"seed": seed, "train.threads": threads, "run_dir": str(run_dir)})
+    overrides.update({"seed": seed, "run_dir": str(run_dir)})
+    if threads is not None:
+        overrides["train.threads"] = threads
     cfg = load_config(resolve_config_path("sort5"), overrides)
     load_before = os.getloadavg()
     start = time.perf_counter()
@@ -106,7 +108,7 @@ def plot(settings: dict[str, list[dict]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the preset's)")
     parser.add_argument("--set", action="append", default=[], help="override of the preset, section.key=value")
     parser.add_argument("--label", default="preset")
     parser.add_argument("--compare-label", help="a second setting, run on the same seeds")

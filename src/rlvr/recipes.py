@@ -94,3 +94,10 @@ RECIPES.register("reinforce-ada")({  # Xiong et al. 2025 (arXiv:2510.04996): Rei
 def recipe_values(name: str) -> dict[str, Any]:
     """The dotted config values of the named recipe (a copy)."""
     return dict(RECIPES.get(name))
+
+# A recipe is a whole method, so it says how it samples: one that names no sampling scheme turns off
+# the ones a preset may switch on (sort5's dynamic sampling), so `--algo grpo` is GRPO on any preset.
+SAMPLING_OFF = {"algo.dynamic_sampling": False, "algo.adaptive_sampling": "none"}
+for _name in RECIPES.names():
+    for _key, _off in SAMPLING_OFF.items():
+        RECIPES.get(_name).setdefault(_key, _off)

@@ -7,6 +7,13 @@ bit-equal, unless a run is listed in ``ALLCLOSE`` (then 1e-6 relative, with the 
 Record only from a tree whose behaviour is the reference: the point of these files is that a change
 which should not alter behaviour leaves them untouched. Every run uses one thread, so a machine
 with more cores computes the same sums in the same order.
+
+Bit-equality holds on machines whose float arithmetic is the recording machine's: another CPU (its
+vector kernels) or another build of torch rounds differently in the last bit, and a sampled token
+then flips within a few steps. ``--record`` also writes ``tests/golden/machine.json``, a fingerprint
+of that arithmetic (``numerics_fingerprint``: matmuls, softmax, exp/log, sampling, a transformer's
+forward and backward and an AdamW step, one thread); the replay tests run where the fingerprint
+matches and are skipped, saying why, where it does not.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ RUNS: dict[str, tuple[list[str], str | None, bool]] = {
 }
 ALLCLOSE: dict[str, str] = {}  # run name -> why its arithmetic changed (summation order), if it did
 # metrics added since the runs were recorded: a replay may carry them, the recorded keys must all match
-ADDED_METRICS = {"eval/mean_length", "eval/format_rate", "eval/pass@1", "rollout/weight_sync_mb"}
+ADDED_METRICS: set[str] = set()  # none since the recording of 2026-12-02
 
 
 TINY_HF = {"task.name": "sort-text", "task.length": 5, "policy.kind": "transformer", "policy.hidden_size": 32,
@@ -76,6 +83,63 @@ def rlvr(args: list[str], *, crash: str | None = None) -> subprocess.CompletedPr
         env["RLVR_TEST_CRASH"] = crash
     return subprocess.run([sys.executable, "-m", "rlvr", *args], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=900)
+
+
+FINGERPRINT = GOLDEN / "machine.json"
+FINGERPRINT_CODE = """
+import hashlib, torch
+torch.set_num_threads(1)
+from rlvr.config import load_config
+from rlvr.policies import build_policy
+from rlvr.tasks import build_task
+digest = hashlib.sha256()
+def add(t):
+    digest.update(t.detach().contiguous().view(torch.uint8).numpy().tobytes())
+g = torch.Generator().manual_seed(0)
+a, b = torch.randn(64, 96, generator=g), torch.randn(96, 160, generator=g)
+x = a @ b
+for t in (x, x.softmax(-1), x.log_softmax(-1), x.exp(), torch.sigmoid(x), x.tanh(), torch.nn.functional.silu(x),
+          torch.multinomial(x[:8].softmax(-1), 4, replacement=True, generator=g)):
+    add(t)
+torch.manual_seed(0)
+cfg = load_config(None, {"task.name": "sort-text", "task.length": 5, "policy.kind": "transformer",
+                         "policy.hidden_size": 32, "policy.intermediate_size": 64, "policy.num_layers": 2,
+                         "policy.num_heads": 2})
+policy = build_policy(cfg.policy, build_task(cfg.task))
+params = list(policy.trainable_parameters())
+optimizer = torch.optim.AdamW(params, lr=1e-3)
+prompts = torch.randint(3, 14, (4, 10), generator=g)
+responses = torch.randint(3, 14, (4, 6), generator=g)
+logp, entropy = policy.logprobs(prompts, responses, torch.ones(4, 6), group_size=2, temperature=1.0)
+(logp.sum() + entropy.sum()).backward()
+optimizer.step()
+for t in (logp, entropy, *params):
+    add(t)
+print(digest.hexdigest())
+"""
+
+
+def numerics_fingerprint() -> str:
+    """sha256 over float results that differ between machines that round differently (FINGERPRINT_CODE,
+    one thread, in a fresh process as the golden runs are)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", FINGERPRINT_CODE], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip()
+
+
+def skip_reason() -> str | None:
+    """Why the golden runs cannot replay bit for bit here (None: they can)."""
+    if not FINGERPRINT.exists():
+        return "tests/golden/machine.json is missing: record the golden runs again"
+    recorded = json.loads(FINGERPRINT.read_text())
+    here = numerics_fingerprint()
+    if here != recorded["fingerprint"]:
+        return (f"this machine rounds differently from the one that recorded tests/golden "
+                f"({recorded.get('machine', '?')}; fingerprint {here[:12]} != {recorded['fingerprint'][:12]}): "
+                "bit-equal replay is only defined there; `python tests/golden_runs.py --record` here to use them")
+    return None
 
 
 def run(name: str, folder: Path) -> dict:
@@ -120,6 +184,10 @@ def main() -> None:
         parser.error("nothing to do without --record")
     import tempfile
     GOLDEN.mkdir(exist_ok=True)
+    import platform
+    FINGERPRINT.write_text(json.dumps({"fingerprint": numerics_fingerprint(), "torch": torch.__version__,
+                                       "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                                       "cpu_capability": torch.backends.cpu.get_cpu_capability()}, indent=1) + "\n")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.names or list(RUNS):
             result = run(name, Path(tmp))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rlvr.algorithms import DELTAS
-from rlvr.cli import main
+from rlvr.cli import main, resolve_config_path
 from rlvr.config import load_config
 from rlvr.errors import ConfigError
 from rlvr.policies import POLICIES
@@ -128,3 +128,15 @@ def test_every_recipe_trains_every_policy_kind(recipe, kind, tmp_path, request):
     # them (the KL is 0 at the reference, there is no weight decay nor entropy bonus)
     signal = any(r["train/delta_abs_mean"] > 0 for r in rows)
     assert (moved > 0) == signal, (moved, [r["train/delta_abs_mean"] for r in rows])
+
+
+def test_a_recipe_samples_as_its_method_does_on_a_preset_that_samples_dynamically():
+    """sort5 samples dynamically; `--algo grpo` on it is GRPO (one draw), `--algo dapo` keeps dynamic
+    sampling, `--algo reinforce-ada` its adaptive rounds instead (with outcome credit)."""
+    preset = resolve_config_path("sort5")
+    assert load_config(preset).algo.dynamic_sampling
+    outcome = {"algo.credit": "outcome"}  # adaptive sampling has no per-position (process) form
+    algos = {name: load_config(preset, outcome, recipe=name).algo for name in ("grpo", "dapo", "reinforce-ada")}
+    sampling = {name: (algo.dynamic_sampling, algo.adaptive_sampling) for name, algo in algos.items()}
+    assert sampling == {"grpo": (False, "none"), "dapo": (True, "none"), "reinforce-ada": (False, "balanced")}
+    assert all(RECIPES.get(name)["algo.dynamic_sampling"] in (True, False) for name in RECIPES.names())

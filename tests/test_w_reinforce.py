@@ -121,7 +121,8 @@ def test_process_credit_applies_the_mode_with_its_settings_to_each_rewards_to_go
 
 def test_the_recipe_values():
     assert RECIPES.get("w-reinforce") == {"algo.deltas": "w-reinforce", "algo.positive_weight": 0.1,
-                                          "algo.loss": "naive", "algo.aggregation": "token-mean", "algo.kl_coef": 0.0}
+                                          "algo.loss": "naive", "algo.aggregation": "token-mean", "algo.kl_coef": 0.0,
+                                          "algo.dynamic_sampling": False, "algo.adaptive_sampling": "none"}
     cfg = load_config(None, recipe="w-reinforce")
     assert (cfg.algo.deltas, cfg.algo.positive_weight, cfg.algo.loss, cfg.algo.kl_coef) == ("w-reinforce", 0.1,
                                                                                            "naive", 0.0)

@@ -27,6 +27,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from rlvr.algorithms import DELTAS  # noqa: E402
 from rlvr.cli import resolve_config_path  # noqa: E402
 from rlvr.config import load_config  # noqa: E402
 from rlvr.recipes import RECIPES  # noqa: E402
@@ -38,8 +39,19 @@ RESULTS = ROOT / "benchmarks" / "results"
 METRIC = "eval/exact_match"
 
 
+# a recipe that normalises each reward source (gdpo) needs several: the task's verifier and, at half
+# weight, the binary exact-answer source (evaluation, exact match, is the same for every recipe)
+TWO_SOURCES = "[{kind: verifier}, {kind: exact, weight: 0.5}]"
+
+
+def sources_for(recipe: str) -> dict[str, str]:
+    needs = DELTAS.meta(RECIPES.get(recipe)["algo.deltas"]).get("needs_sources")
+    return {"rewards.sources": TWO_SOURCES} if needs else {}
+
+
 def run_recipe(preset: Path, recipe: str, seed: int, overrides: dict[str, str], workdir: Path) -> dict:
     run_dir = workdir / f"{recipe}-{seed}"
+    overrides = {**sources_for(recipe), **overrides}
     cfg = load_config(preset, {**overrides, "seed": seed, "run_dir": str(run_dir), "train.threads": 1},
                       recipe=recipe)
     summary = train(cfg, show_progress=False)

@@ -50,7 +50,9 @@ def assert_same_metrics(local, other, *, exact=True, drop=()):
         assert len(common) >= len(a) - len(drop)
         for key in common:
             exact_key = exact or a[key] is None or b[key] is None  # null: a diagnostic with nothing resolved
-            assert a[key] == (b[key] if exact_key else pytest.approx(b[key], rel=1e-5, abs=1e-6)), (a["step"], key)
+            # not exact: DDP's all-reduce sums the gradient in another order, and three Adam steps grow that
+            # last bit to ~2e-5 relative in a KL (a difference of nearly equal log-probs; AVX512 kernels)
+            assert a[key] == (b[key] if exact_key else pytest.approx(b[key], rel=1e-4, abs=1e-6)), (a["step"], key)
 
 
 @pytest.fixture(scope="module")

@@ -235,7 +235,7 @@ MUTANTS: list[Mutant] = [
     m("algorithms/deltas.py", "1 for a correct sample, 0 otherwise).\"\"\"\n    return rewards",
       "1 for a correct sample, 0 otherwise).\"\"\"\n    return 1 - rewards", SIGN_TESTS, "psr: credits the failures"),
     m("algorithms/deltas.py", "return rewards - 1", "return -rewards", SIGN_TESTS, "nsr: pushes down by R, not 1 - R"),
-    m("algorithms/deltas.py", "own.update({k: v for k, v in given.items() if k in own})", "own.update({})",
+    m("options.py", "own.update({k: v for k, v in given.items() if k in own})", "own.update({})",
       SIGN_TESTS, "deltas settings: the given values ignored (defaults used)"),
     m("algorithms/credit.py", "unbiased_std=unbiased_std, settings=settings)", "unbiased_std=unbiased_std)",
       SIGN_TESTS, "process credit: the mode's settings not passed per position"),

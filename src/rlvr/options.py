@@ -29,6 +29,7 @@ import difflib
 import math
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import field
 from typing import Any
 
@@ -168,6 +169,25 @@ def params_of(registry: Any, name: str) -> list[str]:
     """The settings the registry entry ``name`` declared (``register(name, params=Block)``)."""
     params = registry.meta(name).get("params")
     return [p.name for p in dataclasses.fields(params)] if params is not None else []
+
+
+def own_settings(registry: Any, name: str, given: Mapping[str, Any] | None, *, caller: str,
+                 shared: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The entry ``name``'s own settings: its params block's fields (but the ``shared`` ones, which
+    every entry takes under names of its own) at their defaults, overridden by ``given``. ``given``
+    may hold other entries' settings (one dict can serve every entry: ``settings_of``); a name that
+    no entry of the registry declares is a TypeError naming ``caller``."""
+    given = dict(given or {})
+    declared = set(shared)
+    for entry in registry.names():
+        declared |= set(params_of(registry, entry))
+    unknown = set(given) - declared
+    if unknown:
+        raise TypeError(f"{caller}: no {registry.kind} has the setting(s) {', '.join(sorted(unknown))}")
+    block = registry.meta(name).get("params")
+    own = {f.name: f.default for f in dataclasses.fields(block) if f.name not in shared} if block else {}
+    own.update({k: v for k, v in given.items() if k in own})
+    return own
 
 
 def settings_of(registry: Any, name: str, section: Any) -> dict[str, Any]:

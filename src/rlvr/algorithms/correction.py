@@ -50,7 +50,6 @@ tokens.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,7 +60,7 @@ from torch import Tensor
 
 from rlvr.algorithms.aggregation import masked
 from rlvr.algorithms.losses import LOG_RATIO_LIMIT, masked_mean, sequence_log_ratio
-from rlvr.options import opt
+from rlvr.options import opt, own_settings
 from rlvr.registry import Registry
 
 CorrectionFn = Callable[..., Tensor]
@@ -151,18 +150,9 @@ def log_weight_of(old_logp: Tensor, sampler_logp: Tensor, mask: Tensor) -> Tenso
 
 def correction_settings(name: str, given: dict[str, Any]) -> dict[str, Any]:
     """The named correction's own settings: its params block's defaults, overridden by ``given``;
-    another correction's setting is left out, a name no correction declares is a TypeError."""
-    declared = set()
-    for entry in ROLLOUT_CORRECTIONS.names():
-        block = ROLLOUT_CORRECTIONS.meta(entry).get("params")
-        declared |= {f.name for f in dataclasses.fields(block)} if block is not None else set()
-    unknown = set(given) - declared
-    if unknown:
-        raise TypeError(f"rollout_correction: no correction has the setting(s) {', '.join(sorted(unknown))}")
-    block = ROLLOUT_CORRECTIONS.meta(name).get("params")
-    settings = {f.name: f.default for f in dataclasses.fields(block)} if block is not None else {}
-    settings.update({k: v for k, v in given.items() if k in settings})
-    return settings
+    another correction's setting is left out, a name no correction declares is a TypeError
+    (``options.own_settings``)."""
+    return own_settings(ROLLOUT_CORRECTIONS, name, given, caller="rollout_correction")
 
 
 def rollout_correction(name: str, sampler_logp: Tensor, learner_logp: Callable[[], Tensor], advantages: Tensor,

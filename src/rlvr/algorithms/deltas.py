@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from rlvr.errors import ConfigError
-from rlvr.options import opt
+from rlvr.options import opt, own_settings
 from rlvr.registry import Registry
 
 DELTAS: Registry = Registry("deltas mode")
@@ -241,26 +241,14 @@ def gdpo(rewards: Tensor, *, sources: Tensor, source_weights: Tensor, eps: float
 
 
 
-SHARED_SETTINGS = {f.name for f in dataclasses.fields(NormParams)}  # every mode's, as eps and unbiased_std
+SHARED_SETTINGS = frozenset(f.name for f in dataclasses.fields(NormParams))  # every mode's, as eps and unbiased_std
 
 
 def mode_settings(mode: str, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The named mode's own settings: its params block's fields (but norm_eps and unbiased_std, which
-    every mode takes as ``eps`` and ``unbiased_std``) at their defaults, overridden by ``given``.
-    ``given`` may hold other modes' settings (one dict can serve every mode: ``options.settings_of``);
-    a name that no mode declares is a TypeError."""
-    given = dict(given or {})
-    declared = set(SHARED_SETTINGS)
-    for name in DELTAS.names():
-        block = DELTAS.meta(name).get("params")
-        declared |= {f.name for f in dataclasses.fields(block)} if block is not None else set()
-    unknown = set(given) - declared
-    if unknown:
-        raise TypeError(f"compute_deltas: no deltas mode has the setting(s) {', '.join(sorted(unknown))}")
-    block = DELTAS.meta(mode).get("params")
-    own = {f.name: f.default for f in dataclasses.fields(block) if f.name not in SHARED_SETTINGS} if block else {}
-    own.update({k: v for k, v in given.items() if k in own})
-    return own
+    every mode takes as ``eps`` and ``unbiased_std``) at their defaults, overridden by ``given``
+    (``options.own_settings``; a name that no mode declares is a TypeError)."""
+    return own_settings(DELTAS, mode, given, caller="compute_deltas", shared=SHARED_SETTINGS)
 
 
 def compute_deltas(rewards: Tensor, mode: str, *, eps: float = 1e-5, unbiased_std: bool = True,

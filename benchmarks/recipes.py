@@ -27,9 +27,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rlvr.algorithms import DELTAS  # noqa: E402
+from rlvr.algorithms import CREDIT, DELTAS  # noqa: E402
 from rlvr.cli import resolve_config_path  # noqa: E402
 from rlvr.config import load_config  # noqa: E402
+from rlvr.errors import ConfigError  # noqa: E402
 from rlvr.recipes import RECIPES  # noqa: E402
 from rlvr.runs.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 from rlvr.trainer import train  # noqa: E402
@@ -44,14 +45,34 @@ METRIC = "eval/exact_match"
 TWO_SOURCES = "[{kind: verifier}, {kind: exact, weight: 0.5}]"
 
 
-def sources_for(recipe: str) -> dict[str, str]:
-    needs = DELTAS.meta(RECIPES.get(recipe)["algo.deltas"]).get("needs_sources")
-    return {"rewards.sources": TWO_SOURCES} if needs else {}
+def recipe_overrides(preset: Path, recipe: str) -> dict[str, str]:
+    """What a recipe needs beyond the preset to run on it at all (stated under the table).
+
+    A recipe that normalises each reward source (gdpo) gets TWO_SOURCES. It and adaptive sampling
+    (reinforce-ada) compute their deltas per response (per source, or over a pool), so on a preset with
+    per-position credit (sort5's process credit) they run with outcome credit. A preset that leaves flat
+    groups out of the training pass (smollm2-add) keeps them for a recipe whose loss gives them a gradient
+    (a KL term in the loss: grpo)."""
+    values, extra = RECIPES.get(recipe), {}
+    per_source = DELTAS.meta(values["algo.deltas"]).get("needs_sources")
+    if per_source:
+        extra["rewards.sources"] = TWO_SOURCES
+    if per_source or values.get("algo.adaptive_sampling", "none") != "none":
+        credit = values.get("algo.credit") or load_config(preset).algo.credit
+        if CREDIT.meta(credit).get("per_position"):
+            extra["algo.credit"] = "outcome"
+    try:
+        load_config(preset, extra, recipe=recipe)
+    except ConfigError as exc:  # a preset that skips flat groups, a recipe whose loss gives them a gradient
+        if not str(exc).startswith("train.skip_flat_groups"):
+            raise
+        extra["train.skip_flat_groups"] = "false"
+    return extra
 
 
 def run_recipe(preset: Path, recipe: str, seed: int, overrides: dict[str, str], workdir: Path) -> dict:
     run_dir = workdir / f"{recipe}-{seed}"
-    overrides = {**sources_for(recipe), **overrides}
+    overrides = {**recipe_overrides(preset, recipe), **overrides}
     cfg = load_config(preset, {**overrides, "seed": seed, "run_dir": str(run_dir), "train.threads": 1},
                       recipe=recipe)
     summary = train(cfg, show_progress=False)
@@ -96,7 +117,7 @@ def plot(results: list[dict], preset: str, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def table(results: list[dict]) -> str:
+def table(results: list[dict], preset: Path) -> str:
     lines = ["| recipe | final exact match | best (mean curve) | mean over the curve | step all-correct (per seed) "
              "| s/run |", "|---|---|---|---|---|---|"]
     for r in results:
@@ -104,6 +125,10 @@ def table(results: list[dict]) -> str:
         lines.append(f"| `{r['recipe']}` | {r['final_mean']:.2f} | {max(r['mean_curve']):.2f} | "
                      f"{r['curve_mean']:.2f} | {reached} | "
                      f"{r['seconds_per_run']:.1f} |")
+    extras = [f"`{r['recipe']}` runs with " + ", ".join(f"`{k}={v}`" for k, v in extra.items())
+              for r in results if (extra := recipe_overrides(preset, r["recipe"]))]
+    if extras:
+        lines += ["", "Beyond its recipe and the preset: " + "; ".join(extras) + "."]
     return "\n".join(lines)
 
 
@@ -115,6 +140,20 @@ def update_docs(preset: str, text: str, doc: Path) -> None:
     head, rest = content.split(start, 1)
     _, tail = rest.split(end, 1)
     atomic_write_text(doc, f"{head}{start}\n{text}\n{end}{tail}")
+
+
+def load_progress(path: Path, overrides: dict[str, str]) -> dict[tuple[str, int], dict]:
+    """The runs an earlier, stopped invocation with the same overrides finished."""
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(row["recipe"], row["run"]["seed"]): row["run"] for row in rows if row["overrides"] == overrides}
+
+
+def save_progress(path: Path, overrides: dict[str, str], recipe: str, run: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(json.dumps({"overrides": overrides, "recipe": recipe, "run": run}) + "\n")
 
 
 def main() -> None:
@@ -130,8 +169,13 @@ def main() -> None:
     preset_path = resolve_config_path(args.preset)
     preset = preset_path.stem
     overrides = dict(item.split("=", 1) for item in args.set)
-    jobs = [(recipe, seed) for recipe in args.recipes for seed in range(args.seeds)]
-    finished: dict[tuple[str, int], dict] = {}
+    # every finished run is appended here at once, so a stopped benchmark restarts where it was
+    progress = ROOT / "runs" / "benchmarks" / f"recipes-{preset}.jsonl"
+    finished = load_progress(progress, overrides)
+    if finished:
+        print(f"{len(finished)} runs already finished, from {progress.relative_to(ROOT)}", flush=True)
+    jobs = [(recipe, seed) for recipe in args.recipes for seed in range(args.seeds)
+            if (recipe, seed) not in finished]
     with tempfile.TemporaryDirectory() as workdir, ProcessPoolExecutor(
             max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(run_recipe, preset_path, recipe, seed, overrides, Path(workdir)): (recipe, seed)
@@ -139,6 +183,7 @@ def main() -> None:
         for future in as_completed(futures):
             recipe, seed = futures[future]
             run = finished[(recipe, seed)] = future.result()
+            save_progress(progress, overrides, recipe, run)
             print(f"{recipe:<12} seed {seed}: final {METRIC} {run['final']:.2f} ({run['wall_seconds']:.1f}s)",
                   flush=True)
     results = [summarise(recipe, [finished[(recipe, seed)] for seed in range(args.seeds)])
@@ -149,7 +194,7 @@ def main() -> None:
                                "date": time.strftime("%Y-%m-%d"), "results": results}, indent=1) + "\n")
     png = RESULTS / f"recipes-{preset}.png"
     plot(results, preset, png)
-    text = table(results)
+    text = table(results, preset_path)
     print(text)
     print(f"wrote {out.relative_to(ROOT)} and {png.relative_to(ROOT)}")
     if not args.no_docs:

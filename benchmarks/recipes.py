@@ -198,7 +198,9 @@ def main() -> None:
     print(text)
     print(f"wrote {out.relative_to(ROOT)} and {png.relative_to(ROOT)}")
     if not args.no_docs:
-        command = " ".join(["python benchmarks/recipes.py", "--preset", args.preset, "--seeds", str(args.seeds)]
+        command = " ".join(["python benchmarks/recipes.py", "--preset", args.preset, "--seeds", str(args.seeds),
+                            "--jobs", str(args.jobs)]
+                           + (["--recipes", *args.recipes] if args.recipes != RECIPES.names() else [])
                            + (["--set", *args.set] if args.set else []))
         update_docs(preset, text + f"\n\n![recipes on {preset}](../benchmarks/results/{png.name})\n\n"
                     f"_Measured by `{command}` on {time.strftime('%Y-%m-%d')}, seeds 0..{args.seeds - 1}._",

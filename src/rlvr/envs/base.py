@@ -46,6 +46,11 @@ class Env(ABC):
     def step(self, action: str) -> Step:
         """The policy's turn (its text, without the end-of-turn token) -> the env's answer."""
 
+    def metrics(self) -> dict[str, float]:
+        """Per-episode figures averaged into ``env/<key>`` (e.g. ``success``, ``tool_calls``); read
+        once when the episode ends."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what the episode holds (processes, files); called once when it ends."""
 

@@ -48,6 +48,7 @@ from rlvr.algorithms.losses import (
 )
 from rlvr.algorithms.selection import SelectionParams
 from rlvr.analysis.param_baseline import PARAM_BASELINES
+from rlvr.envs.config import EnvConfig
 from rlvr.errors import ConfigError
 from rlvr.evaluation import evaluation_metrics
 from rlvr.options import check_fields, check_owned, fields_help, from_dict, opt, params_of, section
@@ -238,6 +239,7 @@ class Config:
     checkpoint: CheckpointConfig = section(CheckpointConfig, "checkpoints")
     rewards: RewardsConfig = section(RewardsConfig, "how rewards are computed")
     sft: SFTConfig = section(SFTConfig, "a supervised warm start")
+    env: EnvConfig = section(EnvConfig, "multi-turn episodes: the env, its limits and guard")
 
 
 # ----------------------------------------------------------------------------- building

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from math import comb
+from typing import Any
 
 import torch
 
@@ -43,7 +44,13 @@ def pass_at_k(num_samples: int, num_correct: int, k: int) -> float:
 
 @torch.no_grad()
 def evaluate(policy: Policy, task: Task, *, pass_k: int, pass_samples: int, seed: int,
-             temperature: float = 1.0, rewards: RewardRunner | None = None) -> dict[str, float]:
+             temperature: float = 1.0, rewards: RewardRunner | None = None, episodes: Any = None) -> dict[str, float]:
+    """The held-out metrics above; a multi-turn run's (``episodes``, an EpisodeSampler) are its
+    episodes' (rlvr.multiturn.evaluate_episodes)."""
+    if episodes is not None:
+        from rlvr.multiturn import evaluate_episodes
+        return evaluate_episodes(policy, task, episodes, pass_k=pass_k, pass_samples=pass_samples,  # type: ignore[arg-type]
+                                 seed=seed, temperature=temperature)
     prompts = task.eval_prompts()
     prompt_ids = policy.encode_prompts(prompts)
     greedy_ids, greedy_mask = policy.greedy(prompt_ids)

@@ -44,6 +44,14 @@ class Rollouts:
     pool_mean: Tensor | None = None  # (B,) the pool's mean reward (as the deltas see rewards)
     pool_std: Tensor | None = None   # (B,) its standard deviation
     pool_size: Tensor | None = None  # (B,) responses sampled for the prompt
+    # multi-turn episodes (rlvr.multiturn): the response is the whole episode after its first observation
+    attended: Tensor | None = None       # (N, T) every episode token (policy and env turns); None: = mask
+    token_rewards: Tensor | None = None  # (N, T) each turn's reward on the turn's last token
+
+    @property
+    def context_mask(self) -> Tensor:
+        """(N, T) the tokens a training pass reads (``mask``, the tokens the loss sees, for single answers)."""
+        return self.attended if self.attended is not None else self.mask
 
     def responses(self) -> list[list[int]]:
         return response_lists(self.response_ids, self.mask)
@@ -173,6 +181,8 @@ def as_json(value: Any) -> Any:
     """A prompt, solution or decoded response as JSON: token tuples as lists, Completions as text."""
     if isinstance(value, (tuple, list)):
         return [int(v) for v in value]
+    if hasattr(value, "to_json"):  # an Episode (rlvr.multiturn)
+        return value.to_json()
     if hasattr(value, "token_ids"):
         body = value.body()
         return body if body is not None else {"malformed": value.text, "ids": list(value.token_ids)}
@@ -286,7 +296,10 @@ def as_pools(values: Sequence[Tensor], owners: Sequence[Tensor], *, batch_size: 
 
 
 def token_reward_tensor(task: Task, rollouts: Rollouts) -> Tensor | None:
-    """The task's per-token process rewards as (N, T) (0 on padding), or None if it has none."""
+    """The task's per-token process rewards as (N, T) (0 on padding), or None if it has none; an
+    episode's are its turns' rewards, on each turn's last token."""
+    if rollouts.token_rewards is not None:
+        return rollouts.token_rewards
     responses = rollouts.decoded if rollouts.decoded is not None else rollouts.responses()
     group = rollouts.group_size
     out = torch.zeros_like(rollouts.mask)

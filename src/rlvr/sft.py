@@ -57,7 +57,18 @@ def sft_loss(policy: LMPolicy, prompts: list[str], answers: list[str]) -> Tensor
     return -aggregate(logp, mask, "token-mean")  # padding selected away, never multiplied
 
 
-def run_sft(cfg: Config, policy: Policy, task: Task, run_dir: RunDir, *, show_progress: bool) -> list[dict[str, Any]]:
+def episode_sft_loss(policy: LMPolicy, task: Task, factory: Any, prompts: list[str], rng: np.random.Generator) -> Tensor:
+    """A multi-turn task's demonstrations: each row's env played with the task's demonstrator, the
+    loss on the policy's turns only (token-mean; the observations are context)."""
+    from rlvr.multiturn import demonstrated_episodes
+    demos = [task.demonstration(p, rng) for p in prompts]  # type: ignore[attr-defined]
+    prompt_ids, response_ids, mask, attended = demonstrated_episodes(policy, factory, prompts, demos)
+    logp, _ = policy.logprobs(prompt_ids, response_ids, attended, group_size=1)
+    return -aggregate(logp, mask, "token-mean")
+
+
+def run_sft(cfg: Config, policy: Policy, task: Task, run_dir: RunDir, *, show_progress: bool,
+            episodes: Any = None) -> list[dict[str, Any]]:
     """The SFT stage: ``cfg.sft.steps`` AdamW steps; metrics to sft_metrics.jsonl. Returns its rows."""
     sft = cfg.sft
     if not isinstance(policy, LMPolicy):
@@ -70,8 +81,12 @@ def run_sft(cfg: Config, policy: Policy, task: Task, run_dir: RunDir, *, show_pr
     with Progress(total=sft.steps, enabled=show_progress) as progress:
         for step in range(1, sft.steps + 1):
             t0 = time.perf_counter()
-            demos = demonstrations(task, rng, sft.batch_size, sft.flawed_fraction)
-            loss = sft_loss(policy, [d[0] for d in demos], [d[1] for d in demos])
+            if episodes is not None:  # multi-turn: demonstrated episodes (EnvTask.demonstration)
+                demos = [(task.train_prompt(rng), "", False) for _ in range(sft.batch_size)]
+                loss = episode_sft_loss(policy, task, episodes.factory, [d[0] for d in demos], rng)
+            else:
+                demos = demonstrations(task, rng, sft.batch_size, sft.flawed_fraction)
+                loss = sft_loss(policy, [d[0] for d in demos], [d[1] for d in demos])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.optim.grad_clip or float("inf"))
@@ -81,7 +96,8 @@ def run_sft(cfg: Config, policy: Policy, task: Task, run_dir: RunDir, *, show_pr
                                    "time/step": time.perf_counter() - t0}
             if step % sft.eval_every == 0 or step == sft.steps:
                 row.update(evaluate(policy, task, pass_k=cfg.eval.pass_k, pass_samples=cfg.eval.pass_samples,
-                                    seed=evaluation_seed(cfg.seed, step), temperature=cfg.train.temperature))
+                                    seed=evaluation_seed(cfg.seed, step), temperature=cfg.train.temperature,
+                                    episodes=episodes))
             rows.append(row)
             run_dir.append_jsonl("sft_metrics.jsonl", row)
             progress.update(step, row)

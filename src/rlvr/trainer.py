@@ -68,6 +68,7 @@ from rlvr.distributed.backends import build_rollout_backend
 from rlvr.errors import RunStopped
 from rlvr.evaluation import evaluate, evaluation_seed
 from rlvr.hooks import TrainerHook
+from rlvr.multiturn import FaultCount, build_episodes, episode_metrics
 from rlvr.optim import build_optimizer, has_schedule, reset_optimizer, set_lr
 from rlvr.options import settings_of
 from rlvr.plugins import check_task
@@ -108,7 +109,7 @@ def compute_loss(policy: Policy, batch: Batch, algo: AlgoConfig, *, temperature:
     the ratio is against the learner's own pi_old and each token's pg loss carries its weight; with an
     entropy selection only the selected tokens' pg loss counts (the others stay in the denominator)."""
     r = batch.rollouts
-    logp, entropy = policy.logprobs(r.prompt_ids, r.response_ids, r.mask, group_size=r.group_size,
+    logp, entropy = policy.logprobs(r.prompt_ids, r.response_ids, r.context_mask, group_size=r.group_size,
                                     temperature=temperature)
     settings = settings_of(POLICY_LOSSES, algo.loss, algo)  # the loss's own
     per_token, metrics = policy_loss(algo.loss, logp, batch.proximal_logprobs, batch.advantages, batch.loss_mask,
@@ -151,6 +152,9 @@ class Trainer:
         check_task(self.task)
         self.rewards = build_rewards(cfg, self.task)  # the verifier, or weighted sources (rewards/sources.py)
         self.policy = build_policy(cfg.policy, self.task)
+        # multi-turn runs: episodes with an env (rlvr.multiturn), their faults counted run-wide
+        self.episodes = build_episodes(cfg, self.task, self.policy)
+        self.env_faults = FaultCount(max_failure_rate=cfg.env.max_failure_rate)
         self.reference = self.policy.frozen_reference()  # a LoRA policy: its base, adapters off
         # research hooks (rlvr.hooks): the config's, unless a list is given
         self.hooks = list(hooks) if hooks is not None else build_hooks(
@@ -158,7 +162,7 @@ class Trainer:
         self.optimizer = build_optimizer(cfg.optim, self.policy.trainable_parameters())
         self.prompts = PromptSource(self.task, cfg.seed)
         self.rollout_backend = build_rollout_backend(cfg, self.task, self.policy, self.prompts,
-                                                     rewards=self.rewards)
+                                                     rewards=self.rewards, episodes=self.episodes)
         self.aggregation_constant = cfg.algo.aggregation_constant or float(self.policy.response_length)
         self.state = TrainState(kl_coef=cfg.algo.kl_coef)
         # the run directory, checkpoints, trackers and progress display, behind one object
@@ -223,7 +227,7 @@ class Trainer:
 
     def after_step(self, step: int, row: dict[str, Any]) -> None:
         """Checkpoint every C steps and at the end; stop, with a checkpoint, when rewards fail too often."""
-        stop = self.rewards.stop_reason()
+        stop = self.rewards.stop_reason() or self.env_faults.stop_reason()
         every = self.cfg.checkpoint.every
         due = stop or step == self.cfg.train.outer_steps or (every and step % every == 0)
         if due:  # under torchrun rank 0 writes the one checkpoint
@@ -238,7 +242,8 @@ class Trainer:
         return {"policy": self.policy.state_dict(), "reference": self.reference.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "prompts": self.prompts.state_dict(),
                 "rng": rng_state(), "rollout": self.rollout_backend.state_dict(),
-                "rewards": self.rewards.state_dict(), "train_state": dataclasses.asdict(train_state)}
+                "rewards": self.rewards.state_dict(), "train_state": dataclasses.asdict(train_state),
+                "env_faults": self.env_faults.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
@@ -246,12 +251,16 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.prompts.load_state_dict(state["prompts"])
         self.rewards.load_state_dict(state["rewards"])
+        if "env_faults" in state:
+            self.env_faults.load_state_dict(state["env_faults"])
         self.state = TrainState(**state["train_state"]) if "train_state" in state else legacy_train_state(state)
         set_rng_state(state["rng"])
         self.rollout_backend.load_state_dict(state["rollout"])
 
     def close(self) -> None:
         self.rewards.close()
+        if self.episodes is not None:
+            self.episodes.close()
 
     def warm_start(self) -> list[dict[str, Any]]:
         """The config's SFT stage (sft.steps > 0), run first; the reference becomes its result."""
@@ -259,7 +268,7 @@ class Trainer:
             return []
         from rlvr.sft import run_sft
         rows = run_sft(self.cfg, self.policy, self.task, self.record.run_dir,
-                       show_progress=self.record.progress.enabled)
+                       show_progress=self.record.progress.enabled, episodes=self.episodes)
         self.reference.load_state_dict(self.policy.state_dict())
         self.state.sft_final = {k: v for k, v in rows[-1].items() if k.startswith(("eval/", "sft/"))}
         return rows
@@ -311,6 +320,8 @@ class Trainer:
         if cfg.train.skip_flat_groups:
             row["train/trained_groups"] = float(sum(len(p.rollouts.prompts) for p in parts))
         row.update(self.rewards.pop_metrics())
+        row.update(episode_metrics(rollouts.decoded or []))  # multi-turn: env/turns_mean, env/success, ...
+        row.update(self.env_faults.add(rollouts.decoded or []))
         row["algo/entropy_coef"] = entropy_coef
         row["algo/kl_coef"] = self.state.kl_coef
         if batch.ref_logprobs is not None:
@@ -435,14 +446,14 @@ class Trainer:
         forward's autocast, so that on the first inner step the learner's ratio to its own log-probs
         is 1 (up to the rounding of other batch shapes)."""
         with torch.no_grad(), autocast(model, self.cfg.train.bf16):
-            return model.logprobs(rollouts.prompt_ids, rollouts.response_ids, rollouts.mask,
+            return model.logprobs(rollouts.prompt_ids, rollouts.response_ids, rollouts.context_mask,
                                   group_size=rollouts.group_size, temperature=self.cfg.train.temperature)
 
     def constant_score_norms(self, rollouts: Rollouts) -> Tensor:
         """The squared score norm at the logits of each sampled token (N, T) under the learner as it is
         before the inner loop (``Policy.score_norms``), no grad, under the training forward's autocast."""
         with torch.no_grad(), autocast(self.policy, self.cfg.train.bf16):
-            return self.policy.score_norms(rollouts.prompt_ids, rollouts.response_ids, rollouts.mask,
+            return self.policy.score_norms(rollouts.prompt_ids, rollouts.response_ids, rollouts.context_mask,
                                            group_size=rollouts.group_size, temperature=self.cfg.train.temperature)
 
     @staticmethod
@@ -542,7 +553,7 @@ class Trainer:
         ev = self.cfg.eval
         metrics = evaluate(self.policy, self.task, pass_k=ev.pass_k, pass_samples=ev.pass_samples,
                            seed=evaluation_seed(self.cfg.seed, step), temperature=self.cfg.train.temperature,
-                           rewards=self.rewards)
+                           rewards=self.rewards, episodes=self.episodes)
         metrics["time/eval"] = time.perf_counter() - t0
         return metrics
 

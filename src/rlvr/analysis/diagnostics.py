@@ -69,7 +69,7 @@ def gradient_agreement(policy: Policy, batch: Any, loss_of: Callable[[Any], Tens
 def importance_ess(policy: Policy, batch: Any, *, temperature: float) -> dict[str, float]:
     """Normalized ESS of the sequence-level ratios pi_theta / pi_old (see module doc)."""
     r = batch.rollouts
-    logp, _ = policy.logprobs(r.prompt_ids, r.response_ids, r.mask, group_size=r.group_size,
+    logp, _ = policy.logprobs(r.prompt_ids, r.response_ids, r.context_mask, group_size=r.group_size,
                               temperature=temperature)
     return {"diag/ratio_ess_frac": float(ess_fraction(sequence_logprob(logp - r.logprobs, r.mask)))}
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from rlvr.config import Config
 from rlvr.distributed.backend import RolloutBackend
+from rlvr.multiturn import EpisodeSampler
 from rlvr.policies import Policy
 from rlvr.registry import Registry
 from rlvr.rewards import RewardRunner
@@ -20,20 +21,21 @@ BACKENDS: Registry[Callable[..., RolloutBackend]] = Registry("rollout backend")
 
 @BACKENDS.register("local")
 def _local(cfg: Config, task: Task, policy: Policy, prompts: PromptSource,
-           rewards: RewardRunner | None) -> RolloutBackend:
+           rewards: RewardRunner | None, episodes: EpisodeSampler | None) -> RolloutBackend:
     from rlvr.distributed.local import LocalRollouts
-    return LocalRollouts(cfg, task, policy, prompts, rewards)
+    return LocalRollouts(cfg, task, policy, prompts, rewards, episodes)
 
 
 @BACKENDS.register("ray")
 def _ray(cfg: Config, task: Task, policy: Policy, prompts: PromptSource,
-         rewards: RewardRunner | None) -> RolloutBackend:
+         rewards: RewardRunner | None, episodes: EpisodeSampler | None) -> RolloutBackend:
     from rlvr.distributed.ray_rollouts import RayRollouts  # imports ray: only when asked for
-    return RayRollouts(cfg, task, policy, prompts, rewards)
+    return RayRollouts(cfg, task, policy, prompts, rewards)  # each actor plays its episodes with envs of its own
 
 
 def build_rollout_backend(cfg: Config, task: Task, policy: Policy, prompts: PromptSource, *,
-                          rewards: RewardRunner | None = None) -> RolloutBackend:
+                          rewards: RewardRunner | None = None,
+                          episodes: EpisodeSampler | None = None) -> RolloutBackend:
     """The backend named by ``cfg.distributed.backend``. ``rewards`` guards the reward calls made in
     this process (Ray actors guard theirs with a runner of their own, built from ``cfg.rewards``)."""
-    return BACKENDS.get(cfg.distributed.backend)(cfg, task, policy, prompts, rewards)
+    return BACKENDS.get(cfg.distributed.backend)(cfg, task, policy, prompts, rewards, episodes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch.distributed as dist
 
 from rlvr.config import Config
+from rlvr.multiturn import EpisodeSampler
 from rlvr.policies import Policy
 from rlvr.rewards import RewardRunner
 from rlvr.rollout import PromptSource, Rollouts
@@ -29,12 +30,13 @@ def rank_and_world() -> tuple[int, int]:
 
 class LocalRollouts(RolloutBackend):
     def __init__(self, cfg: Config, task: Task, policy: Policy, prompts: PromptSource,
-                 rewards: RewardRunner | None = None) -> None:
+                 rewards: RewardRunner | None = None, episodes: EpisodeSampler | None = None) -> None:
         self.rank, self.world_size = rank_and_world()
         super().__init__(cfg, prompts, self.world_size)
         self.task = task
         self.policy = policy
         self.rewards = rewards
+        self.episodes = episodes
 
     def owned(self, shard: int) -> bool:
         return shard % self.world_size == self.rank
@@ -44,7 +46,7 @@ class LocalRollouts(RolloutBackend):
         results: list[ShardResult] = [
             (shard.index, *sample_shard(self.policy, self.task, shard, self.cfg.seed,
                                         group_size=train.group_size, temperature=train.temperature,
-                                        rewards=self.rewards))
+                                        rewards=self.rewards, episodes=self.episodes))
             for shard in shards if self.owned(shard.index)]
         if self.world_size > 1:
             gathered: list[list[ShardResult] | None] = [None] * self.world_size

@@ -26,6 +26,7 @@ own log-probs with a truncated or masked weight for pi_old / pi_behaviour (algor
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ import torch
 
 from rlvr.config import Config
 from rlvr.errors import UserError
+from rlvr.multiturn import build_episodes
 from rlvr.policies import Policy, build_policy
 from rlvr.rewards import RewardRunner
 from rlvr.rewards.sources import build_rewards
@@ -76,6 +78,9 @@ class RolloutWorker:
         # user reward code is guarded here too (in process: no pool inside an actor); model sources load here
         self.rewards = build_rewards(cfg, self.task, max_failure_rate=1.0, workers=0)
         self.policy = build_policy(cfg.policy, self.task)
+        # multi-turn runs: the actor's own envs, in process (env.workers applies to the learner's process)
+        self.episodes = build_episodes(dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, workers=0)),
+                                       self.task, self.policy)
         if cfg.distributed.worker_gpus > 0 and torch.cuda.is_available():
             self.policy.cuda()
         self.version = -1
@@ -88,7 +93,7 @@ class RolloutWorker:
         train = self.cfg.train  # the shard's own group size, if it names one (adaptive sampling)
         rollouts, state = sample_shard(self.policy, self.task, shard, self.cfg.seed,
                                        group_size=train.group_size, temperature=train.temperature,
-                                       rewards=self.rewards)
+                                       rewards=self.rewards, episodes=self.episodes)
         return shard.index, rollouts, state
 
     def pid(self) -> int:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rlvr.multiturn import EpisodeSampler
 from rlvr.policies import Policy
 from rlvr.rewards import RewardRunner
 from rlvr.rollout import Rollouts, generate
@@ -82,16 +83,23 @@ def policy_device(policy: Policy) -> torch.device:
 
 
 def sample_shard(policy: Policy, task: Task, shard: Shard, seed: int, *, group_size: int,
-                 temperature: float, rewards: RewardRunner | None = None) -> tuple[Rollouts, Tensor]:
+                 temperature: float, rewards: RewardRunner | None = None,
+                 episodes: EpisodeSampler | None = None) -> tuple[Rollouts, Tensor]:
     """Sample and score one shard, ``shard.group_size`` responses per prompt if it names a size, else
-    ``group_size``; returns its rollouts (on the CPU) and the stream's new state."""
+    ``group_size``; returns its rollouts (on the CPU) and the stream's new state. With ``episodes`` (a
+    multi-turn run) each response is an episode played with the shard's envs, scored by them."""
     generator = torch.Generator(policy_device(policy))
     if shard.rng_state is None:
         generator.manual_seed(stream_seed(seed, shard.index))
     else:
         generator.set_state(shard.rng_state)
-    rollouts = generate(policy, task, shard.prompts, group_size=shard.group_size or group_size, generator=generator,
-                        temperature=temperature, rewards=rewards)
+    group = shard.group_size or group_size
+    if episodes is not None:
+        rollouts = episodes.rollouts(policy, shard.prompts, group_size=group, generator=generator,  # type: ignore[arg-type]
+                                     temperature=temperature)
+    else:
+        rollouts = generate(policy, task, shard.prompts, group_size=group, generator=generator,
+                            temperature=temperature, rewards=rewards)
     return to_cpu(rollouts), generator.get_state()
 
 

@@ -169,7 +169,7 @@ class HFPolicy(LMPolicy):
         out = self._run(ids, positions, key_mask, cache, True)
         return out.logits[:, -1], out[self.cache_arg]
 
-    def expand(self, cache: Any, rows_per_prompt: int) -> Any:
+    def expand(self, cache: Any, rows_per_prompt: int, *, room: int = 0) -> Any:
         cache.batch_repeat_interleave(rows_per_prompt)   # in place, per layer: repeat_interleave on the batch dim
         return cache
 

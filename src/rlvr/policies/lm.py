@@ -83,7 +83,8 @@ class LMPolicy(Policy):
     def prefill(self, ids: Tensor, key_mask: Tensor) -> tuple[Tensor, Any]: ...
 
     @abstractmethod
-    def expand(self, cache: Any, rows_per_prompt: int) -> Any: ...
+    def expand(self, cache: Any, rows_per_prompt: int, *, room: int = 0) -> Any:
+        """Each prompt's cache repeated R times, with room for ``room`` more tokens (0: max_new_tokens)."""
 
     @abstractmethod
     def decode(self, ids: Tensor, positions: Tensor, key_mask: Tensor, cache: Any) -> tuple[Tensor, Any]: ...

@@ -102,9 +102,11 @@ class TransformerPolicy(LMPolicy):
         hidden, cache = self.net(ids, positions_of(key_mask), key_mask)
         return self.net.lm_head(hidden[:, -1]), cache                          # only the last position
 
-    def expand(self, cache: KVCache, rows_per_prompt: int) -> FusedDecoder | CachedRows:
-        """Each prompt's cache repeated, in the chosen decoder, with room for the response."""
-        return self.decoding.start(self.net, cache, rows_per_prompt, cache[0][0].shape[2] + self.max_new_tokens)
+    def expand(self, cache: KVCache, rows_per_prompt: int, *, room: int = 0) -> FusedDecoder | CachedRows:
+        """Each prompt's cache repeated, in the chosen decoder, with room for the response (or ``room``
+        tokens: a whole episode)."""
+        return self.decoding.start(self.net, cache, rows_per_prompt,
+                                   cache[0][0].shape[2] + (room or self.max_new_tokens))
 
     def decode(self, ids: Tensor, positions: Tensor, key_mask: Tensor,
                cache: FusedDecoder | CachedRows) -> tuple[Tensor, FusedDecoder | CachedRows]:

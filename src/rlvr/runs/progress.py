@@ -35,12 +35,17 @@ def describe(row: dict[str, Any], last_eval: dict[str, Any]) -> str:
     return "  ".join(f"{label} {merged[key]:{fmt}}" for key, label, fmt in SHOWN if key in merged)
 
 
-def tokens(value: str | Sequence[int]) -> str:
-    """A prompt or response as shown: text as it is, token ids separated by spaces."""
+def tokens(value: Any) -> str:
+    """A prompt or response as shown: text as it is, token ids separated by spaces, an episode
+    (rlvr.multiturn.Episode.to_json) turn by turn after its opening observation: ``> policy < env``."""
+    if isinstance(value, dict) and "turns" in value:
+        return " ".join(f"{'>' if t['role'] == 'policy' else '<'} {t['text']}" for t in value["turns"][1:])
     return value if isinstance(value, str) else " ".join(str(v) for v in value)
 
 
-def is_solution(response: str | Sequence[int], solution: str | Sequence[int]) -> bool:
+def is_solution(response: Any, solution: Any) -> bool:
+    if isinstance(response, dict) and "turns" in response:  # an episode: the env's verdict
+        return bool(response.get("success", response.get("fault") is None and response.get("return", 0) >= 1))
     return tokens(response) == tokens(solution)
 
 

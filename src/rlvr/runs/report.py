@@ -175,12 +175,19 @@ def heldout(runs: Sequence[Run]) -> str:
     return "".join(parts)
 
 
+def shown(response: Any) -> str:
+    """A response as HTML; an episode turn by turn, the policy's and the env's turns in their own styles."""
+    if isinstance(response, dict) and "turns" in response:
+        return " ".join(f'<span class="turn {esc(t["role"])}">{esc(t["text"])}</span>' for t in response["turns"][1:])
+    return esc(tokens(response))
+
+
 def completion_rows(record: dict[str, Any]) -> list[list[str]]:
     chips = []
     for response, count, reward, delta in distinct_responses(record):
         ok = is_solution(response, record["solution"])
         times = f" &times;{count}" if count > 1 else ""
-        chips.append(f'<span class="chip{" ok" if ok else ""}">{esc(tokens(response))}{times}'
+        chips.append(f'<span class="chip{" ok" if ok else ""}">{shown(response)}{times}'
                      f"<small>{reward:.2f} / {delta:+.2f}</small></span>")
     return [[esc(tokens(record["prompt"])), esc(tokens(record["solution"])), "".join(chips)]]
 
@@ -255,7 +262,8 @@ text-align:left;vertical-align:top}th{background:#f2f4f7}table.numbers td:not(:f
 font-variant-numeric:tabular-nums}img{max-width:100%;border:1px solid #e4e7ec}
 .chip{display:inline-block;font-family:ui-monospace,Menlo,monospace;background:#f2f4f7;border:1px solid #d8dce3;
 border-radius:4px;padding:1px 5px;margin:2px}.chip small{color:#5b6475;margin-left:5px}
-.chip.ok{background:#e3f6e6;border-color:#7cc48a}pre{background:#f7f8fa;padding:8px;overflow:auto;font-size:12px}
+.chip.ok{background:#e3f6e6;border-color:#7cc48a}
+.turn{border-radius:3px;padding:0 3px}.turn.policy{background:#dbe8ff}.turn.env{background:#fff1cc;font-style:italic}pre{background:#f7f8fa;padding:8px;overflow:auto;font-size:12px}
 code{font-family:ui-monospace,Menlo,monospace;font-size:12px}.paths{color:#5b6475;font-size:12px}
 .col{display:inline-block;vertical-align:top;margin-right:24px}
 """

@@ -1,0 +1,242 @@
+"""Multi-turn RL: rollouts that are whole episodes with an environment (issue 18).
+
+``env`` configures them: which env plays each row (the task's own, an ``EnvTask``; or the user's
+``--env module.path:make_env``, make_env(row) -> Env), the episode limits, and the guard around the
+untrusted env code (``env.timeout``, ``env.fallback_reward``, ``env.max_failure_rate``,
+``env.workers``: rlvr.envs.guard). ``build_episodes`` is the one way in; the trainer, the rollout
+backends (local and Ray actors) and the evaluation all sample through the ``EpisodeSampler`` it
+returns, so a multi-turn run differs from a single-answer run only in how its rollouts are drawn:
+
+- ``Rollouts.response_ids`` hold the episode's tokens after its first observation; ``mask`` the
+  tokens the policy sampled (what the loss sees); ``attended`` every token of the episode (what the
+  training pass reads: observations are context, never trained on); ``rewards`` the episodes'
+  returns (outcome credit broadcasts them); ``token_rewards`` each turn's reward on its last token
+  (process credit turns them into rewards-to-go over turns);
+- ``truncated``: the episode was cut by ``env.max_turns``, the token budget or a turn without <eos>
+  (so ``algo.mask_truncated`` and the overlong shaping apply);
+- ``decoded``: the ``Episode`` records, turn by turn, that samples.jsonl and the report show.
+Shapes as in rlvr.rollout: B rows, G episodes per row, N = B * G, T episode tokens.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlvr.envs.base import Env, EnvFactory, Step
+from rlvr.envs.config import EnvConfig
+
+__all__ = ["EnvConfig", "Episode", "EpisodeSampler", "build_episodes", "evaluate_episodes"]
+from rlvr.errors import ConfigError
+from rlvr.plugins import import_object
+from rlvr.policies.episodes import EpisodeLimits, EpisodeSamples, TurnCodec, sample_episodes
+from rlvr.policies.lm import LMPolicy
+from rlvr.tasks import Task
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One episode as samples.jsonl and the report show it."""
+
+    turns: tuple[tuple[str, str], ...]   # ("env" | "policy", text), in order
+    ret: float
+    truncated: bool
+    fault: str | None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"turns": [{"role": role, "text": text} for role, text in self.turns], "return": self.ret,
+                "truncated": self.truncated, "fault": self.fault, **self.metrics}
+
+    @property
+    def policy_turns(self) -> int:
+        return sum(role == "policy" for role, _ in self.turns)
+
+
+def env_factory(cfg: Any, task: Task) -> EnvFactory | None:
+    """The env of each row: ``env.factory`` if set, else the task's own (None: not a multi-turn run)."""
+    if cfg.env.factory:
+        factory = import_object(cfg.env.factory, field="env.factory")
+        if not callable(factory):
+            raise ConfigError(f"env.factory: {cfg.env.factory!r} is not callable")
+        return factory
+    if getattr(task, "rollout_kind", "responses") == "episodes":
+        return task.make_env  # type: ignore[attr-defined,no-any-return]
+    return None
+
+
+class EpisodeSampler:
+    """Samples groups of episodes as ``Rollouts``; owns the guarded envs of its process."""
+
+    def __init__(self, factory: EnvFactory, limits: EpisodeLimits, *, timeout: float, fallback_reward: float,
+                 max_failure_rate: float, workers: int) -> None:
+        from rlvr.envs.guard import EnvRunner
+        self.factory, self.limits = factory, limits
+        self.runner = EnvRunner(factory, timeout=timeout, fallback_reward=fallback_reward,
+                                max_failure_rate=max_failure_rate, workers=workers)
+
+    def sample(self, policy: LMPolicy, rows: Sequence[Any], *, group_size: int, generator: torch.Generator | None,
+               temperature: float, cached: bool = True) -> EpisodeSamples:
+        return sample_episodes(policy, rows, self.runner, group_size=group_size, limits=self.limits,
+                               generator=generator, temperature=temperature, cached=cached)
+
+    def rollouts(self, policy: LMPolicy, rows: list[Any], *, group_size: int, generator: torch.Generator,
+                 temperature: float) -> Any:
+        from rlvr.rollout import Rollouts
+        s = self.sample(policy, rows, group_size=group_size, generator=generator, temperature=temperature)
+        return Rollouts(prompts=list(rows), prompt_ids=s.prompt_ids, response_ids=s.response_ids, mask=s.mask,
+                        logprobs=s.logprobs, rewards=s.returns.reshape(len(rows), group_size), group_size=group_size,
+                        truncated=s.truncated, decoded=episodes_of(s), prompt_pad_id=policy.prompt_pad_id,
+                        attended=s.attended, token_rewards=s.token_rewards)
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def episodes_of(s: EpisodeSamples) -> list[Episode]:
+    return [Episode(turns=tuple(turns), ret=float(ret), truncated=bool(cut), fault=fault, metrics=dict(metrics))
+            for turns, ret, cut, fault, metrics in zip(s.turns, s.returns.tolist(), s.truncated.tolist(), s.faults,
+                                                       s.env_metrics, strict=True)]
+
+
+def build_episodes(cfg: Any, task: Task, policy: Any) -> EpisodeSampler | None:
+    """The run's episode sampler, or None for a single-answer run."""
+    factory = env_factory(cfg, task)
+    if factory is None:
+        return None
+    if not isinstance(policy, LMPolicy):
+        raise ConfigError(f"policy.kind: {cfg.policy.kind!r} cannot play episodes; multi-turn runs need a "
+                          "language-model policy (transformer or hf)")
+    env = cfg.env
+    limits = EpisodeLimits(max_turns=env.max_turns, max_new_tokens=policy.max_new_tokens,
+                           max_tokens=env.max_tokens or env.max_turns * (policy.max_new_tokens + 16))
+    return EpisodeSampler(factory, limits, timeout=env.timeout, fallback_reward=env.fallback_reward,
+                          max_failure_rate=env.max_failure_rate, workers=env.workers)
+
+
+# ---------------------------------------------------------------- metrics, the failure-rate stop
+def episode_metrics(episodes: Sequence[Any]) -> dict[str, float]:
+    """``env/turns_mean``, ``env/truncated`` and each env metric's mean (``env/success``,
+    ``env/tool_calls``, ...) over the episodes that report it; {} for single answers."""
+    episodes = [e for e in episodes if isinstance(e, Episode)]
+    if not episodes:
+        return {}
+    out = {"env/turns_mean": float(np.mean([e.policy_turns for e in episodes])),
+           "env/truncated": float(np.mean([e.truncated for e in episodes])),
+           "env/return_mean": float(np.mean([e.ret for e in episodes]))}
+    keys = sorted({k for e in episodes for k in e.metrics})
+    for key in keys:
+        out[f"env/{key}"] = float(np.mean([e.metrics[key] for e in episodes if key in e.metrics]))
+    return out
+
+
+@dataclass
+class FaultCount:
+    """Episodes and faults so far (the trainer's, from the rollouts of every backend): the ``fault/env_*``
+    metrics and the failure-rate stop, as ``rlvr.rewards`` does for reward calls."""
+
+    max_failure_rate: float = 0.1
+    episodes: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+
+    def add(self, episodes: Sequence[Any]) -> dict[str, float]:
+        found = [e for e in episodes if isinstance(e, Episode)]
+        if not found:
+            return {}
+        step = Counter(e.fault for e in found if e.fault is not None)
+        self.episodes += len(found)
+        self.faults.update(step)
+        out = {"fault/env_failures": float(sum(step.values())), "fault/env_failure_rate": self.rate()}
+        out.update({f"fault/env_{kind}": float(n) for kind, n in sorted(step.items())})
+        return out
+
+    def rate(self) -> float:
+        return sum(self.faults.values()) / self.episodes if self.episodes else 0.0
+
+    def stop_reason(self) -> str | None:
+        if self.rate() <= self.max_failure_rate:
+            return None
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.faults.items()))
+        return (f"env: {sum(self.faults.values())} of {self.episodes} episodes faulted ({kinds}), more than "
+                f"env.max_failure_rate {self.max_failure_rate}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"episodes": self.episodes, "faults": dict(self.faults)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.episodes, self.faults = int(state["episodes"]), Counter(state["faults"])
+
+
+# ---------------------------------------------------------------- evaluation, demonstrations
+def evaluate_episodes(policy: LMPolicy, task: Task, sampler: EpisodeSampler, *, pass_k: int, pass_samples: int,
+                      seed: int, temperature: float) -> dict[str, float]:
+    """Greedy episodes on the held-out rows: ``eval/reward_mean`` (the mean return), ``eval/exact_match``
+    (the share of successes: the env's ``success`` metric, else a return at the task's max reward),
+    ``eval/pass@k`` from ``pass_samples`` sampled episodes per row, ``eval/mean_length`` (policy tokens),
+    and each env metric's mean as ``eval/<key>`` (``eval/turns_mean`` among them)."""
+    from rlvr.evaluation import pass_at_k
+    rows = task.eval_prompts()
+    greedy = sampler.sample(policy, rows, group_size=1, generator=None, temperature=temperature)
+    episodes = episodes_of(greedy)
+    success = [successful(e, task) for e in episodes]
+    metrics = {"eval/reward_mean": float(greedy.returns.mean()), "eval/exact_match": float(np.mean(success)),
+               "eval/mean_length": float(greedy.mask.sum()) / len(rows)}
+    metrics.update({f"eval/{k.removeprefix('env/')}": v for k, v in episode_metrics(episodes).items()
+                    if k != "env/return_mean"})
+    generator = torch.Generator().manual_seed(seed)
+    sampled = episodes_of(sampler.sample(policy, rows, group_size=pass_samples, generator=generator,
+                                         temperature=temperature))
+    correct = [sum(successful(e, task) for e in sampled[i * pass_samples:(i + 1) * pass_samples])
+               for i in range(len(rows))]
+    metrics[f"eval/pass@{pass_k}"] = float(np.mean([pass_at_k(pass_samples, c, pass_k) for c in correct]))
+    if pass_k > 1:
+        metrics["eval/pass@1"] = float(np.mean([c / pass_samples for c in correct]))
+    return metrics
+
+
+def successful(episode: Episode, task: Task) -> bool:
+    if "success" in episode.metrics:
+        return bool(episode.metrics["success"])
+    return episode.fault is None and episode.ret >= task.max_reward
+
+
+def demonstrated_episodes(policy: LMPolicy, factory: EnvFactory, rows: Sequence[Any],
+                          demos: Sequence[Sequence[str]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Scripted episodes as training rows: each row's env played with the demonstrated policy turns,
+    laid out as ``sample_episodes`` lays out sampled ones (turn ids = the turn's tokens + <eos>).
+    Returns prompt_ids (N, P), response_ids, mask (policy tokens), attended (N, T). The demonstrator's
+    env is trusted code (the task's own): it runs unguarded."""
+    codec, turn_codec = policy.codec, TurnCodec(policy)
+    prompts, bodies, masks = [], [], []
+    for row, turns in zip(rows, demos, strict=True):
+        env: Env = factory(row)
+        first = env.reset()
+        history: list[tuple[str, str]] = [("env", first)]
+        ids: list[int] = []
+        mask: list[float] = []
+        for action in turns:
+            tokens = codec.encode_answer(action) + [codec.eos_id]
+            ids, mask = ids + tokens, mask + [1.0] * len(tokens)
+            history.append(("policy", action))
+            step: Step = env.step(action)
+            if step.done:
+                break
+            observation = step.observation or ""
+            obs_ids = turn_codec.observation(history, observation)
+            history.append(("env", observation))
+            ids, mask = ids + obs_ids, mask + [0.0] * len(obs_ids)
+        env.close()
+        prompts.append(first)
+        bodies.append(ids)
+        masks.append(mask)
+    width = max(len(b) for b in bodies)
+    response_ids = torch.tensor([b + [codec.pad_id] * (width - len(b)) for b in bodies], dtype=torch.long)
+    mask_t = torch.tensor([m + [0.0] * (width - len(m)) for m in masks])
+    attended = torch.tensor([[1.0] * len(b) + [0.0] * (width - len(b)) for b in bodies])
+    return policy.encode_prompts(prompts), response_ids, mask_t, attended

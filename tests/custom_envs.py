@@ -60,3 +60,42 @@ def echo_task(cfg: TaskConfig) -> EchoTask:
 
 
 echo_task.config = TaskConfig  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------- faulty envs: every 8th episode faults
+class Faulty(EchoEnv):
+    """An EchoEnv that misbehaves in its first step when it is the 8th, 16th, ... env this process made."""
+
+    made = 0
+    kind = "raise"
+
+    def __init__(self, row: str) -> None:
+        super().__init__(row)
+        Faulty.made += 1
+        self.bad = Faulty.made % 8 == 0
+
+    def step(self, action: str) -> Step:
+        if not self.bad:
+            return super().step(action)
+        if self.kind == "raise":
+            raise RuntimeError("the env broke")
+        if self.kind == "hang":
+            import time
+            time.sleep(60)
+        if self.kind == "nan":
+            return Step("no", float("nan"), False)
+        return Step(42, 0.0, False)  # type: ignore[arg-type]  # a non-string observation
+
+
+def faulty_env(kind: str):
+    def make(row: str) -> Env:
+        env = Faulty(row)
+        env.kind = kind
+        return env
+    return make
+
+
+make_raising_env = faulty_env("raise")
+make_hanging_env = faulty_env("hang")
+make_nan_env = faulty_env("nan")
+make_garbage_env = faulty_env("garbage")

@@ -31,6 +31,7 @@ from torch import Tensor
 
 from rlvr.envs.base import Env, EnvFactory, Step
 from rlvr.envs.config import EnvConfig
+from rlvr.envs.task import episode_success
 
 __all__ = ["EnvConfig", "Episode", "EpisodeSampler", "build_episodes", "evaluate_episodes"]
 from rlvr.errors import ConfigError
@@ -153,7 +154,7 @@ class FaultCount:
         self.episodes += len(found)
         self.faults.update(step)
         out = {"fault/env_failures": float(sum(step.values())), "fault/env_failure_rate": self.rate()}
-        out.update({f"fault/env_{kind}": float(n) for kind, n in sorted(step.items())})
+        out.update({f"fault/env_failures_{kind}": float(n) for kind, n in sorted(step.items())})
         return out
 
     def rate(self) -> float:
@@ -201,9 +202,7 @@ def evaluate_episodes(policy: LMPolicy, task: Task, sampler: EpisodeSampler, *, 
 
 
 def successful(episode: Episode, task: Task) -> bool:
-    if "success" in episode.metrics:
-        return bool(episode.metrics["success"])
-    return episode.fault is None and episode.ret >= task.max_reward
+    return episode_success(episode, max_reward=task.max_reward)
 
 
 def demonstrated_episodes(policy: LMPolicy, factory: EnvFactory, rows: Sequence[Any],

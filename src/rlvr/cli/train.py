@@ -80,7 +80,13 @@ def sft_command(argv: list[str]) -> int:
     run_dir = RunDir(cfg.run_dir or default_run_dir(cfg.name + "-sft"))
     run_dir.write_config(to_dict(cfg))
     start = time.perf_counter()
-    rows = run_sft(cfg, policy, task, run_dir, show_progress=not args.quiet)
+    from rlvr.multiturn import build_episodes
+    episodes = build_episodes(cfg, task, policy)  # a multi-turn task: demonstrated and evaluated as episodes
+    try:
+        rows = run_sft(cfg, policy, task, run_dir, show_progress=not args.quiet, episodes=episodes)
+    finally:
+        if episodes is not None:
+            episodes.close()
     save_final(policy, run_dir.path / "final")
     final = {k: v for k, v in rows[-1].items() if k.startswith(("eval/", "sft/"))}
     run_dir.write_json("summary.json", {"sft_steps": cfg.sft.steps, "wall_seconds": time.perf_counter() - start,

@@ -12,6 +12,7 @@ demonstrator, the policy's turns of which are the SFT warm start.
 from __future__ import annotations
 
 from abc import abstractmethod
+from typing import Any
 
 import numpy as np
 
@@ -34,3 +35,18 @@ class EnvTask(TextTask):
 
     def score_text(self, prompt: str, answer: str) -> float:
         raise TypeError(f"task {self.name!r} is played as episodes: its rewards come from its env, not a verifier")
+
+    def reward(self, prompt: str, response: Any) -> float:  # type: ignore[override]
+        """An episode's reward is its return (the env's rewards summed, rlvr.multiturn.Episode)."""
+        return float(response.ret)
+
+    def is_correct(self, prompt: str, response: Any) -> bool:  # type: ignore[override]
+        return episode_success(response, max_reward=self.max_reward)
+
+
+def episode_success(episode: Any, *, max_reward: float) -> bool:
+    """An episode (rlvr.multiturn.Episode) succeeded when its env says so (its ``success`` metric), else
+    when it ended without a fault at a return of at least ``max_reward``."""
+    if "success" in episode.metrics:
+        return bool(episode.metrics["success"])
+    return episode.fault is None and float(episode.ret) >= max_reward

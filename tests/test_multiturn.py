@@ -57,7 +57,7 @@ def warmed(overrides=None, steps=60):
     optimizer = torch.optim.AdamW(policy.parameters(), lr=3e-3)
     rng = np.random.default_rng(0)
     for _ in range(steps):
-        loss = episode_sft_loss(policy, task, custom_envs.make_echo_env, [task.train_prompt(rng) for _ in range(16)], rng)
+        loss = episode_sft_loss(policy, task, PlainEnvs(), [task.train_prompt(rng) for _ in range(16)], rng)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -186,7 +186,7 @@ def test_process_credit_is_rewards_to_go_over_turns(policy):
 def test_demonstrations_are_laid_out_as_sampled_episodes(policy):
     """A demonstrated episode's row equals the row the sampler writes when it samples the same turns."""
     task = build_task(load_config(None, TINY).task)
-    prompt_ids, ids, mask, attended = demonstrated_episodes(policy, custom_envs.make_echo_env, ["12", "34"],
+    prompt_ids, ids, mask, attended = demonstrated_episodes(policy, PlainEnvs(), ["12", "34"],
                                                             [["77", "12"], ["34"]])
     codec = policy.codec
     enc = codec.encode_answer
@@ -231,7 +231,7 @@ def hf_policy(tmp_path_factory, policy):
     optimizer = torch.optim.AdamW(hf.parameters(), lr=3e-3)
     rng = np.random.default_rng(1)
     for _ in range(40):  # demonstrations in the chat layout: the model learns to end its turns there too
-        loss = episode_sft_loss(hf, task, custom_envs.make_echo_env, [task.train_prompt(rng) for _ in range(16)], rng)
+        loss = episode_sft_loss(hf, task, PlainEnvs(), [task.train_prompt(rng) for _ in range(16)], rng)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

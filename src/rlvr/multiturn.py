@@ -29,16 +29,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlvr.envs.base import Env, EnvFactory, Step
+from rlvr.envs.base import EnvFactory, Step
 from rlvr.envs.config import EnvConfig
 from rlvr.envs.task import episode_success
-
-__all__ = ["EnvConfig", "Episode", "EpisodeSampler", "build_episodes", "evaluate_episodes"]
-from rlvr.errors import ConfigError
+from rlvr.errors import ConfigError, UserError
 from rlvr.plugins import import_object
-from rlvr.policies.episodes import EpisodeLimits, EpisodeSamples, TurnCodec, sample_episodes
+from rlvr.policies.episodes import (
+    EnvSide,
+    EpisodeLimits,
+    EpisodeSamples,
+    TurnCodec,
+    sample_episodes,
+)
 from rlvr.policies.lm import LMPolicy
 from rlvr.tasks import Task
+
+__all__ = ["EnvConfig", "Episode", "EpisodeSampler", "build_episodes", "evaluate_episodes"]
 
 
 @dataclass(frozen=True)
@@ -205,37 +211,43 @@ def successful(episode: Episode, task: Task) -> bool:
     return episode_success(episode, max_reward=task.max_reward)
 
 
-def demonstrated_episodes(policy: LMPolicy, factory: EnvFactory, rows: Sequence[Any],
+def demonstrated_episodes(policy: LMPolicy, envs: EnvSide, rows: Sequence[Any],
                           demos: Sequence[Sequence[str]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Scripted episodes as training rows: each row's env played with the demonstrated policy turns,
     laid out as ``sample_episodes`` lays out sampled ones (turn ids = the turn's tokens + <eos>).
-    Returns prompt_ids (N, P), response_ids, mask (policy tokens), attended (N, T). The demonstrator's
-    env is trusted code (the task's own): it runs unguarded."""
+    The envs are guarded like sampled episodes' (``envs``: an EnvRunner); a demonstration whose env
+    faults is left out. Returns prompt_ids (M, P), response_ids, mask (policy tokens), attended (M, T)
+    for the M rows kept."""
     codec, turn_codec = policy.codec, TurnCodec(policy)
-    prompts, bodies, masks = [], [], []
-    for row, turns in zip(rows, demos, strict=True):
-        env: Env = factory(row)
-        first = env.reset()
-        history: list[tuple[str, str]] = [("env", first)]
-        ids: list[int] = []
-        mask: list[float] = []
-        for action in turns:
+    opened = envs.start(list(rows))
+    history: dict[int, list[tuple[str, str]]] = {n: [("env", o)] for n, o in enumerate(opened) if isinstance(o, str)}
+    ids: dict[int, list[int]] = {n: [] for n in history}
+    mask: dict[int, list[float]] = {n: [] for n in history}
+    live = set(history)
+    for turn in range(max((len(d) for d in demos), default=0)):
+        actions = {n: demos[n][turn] for n in sorted(live) if turn < len(demos[n])}
+        live = set(actions)
+        for n, action in actions.items():
             tokens = codec.encode_answer(action) + [codec.eos_id]
-            ids, mask = ids + tokens, mask + [1.0] * len(tokens)
-            history.append(("policy", action))
-            step: Step = env.step(action)
-            if step.done:
-                break
-            observation = step.observation or ""
-            obs_ids = turn_codec.observation(history, observation)
-            history.append(("env", observation))
-            ids, mask = ids + obs_ids, mask + [0.0] * len(obs_ids)
-        env.close()
-        prompts.append(first)
-        bodies.append(ids)
-        masks.append(mask)
-    width = max(len(b) for b in bodies)
-    response_ids = torch.tensor([b + [codec.pad_id] * (width - len(b)) for b in bodies], dtype=torch.long)
-    mask_t = torch.tensor([m + [0.0] * (width - len(m)) for m in masks])
-    attended = torch.tensor([[1.0] * len(b) + [0.0] * (width - len(b)) for b in bodies])
-    return policy.encode_prompts(prompts), response_ids, mask_t, attended
+            ids[n], mask[n] = ids[n] + tokens, mask[n] + [1.0] * len(tokens)
+            history[n].append(("policy", action))
+        for n, result in envs.step(actions).items():
+            if not isinstance(result, Step):
+                history.pop(n), live.discard(n)
+            elif result.done:
+                live.discard(n)
+            else:
+                observation = result.observation or ""
+                obs_ids = turn_codec.observation(history[n], observation)
+                history[n].append(("env", observation))
+                ids[n], mask[n] = ids[n] + obs_ids, mask[n] + [0.0] * len(obs_ids)
+    for n in range(len(rows)):
+        envs.finish(n)
+    kept = [n for n in range(len(rows)) if n in history]
+    if not kept:
+        raise UserError("env: every demonstrated episode's env faulted; no SFT data")
+    width = max(len(ids[n]) for n in kept)
+    response_ids = torch.tensor([ids[n] + [codec.pad_id] * (width - len(ids[n])) for n in kept], dtype=torch.long)
+    mask_t = torch.tensor([mask[n] + [0.0] * (width - len(mask[n])) for n in kept])
+    attended = torch.tensor([[1.0] * len(ids[n]) + [0.0] * (width - len(ids[n])) for n in kept])
+    return policy.encode_prompts([history[n][0][1] for n in kept]), response_ids, mask_t, attended

@@ -57,12 +57,12 @@ def sft_loss(policy: LMPolicy, prompts: list[str], answers: list[str]) -> Tensor
     return -aggregate(logp, mask, "token-mean")  # padding selected away, never multiplied
 
 
-def episode_sft_loss(policy: LMPolicy, task: Task, factory: Any, prompts: list[str], rng: np.random.Generator) -> Tensor:
-    """A multi-turn task's demonstrations: each row's env played with the task's demonstrator, the
-    loss on the policy's turns only (token-mean; the observations are context)."""
+def episode_sft_loss(policy: LMPolicy, task: Task, envs: Any, prompts: list[str], rng: np.random.Generator) -> Tensor:
+    """A multi-turn task's demonstrations: each row's env (guarded: ``envs``, an EnvRunner) played with
+    the task's demonstrator, the loss on the policy's turns only (token-mean; observations are context)."""
     from rlvr.multiturn import demonstrated_episodes
     demos = [task.demonstration(p, rng) for p in prompts]  # type: ignore[attr-defined]
-    prompt_ids, response_ids, mask, attended = demonstrated_episodes(policy, factory, prompts, demos)
+    prompt_ids, response_ids, mask, attended = demonstrated_episodes(policy, envs, prompts, demos)
     logp, _ = policy.logprobs(prompt_ids, response_ids, attended, group_size=1)
     return -aggregate(logp, mask, "token-mean")
 
@@ -73,6 +73,9 @@ def run_sft(cfg: Config, policy: Policy, task: Task, run_dir: RunDir, *, show_pr
     sft = cfg.sft
     if not isinstance(policy, LMPolicy):
         raise ConfigError(f"sft.steps: SFT needs a language-model policy, not policy.kind {cfg.policy.kind!r}")
+    if episodes is not None and not hasattr(task, "demonstration"):
+        raise ConfigError(f"sft.steps: task {cfg.task.name!r} has no demonstrator for its episodes "
+                          "(an EnvTask's demonstration(row, rng)); run without SFT or give a policy.model")
     if not isinstance(task, TextTask):
         raise ConfigError(f"sft.steps: SFT needs a text task with answers, not task.name {cfg.task.name!r}")
     optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=sft.lr, weight_decay=cfg.optim.weight_decay)
@@ -83,7 +86,7 @@ def run_sft(cfg: Config, policy: Policy, task: Task, run_dir: RunDir, *, show_pr
             t0 = time.perf_counter()
             if episodes is not None:  # multi-turn: demonstrated episodes (EnvTask.demonstration)
                 demos = [(task.train_prompt(rng), "", False) for _ in range(sft.batch_size)]
-                loss = episode_sft_loss(policy, task, episodes.factory, [d[0] for d in demos], rng)
+                loss = episode_sft_loss(policy, task, episodes.runner, [d[0] for d in demos], rng)
             else:
                 demos = demonstrations(task, rng, sft.batch_size, sft.flawed_fraction)
                 loss = sft_loss(policy, [d[0] for d in demos], [d[1] for d in demos])

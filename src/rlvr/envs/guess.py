@@ -16,10 +16,9 @@ Two scripted demonstrators play it (the SFT warm start, and the reference points
   Guessing blindly can run out of turns, so the demonstrator only draws among the guesses after
   which ``max_turns`` still suffice (an interval of s numbers needs ceil(log2(s + 1)) turns); the
   DP takes the same constraint (``max_turns=``; 7.16 guesses on 1-100 in 10 turns), and with
-  enough turns it never binds. Every
-  demonstration therefore ends with the right guess within the env's turn limit, whenever
-  ``max_turns >= ceil(log2(n + 1))`` (else no strategy can guarantee it, and both demonstrators
-  bisect).
+  enough turns it never binds. Every demonstration therefore ends with the right guess within the
+  env's turn limit, whenever ``max_turns >= ceil(log2(n + 1))`` (else no strategy can guarantee
+  it, and both demonstrators bisect).
 """
 
 from __future__ import annotations

@@ -2,13 +2,16 @@
 
 Each task module registers its factory with its config class next to its code
 (``@TASKS.register("arith", config=ArithConfig)``); ``task_config_class(name)`` is how the config
-layer finds the fields of the task a run names.
+layer finds the fields of the task a run names. The tasks played as episodes live with their envs
+(rlvr.envs.guess, rlvr.envs.calc_arith) and are registered by importing them here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from rlvr.envs.calc_arith import CalcArithConfig, CalcArithTask
+from rlvr.envs.guess import GuessConfig, GuessTask
 from rlvr.errors import ConfigError
 from rlvr.plugins import call_user_code, import_object, is_import_spec
 from rlvr.tasks.arithmetic import ArithConfig, ArithTask, CountdownConfig, CountdownTask
@@ -52,7 +55,7 @@ def build_task(cfg: TaskConfig) -> Task:
     return task
 
 
-__all__ = ["RG_PREFIX", "TASKS", "ArithConfig", "ArithTask", "Completion", "CountdownConfig", "CountdownTask",
-           "DatasetConfig", "DatasetTask",
+__all__ = ["RG_PREFIX", "TASKS", "ArithConfig", "ArithTask", "CalcArithConfig", "CalcArithTask", "Completion",
+           "CountdownConfig", "CountdownTask", "DatasetConfig", "DatasetTask", "GuessConfig", "GuessTask",
            "Prompt", "Response", "SortConfig", "SortTask", "SortTextConfig", "SortTextTask", "Task", "TaskConfig",
            "TextTask", "build_task", "is_reasoning_gym", "task_config_class"]

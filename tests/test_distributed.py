@@ -291,3 +291,22 @@ def test_ray_and_torchrun_train_an_hf_lora_policy_like_the_local_backend(local_r
     local, ddp = run_cli(tmp_path, "local-cli", flags), run_cli(tmp_path, "ddp", flags, launcher=torchrun)
     assert local.returncode == 0 and ddp.returncode == 0, (local.stderr + ddp.stderr)[-3000:]
     assert_same_metrics(tmp_path / "local-cli", tmp_path / "ddp", exact=False, drop=RATIO_METRICS)
+
+
+GUESS = {"policy.hidden_size": 16, "policy.intermediate_size": 32, "policy.num_layers": 1, "policy.num_heads": 2,
+         "sft.steps": 20, "sft.batch_size": 16, "sft.eval_every": 20, "train.prompts_per_step": 4,
+         "train.group_size": 4, "task.num_eval_prompts": 4, "train.outer_steps": 3, "eval.every": 3}
+
+
+def test_multi_turn_episodes_on_ray_actors_give_the_local_backends_metrics(local_ray, tmp_path):
+    """The guess preset's episodes (env per episode, in each actor) over 2 Ray workers and 2 shards train
+    exactly like the local backend: same seed, same shards, same episodes, same metrics and samples."""
+    def guess(name, **more):
+        return load_config(ROOT / "configs" / "guess.yaml", {**GUESS, "distributed.rollout_shards": 2,
+                                                             "run_dir": str(tmp_path / name), **more})
+    Trainer(guess("local"), show_progress=False).run()
+    Trainer(guess("ray", **{"distributed.backend": "ray", "distributed.rollout_workers": 2}), show_progress=False).run()
+    assert_same_metrics(tmp_path / "local", tmp_path / "ray")
+    rows = rows_without_times(tmp_path / "ray")
+    assert all(row["env/turns_mean"] >= 1 for row in rows if row["step"] >= 1)
+    assert (tmp_path / "local" / "samples.jsonl").read_text() == (tmp_path / "ray" / "samples.jsonl").read_text()

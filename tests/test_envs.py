@@ -455,6 +455,7 @@ def test_demonstrated_episodes_tokenize_without_unknown_characters(name):
     demonstrated episodes (observations included) without a single <unk>, and their loss is finite."""
     import torch
 
+    from rlvr.envs.guard import EnvRunner
     from rlvr.multiturn import demonstrated_episodes
     from rlvr.policies import build_policy
     from rlvr.sft import episode_sft_loss
@@ -470,10 +471,11 @@ def test_demonstrated_episodes_tokenize_without_unknown_characters(name):
     rows = [task.train_prompt(rng) for _ in range(32)]
     demos = [task.demonstration(r, rng) for r in rows]
     assert max(len(turn) for demo in demos for turn in demo) + 1 <= task.max_new_tokens  # + <eos>
-    prompt_ids, response_ids, mask, _ = demonstrated_episodes(policy, task.make_env, rows, demos)
+    envs = EnvRunner(task.make_env, timeout=10.0, fallback_reward=0.0, max_failure_rate=0.0)
+    prompt_ids, response_ids, mask, _ = demonstrated_episodes(policy, envs, rows, demos)
     assert not (prompt_ids == UNK_ID).any() and not (response_ids == UNK_ID).any()
     assert int(mask.sum()) == sum(len(turn) + 1 for demo in demos for turn in demo)
-    assert torch.isfinite(episode_sft_loss(policy, task, task.make_env, rows, rng))
+    assert torch.isfinite(episode_sft_loss(policy, task, envs, rows, rng))
 
 
 @pytest.mark.parametrize("first", ["rlvr.envs.guess", "rlvr.envs.tools", "rlvr.envs.calc_arith", "rlvr.envs.task",

@@ -270,6 +270,7 @@ class Trainer:
         rows = run_sft(self.cfg, self.policy, self.task, self.record.run_dir,
                        show_progress=self.record.progress.enabled, episodes=self.episodes)
         self.reference.load_state_dict(self.policy.state_dict())
+        self.rollout_backend.sync(self.policy)  # remote samplers start from the warm-started weights too
         self.state.sft_final = {k: v for k, v in rows[-1].items() if k.startswith(("eval/", "sft/"))}
         return rows
 

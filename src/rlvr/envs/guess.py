@@ -241,7 +241,7 @@ class GuessTask(EnvTask):
         return play_demonstrator(self.make_env(prompt), self.demonstrator, rng)
 
     def alphabet_texts(self) -> list[str]:
-        return ["0123456789 -", f"{HIGHER} {LOWER} {INVALID}"]
+        return ["0123456789 -:>", f"{HIGHER} {LOWER} {INVALID}"]  # ":" and ">": for policy.prompt_template
 
 
 @dataclass

@@ -56,6 +56,8 @@ EXEMPT = {  # (doc, command as shlex.join writes it) -> why it cannot run in a t
     ("docs/scaling.md", "torchrun --nnodes 2 --nproc_per_node 8 --rdzv_backend c10d --rdzv_endpoint node0:29500 "
                         "-m rlvr train --config my.yaml"):
         "2 nodes x 8 GPUs; the single-node torchrun lines run in the distributed suite",
+    ("docs/environments.md", "rlvr train --config guess --env my_env:make_env --run-dir runs/near"):
+        "needs the guide's my_env.py beside it: test_the_env_guide_example_trains writes it and runs this line",
     ("docs/testing.md", ".venv/bin/python scripts/mutants.py --json benchmarks/results/mutants.json"):
         "every mutant, ~10 minutes; the --only line before it runs the same runner on a few",
 }
@@ -298,7 +300,7 @@ def test_commands_are_shown_in_bash_blocks_only():
                 python_blocks.append(doc)
             elif language != "bash":
                 assert not [line for line in body.splitlines() if command.match(line)], (doc, language, body)
-    assert python_blocks == ["docs/tasks.md"], python_blocks
+    assert python_blocks == ["docs/environments.md", "docs/tasks.md"], python_blocks
 
 
 def test_the_readme_maps_every_doc():
@@ -308,6 +310,16 @@ def test_the_readme_maps_every_doc():
 
 
 @pytest.mark.timeout(300)
+def test_the_env_guide_example_trains(tmp_path):
+    """docs/environments.md's my_env.py, written as shown, trains through its ``--env`` line (shortened)."""
+    (tmp_path / "my_env.py").write_text(code_blocks(ROOT / "docs" / "environments.md", "python")[0])
+    words = next(w for w in doc_commands("docs/environments.md") if "--env" in w)
+    run_command("docs/environments.md", words, tmp_path, dict(os.environ))
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "near" / "samples.jsonl").read_text().splitlines()]
+    texts = [t["text"] for e in rows[0]["responses"] for t in e["turns"] if t["role"] == "env"]
+    assert texts[0] == "1-100" and any(t.endswith(" near") or t in ("higher", "lower") for t in texts[1:])
+
+
 def test_the_task_guide_example_trains_its_task(tmp_path):
     script = tmp_path / "reverse_task.py"
     script.write_text(code_blocks(ROOT / "docs" / "tasks.md", "python")[0])

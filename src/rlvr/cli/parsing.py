@@ -81,6 +81,7 @@ def train_parser() -> Parser:
     parser.add_argument("--task", help="task name, overriding the preset's (same as --task.name; rg:NAME for reasoning-gym)")
     parser.add_argument("--policy", help="policy kind (same as --policy.kind: toy, transformer, hf)")
     parser.add_argument("--model", help="local model folder (same as --policy.model)")
+    parser.add_argument("--env", help="module.path:make_env, your env for the task's rows (same as --env.factory)")
     return parser
 
 
@@ -88,7 +89,7 @@ def config_from_args(args: argparse.Namespace, rest: list[str]) -> Config:
     overrides = parse_overrides(rest)
     shortcuts = {"seed": "seed", "run_dir": "run_dir", "task": "task.name", "policy": "policy.kind",
                  "model": "policy.model", "backend": "distributed.backend",
-                 "rollout_workers": "distributed.rollout_workers"}
+                 "rollout_workers": "distributed.rollout_workers", "env": "env.factory"}
     for attr, key in shortcuts.items():
         if getattr(args, attr, None) is not None:
             overrides[key] = getattr(args, attr)

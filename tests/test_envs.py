@@ -255,6 +255,7 @@ def test_calc_values_and_errors():
     assert calc("7/2") == "7/2" and calc("14/4") == "7/2" and calc("8/2") == "4"
     assert calc("3-8") == "-5" and calc(" (1+2) * 3 ") == "9"
     assert calc("import os") == "error: unexpected character 'i'"
+    assert calc("__import__('os')") == "error: unexpected character '_'"
     assert calc("1/0") == "error: division by zero"
     assert calc("") == "error: empty expression"
     assert calc("2**3") == "error: unexpected '*'"
@@ -313,7 +314,7 @@ def test_tool_env_unknown_tool_wrong_answer_and_malformed_calls():
     assert parse_call("<calc></calc>") == ("calc", "")
     env = ToolEnv("q?", "144", tools={}, max_turns=3)
     env.reset()
-    assert env.step("<square>12</square>") == Step("error: unknown tool square", 0.0, False)
+    assert env.step("<square>12</square>") == Step("error: no tools", 0.0, False)
     assert env.step("143") == Step(None, 0.0, True)
 
 
@@ -370,7 +371,7 @@ def test_calc_arith_rows_and_transcripts():
     assert all(len(r.split("*")[0]) == 3 and len(r.split("*")[1]) == 3 and r.endswith("=") for r in rows)
     bare = calc_task(tools=False)
     assert play(bare.make_env("437*58="), ["<calc>437*58</calc>", "25346"]) == (
-        ["error: unknown tool calc", None], 1.0, True)
+        ["error: no tools", None], 1.0, True)
 
 
 def test_calc_arith_demonstrations_always_win_and_stay_in_the_alphabet():
@@ -419,7 +420,7 @@ def test_tasks_build_by_name_with_their_configs():
     task = build_task(cfg.task)
     assert isinstance(task, GuessTask) and task.rollout_kind == "episodes"
     assert (task.low, task.high, task.max_turns, task.turn_cost, task.show_range) == (1, 50, 10, 0.02, True)
-    assert task.max_new_tokens == 4 and guess_task().max_new_tokens == 5
+    assert task.max_new_tokens == 3 and guess_task().max_new_tokens == 4  # the widest guess + <eos>
     calc_arith = build_task(load_config(None, {"task.name": "calc-arith", "policy.kind": "transformer"}).task)
     assert isinstance(calc_arith, CalcArithTask)
     assert (calc_arith.digits_a, calc_arith.digits_b, calc_arith.max_turns, calc_arith.tools,
@@ -449,10 +450,12 @@ def test_heldout_rows_are_never_trained_on(task):
         assert train | {str(h) for h in range(1, 101) if task.is_heldout(str(h))} == {str(h) for h in range(1, 101)}
 
 
+@pytest.mark.parametrize("template", ["{prompt}:", "{prompt}> "])
 @pytest.mark.parametrize("name", ["guess", "calc-arith"])
-def test_demonstrated_episodes_tokenize_without_unknown_characters(name):
+def test_demonstrated_episodes_tokenize_without_unknown_characters(name, template):
     """The SFT path on real components: a character-level transformer built for the task reads the
-    demonstrated episodes (observations included) without a single <unk>, and their loss is finite."""
+    demonstrated episodes (observations shown through a prompt template) without a single <unk>,
+    through the guarded envs, and their loss is finite."""
     import torch
 
     from rlvr.envs.guard import EnvRunner
@@ -463,6 +466,7 @@ def test_demonstrated_episodes_tokenize_without_unknown_characters(name):
 
     cfg = load_config(None, {"task.name": name, "policy.kind": "transformer", "policy.hidden_size": 16,
                              "policy.intermediate_size": 32, "policy.num_layers": 1, "policy.num_heads": 2,
+                             "policy.prompt_template": template,
                              **({"task.show_range": True} if name == "guess" else {})})
     task = build_task(cfg.task)
     torch.manual_seed(0)
@@ -472,10 +476,13 @@ def test_demonstrated_episodes_tokenize_without_unknown_characters(name):
     demos = [task.demonstration(r, rng) for r in rows]
     assert max(len(turn) for demo in demos for turn in demo) + 1 <= task.max_new_tokens  # + <eos>
     envs = EnvRunner(task.make_env, timeout=10.0, fallback_reward=0.0, max_failure_rate=0.0)
-    prompt_ids, response_ids, mask, _ = demonstrated_episodes(policy, envs, rows, demos)
-    assert not (prompt_ids == UNK_ID).any() and not (response_ids == UNK_ID).any()
-    assert int(mask.sum()) == sum(len(turn) + 1 for demo in demos for turn in demo)
-    assert torch.isfinite(episode_sft_loss(policy, task, envs, rows, rng))
+    try:
+        prompt_ids, response_ids, mask, _ = demonstrated_episodes(policy, envs, rows, demos)
+        assert not (prompt_ids == UNK_ID).any() and not (response_ids == UNK_ID).any()
+        assert int(mask.sum()) == sum(len(turn) + 1 for demo in demos for turn in demo)  # no episode left out
+        assert torch.isfinite(episode_sft_loss(policy, task, envs, rows, rng))
+    finally:
+        envs.close()
 
 
 @pytest.mark.parametrize("first", ["rlvr.envs.guess", "rlvr.envs.tools", "rlvr.envs.calc_arith", "rlvr.envs.task",

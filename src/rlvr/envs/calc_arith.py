@@ -3,7 +3,7 @@
 Rows are questions "437*58=" (a ``digits_a``-digit times a ``digits_b``-digit number). The episode
 is a ``ToolEnv``: the policy may call ``<calc>437*58</calc>`` (the observation is the result,
 "25346"), then answers "25346" (reward 1, else 0) within ``max_turns`` turns. ``tools: false``
-is the same task without the calculator (a call then reads "error: unknown tool calc"): the
+is the same task without the calculator (a call then reads "error: no tools"): the
 comparison of learning with and without the tool. The demonstrator calls the tool on a
 ``tool_rate`` share of the rows and answers directly on the rest.
 """

@@ -222,7 +222,7 @@ class GuessTask(EnvTask):
                  demonstrator: str, **kwargs: Any) -> None:
         if demonstrator not in DEMONSTRATORS:
             raise ConfigError(f"task.demonstrator: {demonstrator!r} is not one of {', '.join(DEMONSTRATORS)}")
-        kwargs.setdefault("max_new_tokens", len(str(high)) + 2)  # the widest guess, a space of slack, <eos>
+        kwargs.setdefault("max_new_tokens", len(str(high)) + 1)  # the widest guess and <eos>: 4 on 1-100
         super().__init__(**kwargs)
         self.low, self.high, self.max_turns = low, high, max_turns
         self.turn_cost, self.show_range, self.demonstrator = turn_cost, show_range, demonstrator
@@ -241,7 +241,8 @@ class GuessTask(EnvTask):
         return play_demonstrator(self.make_env(prompt), self.demonstrator, rng)
 
     def alphabet_texts(self) -> list[str]:
-        return ["0123456789 -:>", f"{HIGHER} {LOWER} {INVALID}"]  # ":" and ">": for policy.prompt_template
+        # turns, observations, and the characters prompt templates join them with ("{prompt}:", "> ")
+        return ["0123456789 -:>", f"{HIGHER} {LOWER} {INVALID}"]
 
 
 @dataclass

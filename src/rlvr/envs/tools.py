@@ -7,10 +7,11 @@ tool, and shows ``str(result)`` as the next observation. ``tool_signature`` docu
 its hints (for docs and prompts: ``calc(expression: str) -> str``).
 
 Mistakes are the policy's and come back as observations, never exceptions: an unknown tool name
-("error: unknown tool NAME"), arguments that do not convert ("error: cannot read ARGS as int"),
-and, for ``calc``, a malformed expression ("error: <reason>"). A tool that *raises* is a bug of the
-tool, not of the policy: ``ToolEnv.step`` lets the exception through, and the runner that guards
-envs (rlvr.envs.guard) ends that episode as a fault, with ``env.fallback_reward``.
+("error: unknown tool NAME"; "error: no tools" in an env that offers none), arguments that do not
+convert ("error: cannot read ARGS as int"), and, for ``calc``, a malformed expression ("error:
+<reason>"). A tool that *raises* is a bug of the tool, not of the policy: ``ToolEnv.step`` lets
+the exception through, and the runner that guards envs (rlvr.envs.guard) ends that episode as a
+fault, with ``env.fallback_reward``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from rlvr.envs.base import Env, Step
 from rlvr.tasks.expr import ExprError, evaluate_expression
 
+NO_TOOLS = "error: no tools"  # any call in an env offering none (calc-arith's tools: false)
 ARGUMENT_TYPES: dict[Any, Callable[[str], Any]] = {str: str, int: int, float: float}
 _CALL = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>(.*)</\1>", re.DOTALL)
 
@@ -75,11 +77,11 @@ class ToolEnv(Env):
     """A question, tools to call, one final answer.
 
     reset() -> the question. A turn ``<name>ARGS</name>`` with a known tool: the observation is the
-    tool's result (reward 0, not done); an unknown name or unconvertible ARGS: an "error: ..."
-    observation. Any other turn is the final answer: reward 1 if it equals ``answer`` (both
-    stripped) else 0, done. The ``max_turns``-th turn ends the episode in any case (0 unless it
-    is the right answer; a tool call there is not run). metrics: ``success`` (0/1), ``tool_calls``
-    (times a tool function ran).
+    tool's result (reward 0, not done); an unknown name ("error: unknown tool NAME"; "error: no
+    tools" when ``tools`` is empty) or unconvertible ARGS: an "error: ..." observation. Any other
+    turn is the final answer: reward 1 if it equals ``answer`` (both stripped) else 0, done. The
+    ``max_turns``-th turn ends the episode in any case (0 unless it is the right answer; a tool
+    call there is not run). metrics: ``success`` (0/1), ``tool_calls`` (times a tool function ran).
     A tool that raises propagates its exception (the guard counts the episode as a fault)."""
 
     def __init__(self, question: str, answer: str, *, tools: Mapping[str, Callable[..., Any]], max_turns: int) -> None:
@@ -114,6 +116,8 @@ class ToolEnv(Env):
 
     def call(self, name: str, args: str) -> str:
         """One tool call's observation; a tool's own exception propagates."""
+        if not self.tools:
+            return NO_TOOLS
         if name not in self.tools:
             return f"error: unknown tool {name}"
         type_name, convert = self.converters[name]

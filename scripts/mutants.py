@@ -49,6 +49,7 @@ GDPO_TESTS = ["tests/test_gdpo.py"]
 OTB_TESTS = ["tests/test_optimal_token_baseline.py"]
 RESET_TESTS = ["tests/test_optimizer_reset.py"]
 ADAPTIVE_TESTS = ["tests/test_adaptive_sampling.py"]
+EPISODE_TESTS = ["tests/test_multiturn.py", "tests/test_env_guard.py"]
 
 
 @dataclass
@@ -424,7 +425,7 @@ MUTANTS: list[Mutant] = [
       '"sampling/flat_groups": float((has_signal(groups.rewards))', ADAPTIVE_TESTS, "adaptive: flat share inverted"),
     m("rollout.py", "if f.name in GROUPED and value is not None:", "if False:",
       ADAPTIVE_TESTS + SAMPLING_TESTS, "regroup: rewards cut by prompt, not by the responses kept"),
-    m("distributed/shards.py", "group_size=shard.group_size or group_size", "group_size=group_size", ADAPTIVE_TESTS,
+    m("distributed/shards.py", "group = shard.group_size or group_size", "group = group_size", ADAPTIVE_TESTS,
       "adaptive: rounds sampled with G, not M"),
     m("distributed/backend.py", "return self.sample(self.streams.cut(prompts, group_size=group_size))",
       "return self.rollouts(len(prompts), group_size=group_size)", ADAPTIVE_TESTS,
@@ -660,6 +661,29 @@ ANALYSIS: list[dict] = [
      "new": "rel_bias=float((mean - exact).norm()),", "tests": PINNED, "why": "absolute bias reported as relative"},
 ]
 MUTANTS += [Mutant(**entry) for entry in ANALYSIS]
+
+MUTANTS += [  # ---- multi-turn episodes (policies/episodes.py, multiturn.py, envs/guard.py)
+    m("policies/episodes.py", "logps.append(logp.masked_fill(~acting, 0.0))", "logps.append(logp)", EPISODE_TESTS,
+      "observation tokens keep a sampled log-prob"),
+    m("policies/episodes.py", "sampled.append(acting)", "sampled.append(~done)", EPISODE_TESTS,
+      "observation tokens under the loss mask"),
+    m("policies/episodes.py", "key_mask = torch.cat([key_mask, live[-1][:, None]], 1)",
+      "key_mask = torch.cat([key_mask, torch.ones_like(live[-1])[:, None]], 1)", EPISODE_TESTS,
+      "a finished row's padding attended"),
+    m("policies/episodes.py", "next_pos = next_pos + live[-1].long()", "next_pos = next_pos + 1", EPISODE_TESTS,
+      "positions advance on a finished row's padding"),
+    m("policies/episodes.py", "rewards_at.append((n, t, result.reward))", "rewards_at.append((n, t - 1, result.reward))",
+      EPISODE_TESTS, "a turn's reward before its <eos>"),
+    m("policies/episodes.py", "returns[n] += result.reward", "returns[n] = result.reward", EPISODE_TESTS,
+      "the return is the last turn's reward, not the sum"),
+    m("policies/episodes.py", "elif turn_count[n] >= limits.max_turns:", "elif turn_count[n] > limits.max_turns:",
+      EPISODE_TESTS + ["tests/test_multiturn_trainer.py"], "one turn past env.max_turns"),
+    m("policies/episodes.py", "before = render(messages[:-1], True) + messages[-1][\"content\"] + str(tokenizer.eos_token)",
+      "before = render(messages[:-1], True) + messages[-1][\"content\"]", EPISODE_TESTS,
+      "the chat observation repeats the end-of-turn token"),
+    m("multiturn.py", "mask[n] + [1.0] * len(tokens)", "mask[n] + [0.0] * len(tokens)", EPISODE_TESTS,
+      "demonstrated policy turns not trained on"),
+]
 
 
 def make_copy(base: Path) -> Path:

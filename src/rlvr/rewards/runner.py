@@ -179,6 +179,7 @@ class Pool:
                     worker.job = None
                     continue
                 except (EOFError, OSError):
+                    worker.process.join(timeout=1.0)  # its pipe closed first: reap it to read the exit code
                     results[index] = ("crash", f"worker died (exit code {worker.process.exitcode})")
             elif now >= job_deadline:
                 results[index] = ("timeout", f"took longer than {self.timeout:g}s")

@@ -49,6 +49,16 @@ def test_a_multiturn_run_trains_and_writes_episodes(tmp_path):
     assert (run / "final").is_dir()
 
 
+def test_rlvr_eval_plays_the_saved_policys_episodes_as_the_run_did(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *ECHO, "--train.outer_steps", "1", "--run-dir", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    final = rows(run)[-1]
+    assert {k: shown[k] for k in final if k.startswith("eval/")} == {k: v for k, v in final.items() if k.startswith("eval/")}
+
+
 @pytest.mark.parametrize("kind", ["raising", "hanging", "nan", "garbage"])
 def test_a_faulty_env_ends_only_its_episode_and_is_counted(tmp_path, kind):
     custom_envs.Faulty.made = 0

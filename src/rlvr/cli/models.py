@@ -66,7 +66,7 @@ def eval_command(argv: list[str]) -> int:
         base = yaml.safe_load(resolve_config_path(args.config).read_text()) or {}
     elif (target / "config.yaml").is_file():
         saved = prune_saved(yaml.safe_load((target / "config.yaml").read_text()) or {})
-        base = {k: saved[k] for k in ("task", "eval", "seed", "policy") if k in saved}
+        base = {k: saved[k] for k in ("task", "eval", "seed", "policy", "env") if k in saved}
         base.get("policy", {}).pop("model", None)
     cfg = load_config(None, {**dict(flatten(base)), **overrides})
     torch.set_num_threads(cfg.train.threads)
@@ -76,8 +76,16 @@ def eval_command(argv: list[str]) -> int:
     max_new = cfg.policy.max_new_tokens if isinstance(cfg.policy, LMConfig) else 0
     policy = load_policy_folder(model_dir, max_new_tokens=max_new or text_task.max_new_tokens,
                                 trust_remote_code=hf.trust_remote_code, chat_template=hf.chat_template)
-    metrics = evaluate(policy, task, pass_k=cfg.eval.pass_k, pass_samples=cfg.eval.pass_samples,
-                       seed=cfg.seed, temperature=cfg.train.temperature)
+    if isinstance(cfg.policy, LMConfig) and cfg.policy.prompt_template != "{prompt}":
+        policy.prompt_template = cfg.policy.prompt_template  # how the run showed prompts (and observations)
+    from rlvr.multiturn import build_episodes
+    episodes = build_episodes(cfg, task, policy)  # a multi-turn task: evaluated as episodes with its env
+    try:
+        metrics = evaluate(policy, task, pass_k=cfg.eval.pass_k, pass_samples=cfg.eval.pass_samples,
+                           seed=cfg.seed, temperature=cfg.train.temperature, episodes=episodes)
+    finally:
+        if episodes is not None:
+            episodes.close()
     metrics["eval/num_prompts"] = len(task.eval_prompts())
     print(json.dumps({"model": str(model_dir), "task": cfg.task.name, **metrics}, indent=1))
     if args.out:

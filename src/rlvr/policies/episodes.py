@@ -153,6 +153,7 @@ def sample_episodes(policy: LMPolicy, rows: Sequence[Any], envs: EnvSide, *, gro
     next_pos = key_mask.sum(-1)                                                     # (N,)
     logits, cache = policy.prefill(prompt_ids, pmask)
     logits = logits.repeat_interleave(group_size, 0)
+    rows = torch.arange(N)                                 # the episodes the cache computes (compaction)
     if cached:
         cache = policy.expand(cache, group_size, room=limits.max_tokens)
     tokens: list[Tensor] = []
@@ -203,7 +204,11 @@ def sample_episodes(policy: LMPolicy, rows: Sequence[Any], envs: EnvSide, *, gro
             break
         key_mask = torch.cat([key_mask, live[-1][:, None]], 1)
         if cached:
-            logits, cache = policy.decode(token[:, None], next_pos[:, None], key_mask, cache)
+            still = (~done)[rows]                          # finished rows leave the cache once few are live
+            if float(still.float().mean()) < policy.decode_rows.compact_below:
+                cache, rows = policy.select(cache, still.nonzero().flatten()), rows[still]
+            logits = torch.zeros(N, logits.shape[-1])      # every row drawn from (the same random numbers)
+            logits[rows], cache = policy.decode(token[rows, None], next_pos[rows, None], key_mask[rows], cache)
         else:
             logits = recomputed_logits(policy, prompt_ids, tokens, key_mask, group_size)
         next_pos = next_pos + live[-1].long()

@@ -118,9 +118,10 @@ class FusedDecoder:
             torch.view_as_complex(heads[:, :, :2].unflatten(-1, (hs // 2, 2))).mul_(rot)  # q, k rotated in place
             cells = slots.view(n * nh, self.capacity, 2, hs)
             cells.view(n, nh, self.capacity, 2, hs)[:, :, t] = heads[:, :, 1:]  # this token's key and value
-            scores = torch.baddbmm(self.bias, heads[:, :, 0].reshape(n * nh, 1, hs),
-                                   cells[:, :, 0].transpose(1, 2))         # (n*nh, 1, cap)
-            y = torch.bmm(torch.softmax(scores, -1), cells[:, :, 1]).view(n, d)  # (n*nh, 1, hs) -> (n, D)
+            filled = cells[:, : t + 1]                                      # only the slots written so far
+            scores = torch.baddbmm(self.bias[:, :, : t + 1], heads[:, :, 0].reshape(n * nh, 1, hs),
+                                   filled[:, :, 0].transpose(1, 2))        # (n*nh, 1, t + 1)
+            y = torch.bmm(torch.softmax(scores, -1), filled[:, :, 1]).view(n, d)  # (n*nh, 1, hs) -> (n, D)
             x = torch.addmm(x, y, layer["o"])
             gate, up = (F.rms_norm(x, (d,), None, self.eps) @ layer["gate_up"]).chunk(2, -1)
             x = torch.addmm(x, F.silu(gate) * up, layer["down"])

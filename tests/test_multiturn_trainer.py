@@ -117,3 +117,11 @@ def test_a_killed_multiturn_run_resumes_to_the_uninterrupted_result(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "resuming" in again.stdout
     assert outcome(run) == outcome(whole)
+
+
+def test_envs_in_worker_processes_train_exactly_like_envs_in_process(tmp_path):
+    """env.workers 2: each episode's env lives in a worker process; the run is the in-process run."""
+    for workers in (0, 2):
+        assert main(["train", *ECHO, "--train.outer_steps", "2", "--env.workers", str(workers),
+                     "--run-dir", str(tmp_path / f"w{workers}")]) == 0
+    assert outcome(tmp_path / "w0") == outcome(tmp_path / "w2")

@@ -125,107 +125,144 @@ def first_observations(opened: list[Any], group_size: int) -> list[str]:
     return prompts
 
 
+class EpisodeBatch:
+    """The N episodes of one sampling call while they run: per row, whether it has ended (and how),
+    its turns so far, the observation tokens still to feed, its return; and per step the tokens
+    drawn, their log-probs, which rows sampled and which were live (``samples`` stacks them)."""
+
+    def __init__(self, opened: list[Any], envs: EnvSide, turn_codec: TurnCodec, limits: EpisodeLimits) -> None:
+        n = len(opened)
+        self.envs, self.turn_codec, self.limits = envs, turn_codec, limits
+        self.done = torch.tensor([is_fault(o) for o in opened])                      # (N,)
+        self.faults: list[str | None] = [getattr(o, "kind", None) if is_fault(o) else None for o in opened]
+        self.returns = torch.tensor([envs.fallback_reward if f else 0.0 for f in self.faults])
+        self.truncated = torch.zeros(n, dtype=torch.bool)
+        self.finished = torch.zeros(n, dtype=torch.bool)                             # envs.finish called
+        self.turns: list[list[tuple[str, str]]] = [[("env", o)] if isinstance(o, str) else [] for o in opened]
+        self.env_metrics: list[dict[str, float]] = [{} for _ in range(n)]
+        self.queue: list[list[int]] = [[] for _ in range(n)]   # observation tokens still to feed
+        self.turn: list[list[int]] = [[] for _ in range(n)]    # the policy's current turn so far
+        self.turn_count = [0] * n
+        self.rewards_at: list[tuple[int, int, float]] = []     # (row, step, reward)
+        self.tokens: list[Tensor] = []
+        self.logps: list[Tensor] = []
+        self.sampled: list[Tensor] = []
+        self.live: list[Tensor] = []
+
+    def step_tokens(self, logits: Tensor, *, pad_id: int, temperature: float, top_p: float,
+                    generator: torch.Generator | None) -> Tensor:
+        """This step's token of every row (N,): drawn where the policy has its turn, the next observation
+        token where one is queued, <pad> where the episode has ended."""
+        forced = torch.tensor([bool(q) for q in self.queue])
+        acting = ~self.done & ~forced
+        token, logp = draw(logits, ~acting, pad_id=pad_id, temperature=temperature, top_p=top_p, generator=generator)
+        for n in forced.nonzero().flatten().tolist():
+            token[n] = self.queue[n].pop(0)
+        self.tokens.append(token)
+        self.logps.append(logp.masked_fill(~acting, 0.0))
+        self.sampled.append(acting)
+        self.live.append(~self.done)
+        return token
+
+    def ended_turns(self, codec: Any) -> dict[int, str]:
+        """The turns this step's tokens ended: their texts (without <eos>) by row. A turn that reaches
+        max_new_tokens without <eos> ends its episode, truncated (it never reaches the env)."""
+        actions: dict[int, str] = {}
+        token = self.tokens[-1]
+        for n in self.sampled[-1].nonzero().flatten().tolist():
+            self.turn[n].append(int(token[n]))
+            if self.turn[n][-1] == codec.eos_id:
+                actions[n] = codec.decode(self.turn[n][:-1])
+                self.turns[n].append(("policy", actions[n]))
+                self.turn[n], self.turn_count[n] = [], self.turn_count[n] + 1
+            elif len(self.turn[n]) >= self.limits.max_new_tokens:
+                self.turns[n].append(("policy", codec.decode(self.turn[n])))
+                self.done[n], self.truncated[n] = True, True
+        return actions
+
+    def answered(self, results: Mapping[int, Any], step: int) -> None:
+        """The envs' answers to this step's turns: rewards, ends (a fault: the fallback return), and the
+        next observations queued as tokens."""
+        for n, result in results.items():
+            if is_fault(result):
+                self.faults[n], self.done[n], self.returns[n] = result.kind, True, self.envs.fallback_reward
+                continue
+            self.returns[n] += result.reward
+            self.rewards_at.append((n, step, result.reward))
+            if result.done:
+                self.done[n] = True
+            elif self.turn_count[n] >= self.limits.max_turns:
+                self.done[n], self.truncated[n] = True, True
+            else:
+                observation = result.observation if result.observation is not None else ""
+                self.turns[n].append(("env", observation))
+                self.queue[n] = self.turn_codec.observation(self.turns[n][:-1], observation)
+
+    def close_ended(self, *, out_of_tokens: bool) -> None:
+        """Episodes that ended this step (all, when the token budget is spent: truncated) read their env's
+        metrics and close it, once."""
+        if out_of_tokens:
+            self.truncated |= ~self.done
+            self.done[:] = True
+        for n in (self.done & ~self.finished).nonzero().flatten().tolist():
+            self.env_metrics[n], self.finished[n] = self.envs.finish(n), True
+
+    def samples(self, prompt_ids: Tensor) -> EpisodeSamples:
+        mask = torch.stack(self.sampled, 1).float()
+        token_rewards = torch.zeros_like(mask)
+        for n, t, reward in self.rewards_at:
+            token_rewards[n, t] += reward
+        for n, kind in enumerate(self.faults):  # a faulted episode's return: the fallback, on its last sampled token
+            if kind is not None:
+                token_rewards[n] = 0.0
+                last = mask[n].nonzero()
+                if len(last):
+                    token_rewards[n, int(last[-1])] = self.envs.fallback_reward
+        return EpisodeSamples(prompt_ids=prompt_ids, response_ids=torch.stack(self.tokens, 1), mask=mask,
+                              attended=torch.stack(self.live, 1).float(), logprobs=torch.stack(self.logps, 1),
+                              token_rewards=token_rewards, returns=self.returns, truncated=self.truncated,
+                              faults=self.faults, turns=self.turns, env_metrics=self.env_metrics)
+
+
 @torch.no_grad()
 def sample_episodes(policy: LMPolicy, rows: Sequence[Any], envs: EnvSide, *, group_size: int,
                     limits: EpisodeLimits, generator: torch.Generator | None, temperature: float,
                     cached: bool = True) -> EpisodeSamples:
-    """G episodes per row (generator None: greedy). ``cached``: the KV cache carried across turns;
-    False: the plain reference, every step recomputed from the whole sequence."""
+    """G episodes per row (generator None: greedy). ``cached``: the KV cache carried across turns (the
+    rows of finished episodes dropped from it once few are live); False: the plain reference, every
+    step recomputed from the whole sequence."""
     N = len(rows) * group_size
     opened = envs.start([rows[n // group_size] for n in range(N)])
     prompt_ids = policy.encode_prompts(first_observations(opened, group_size))      # (B, P)
-    codec, turn_codec = policy.codec, TurnCodec(policy)
-    pad, eos = codec.pad_id, codec.eos_id
-    done = torch.tensor([is_fault(o) for o in opened])                              # (N,)
-    faults: list[str | None] = [getattr(o, "kind", None) if is_fault(o) else None for o in opened]
-    returns = torch.tensor([envs.fallback_reward if f else 0.0 for f in faults])
-    truncated = torch.zeros(N, dtype=torch.bool)
-    turns: list[list[tuple[str, str]]] = [[("env", o)] if isinstance(o, str) else [] for o in opened]
-    env_metrics: list[dict[str, float]] = [{} for _ in range(N)]
-    queue: list[list[int]] = [[] for _ in range(N)]        # observation tokens still to feed, per row
-    turn: list[list[int]] = [[] for _ in range(N)]         # the policy's current turn so far
-    turn_count = [0] * N
-    rewards_at: list[tuple[int, int, float]] = []          # (row, step, reward)
-    finished = torch.zeros(N, dtype=torch.bool)            # envs.finish called
-
-    pmask = prompt_mask(prompt_ids, pad)
+    batch = EpisodeBatch(opened, envs, TurnCodec(policy), limits)
+    pmask = prompt_mask(prompt_ids, policy.codec.pad_id)
     key_mask = pmask.repeat_interleave(group_size, 0)                               # (N, P)
     next_pos = key_mask.sum(-1)                                                     # (N,)
     logits, cache = policy.prefill(prompt_ids, pmask)
-    logits = logits.repeat_interleave(group_size, 0)
-    rows = torch.arange(N)                                 # the episodes the cache computes (compaction)
+    logits = logits.repeat_interleave(group_size, 0)                                # (N, V)
+    computed = torch.arange(N)                                                      # the rows the cache holds
     if cached:
         cache = policy.expand(cache, group_size, room=limits.max_tokens)
-    tokens: list[Tensor] = []
-    logps: list[Tensor] = []
-    sampled: list[Tensor] = []
-    live: list[Tensor] = []
     for t in range(limits.max_tokens):
-        forced = torch.tensor([bool(q) for q in queue])
-        acting = ~done & ~forced
-        token, logp = draw(logits, ~acting, pad_id=pad, temperature=temperature, top_p=policy.top_p,
-                           generator=generator)
-        for n in forced.nonzero().flatten().tolist():
-            token[n] = queue[n].pop(0)
-        tokens.append(token)
-        logps.append(logp.masked_fill(~acting, 0.0))
-        sampled.append(acting)
-        live.append(~done)
-        actions: dict[int, str] = {}
-        for n in acting.nonzero().flatten().tolist():
-            turn[n].append(int(token[n]))
-            if turn[n][-1] == eos:
-                actions[n] = codec.decode(turn[n][:-1])
-                turns[n].append(("policy", actions[n]))
-                turn[n], turn_count[n] = [], turn_count[n] + 1
-            elif len(turn[n]) >= limits.max_new_tokens:       # a turn without <eos>: the episode is cut
-                turns[n].append(("policy", codec.decode(turn[n])))
-                done[n], truncated[n] = True, True
-        for n, result in envs.step(actions).items():
-            if is_fault(result):
-                faults[n], done[n], returns[n] = result.kind, True, envs.fallback_reward
-                continue
-            returns[n] += result.reward
-            rewards_at.append((n, t, result.reward))
-            if result.done:
-                done[n] = True
-            elif turn_count[n] >= limits.max_turns:
-                done[n], truncated[n] = True, True
-            else:
-                observation = result.observation if result.observation is not None else ""
-                turns[n].append(("env", observation))
-                queue[n] = turn_codec.observation(turns[n][:-1], observation)
-        if t == limits.max_tokens - 1:
-            truncated |= ~done
-            done[:] = True
-        for n in (done & ~finished).nonzero().flatten().tolist():  # ended: metrics read, env closed, once
-            env_metrics[n], finished[n] = envs.finish(n), True
-        if bool(done.all()):
+        token = batch.step_tokens(logits, pad_id=policy.codec.pad_id, temperature=temperature, top_p=policy.top_p,
+                                  generator=generator)
+        batch.answered(envs.step(batch.ended_turns(policy.codec)), t)
+        batch.close_ended(out_of_tokens=t == limits.max_tokens - 1)
+        if bool(batch.done.all()):
             break
-        key_mask = torch.cat([key_mask, live[-1][:, None]], 1)
+        live = batch.live[-1]
+        key_mask = torch.cat([key_mask, live[:, None]], 1)
         if cached:
-            still = (~done)[rows]                          # finished rows leave the cache once few are live
+            still = (~batch.done)[computed]
             if float(still.float().mean()) < policy.decode_rows.compact_below:
-                cache, rows = policy.select(cache, still.nonzero().flatten()), rows[still]
-            logits = torch.zeros(N, logits.shape[-1])      # every row drawn from (the same random numbers)
-            logits[rows], cache = policy.decode(token[rows, None], next_pos[rows, None], key_mask[rows], cache)
+                cache, computed = policy.select(cache, still.nonzero().flatten()), computed[still]
+            logits = torch.zeros(N, logits.shape[-1])  # every row drawn from (the same random numbers)
+            logits[computed], cache = policy.decode(token[computed, None], next_pos[computed, None],
+                                                    key_mask[computed], cache)
         else:
-            logits = recomputed_logits(policy, prompt_ids, tokens, key_mask, group_size)
-        next_pos = next_pos + live[-1].long()
-    mask = torch.stack(sampled, 1).float()
-    token_rewards = torch.zeros_like(mask)
-    for n, t, reward in rewards_at:
-        token_rewards[n, t] += reward
-    for n, kind in enumerate(faults):  # a faulted episode's return is the fallback, on its last sampled token
-        if kind is not None:
-            token_rewards[n] = 0.0
-            last = mask[n].nonzero()
-            if len(last):
-                token_rewards[n, int(last[-1])] = envs.fallback_reward
-    return EpisodeSamples(prompt_ids=prompt_ids, response_ids=torch.stack(tokens, 1), mask=mask,
-                          attended=torch.stack(live, 1).float(), logprobs=torch.stack(logps, 1),
-                          token_rewards=token_rewards, returns=returns, truncated=truncated, faults=faults,
-                          turns=turns, env_metrics=env_metrics)
+            logits = recomputed_logits(policy, prompt_ids, batch.tokens, key_mask, group_size)
+        next_pos = next_pos + live.long()
+    return batch.samples(prompt_ids)
 
 
 def recomputed_logits(policy: LMPolicy, prompt_ids: Tensor, tokens: list[Tensor], key_mask: Tensor,

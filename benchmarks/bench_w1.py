@@ -414,7 +414,8 @@ def print_table(result: dict) -> None:
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
     head = (f"{'tool':5s} {'beta':>5s} {'s/step med':>10s} {'min':>6s} {'max':>6s} {'gen s':>6s} {'train s':>7s} "
             f"{'tok/s':>7s} {'RSS MB':>7s} {'imports':>7s} {'GFLOP/s':>7s} {'r@20':>6s} {'r@200':>6s} {'r@last':>6s}")
-    print(head)
+    if result["tools"]:
+        print(head)
     for tool, per in result["tools"].items():
         for beta, s in per.items():
             print(f"{tool:5s} {beta:>5s} {s['step_median']:10.3f} {s['step_min']:6.3f} {s['step_max']:6.3f} "
@@ -427,8 +428,8 @@ def print_table(result: dict) -> None:
     for beta, r in result.get("base_over_new_step_time", {}).items():
         print(f"A/B: base / today's rlvr step time, beta {beta}: {r:.3f}")
     m = result["machine"]
-    print(f"matmul fp32 {m['fp32_gflops']:.0f}, bf16 {m['bf16_gflops']:.0f} GFLOP/s; prompts the same for every "
-          f"run: {result['prompt_lists']['same_for_every_run']}")
+    same = f"; prompts the same for every run: {result['prompt_lists']['same_for_every_run']}" if result["tools"] else ""
+    print(f"matmul fp32 {m['fp32_gflops']:.0f}, bf16 {m['bf16_gflops']:.0f} GFLOP/s{same}")
     if "generation" in result:
         g = result["generation"]
         print(f"generation alone: rlvr {g['rlvr']['tokens_per_s']:.0f} tok/s, HF generate {g['hf']['tokens_per_s']:.0f} "

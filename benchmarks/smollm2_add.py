@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--out", help="default: benchmarks/results/CONFIG.json")
     parser.add_argument("--reuse-base", action="store_true", help="reuse runs/CONFIG-base/eval-*.json")
     parser.add_argument("--eval-prompts", type=int, default=64, help="held-out prompts per evaluation set")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs", help="where the run folders go (CONFIG-base, CONFIG-sS)")
     args = parser.parse_args()
     watch = LoadWatch()
     if not (MODEL / "config.json").is_file():
@@ -83,13 +84,13 @@ def main() -> None:
     result = {"preset": f"configs/{args.config}.yaml", "commit": commit, "versions": versions(),
               "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
               "steps": args.steps, "eval_prompts": args.eval_prompts, "runs": []}
-    base = ROOT / "runs" / f"{args.config}-base"
+    base = args.work / f"{args.config}-base"
     base.mkdir(parents=True, exist_ok=True)
     # the same prompts and draws for every seed; --reuse-base: an earlier invocation's files
     before = evaluate(MODEL, base, args.config, args.sets, reuse=args.reuse_base, prompts=args.eval_prompts)
     print("base: " + json.dumps(before), flush=True)
     for seed in args.seeds:
-        folder = ROOT / "runs" / f"{args.config}-s{seed}"
+        folder = args.work / f"{args.config}-s{seed}"
         shutil.rmtree(folder / "run", ignore_errors=True)  # a reused run directory would keep the old rows
         folder.mkdir(parents=True, exist_ok=True)
         load_before = os.getloadavg()[0]

@@ -25,7 +25,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from provenance import LoadWatch, provenance, rss_now_mb, summary
+from provenance import LoadWatch, peak_rss_mb, provenance, rss_now_mb, summary
 
 RSS_AFTER_IMPORTS = rss_now_mb()
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +75,7 @@ def sort_task():
 
 
 def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_mb()
 
 
 def seed_prompts(seed: int, steps: int) -> list[str]:
@@ -131,7 +130,8 @@ def run_rlvr(folder: str, steps: int, beta: float, seed: int, prompts: list[str]
     return {"step_s": [r["time/step"] for r in rows], "gen_s": [r["time/rollout"] for r in rows],
             "train_s": [r["time/train"] for r in rows], "reward": [r["train/reward_mean"] for r in rows],
             "tokens": [r["train/response_length"] * PROMPTS * GROUP for r in rows], "rss_mb": rss_mb(),
-            "rss_after_imports_mb": after_imports, "prompts_sha256": prompts_hash(used)}
+            "rss_after_imports_mb": after_imports, "prompts_sha256": prompts_hash(used),
+            "norm_eps": cfg.algo.norm_eps}
 
 
 def run_trl(folder: str, steps: int, beta: float, seed: int, prompts: list[str]) -> dict:

@@ -92,6 +92,11 @@ def own_load() -> float:
     return mine + inherited
 
 
+def is_busy(load: float, own: float, cores: int) -> bool:
+    """Other processes load the machine by more than BUSY_PER_CORE (0.5) per core."""
+    return others_per_core(load, own, cores) > BUSY_PER_CORE
+
+
 def busy_warning(load: float, own: float, cores: int) -> str:
     return (f"warning: busy machine: 1-minute load {load:.2f} on {cores} cores, "
             f"{others_per_core(load, own, cores):.2f} per core from other processes (> {BUSY_PER_CORE}); "
@@ -117,7 +122,7 @@ class LoadWatch:
 
     @property
     def busy(self) -> bool:
-        return self.others_per_core > BUSY_PER_CORE
+        return is_busy(self.before, self.own_before, self.cores)
 
     def stop(self) -> None:
         self.after = os.getloadavg()[0]
@@ -129,22 +134,29 @@ class LoadWatch:
 
 
 # ---------------------------------------------------------------- memory
-def rss_now_mb() -> float | None:
-    """Resident memory of this process now (VmRSS of /proc/self/status), MB; None where there is none."""
+def proc_status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status (VmRSS, VmHWM), MB; None where there is none."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return None
 
 
+def rss_now_mb() -> float | None:
+    """Resident memory of this process now (VmRSS), MB; None where /proc has none."""
+    return proc_status_mb("VmRSS")
+
+
 def peak_rss_mb(*, children: bool = False) -> float:
-    """Peak resident memory (ru_maxrss, KB on Linux), MB: of this process, or with ``children`` of the
-    largest finished (waited-for) child process."""
-    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
-    return resource.getrusage(who).ru_maxrss / 1024
+    """Peak resident memory, MB: of this process (ru_maxrss, or the kernel's newer high-water mark
+    VmHWM when it is higher: ru_maxrss lags it), or with ``children`` of the largest finished
+    (waited-for) child process (ru_maxrss of RUSAGE_CHILDREN)."""
+    if children:
+        return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, proc_status_mb("VmHWM") or 0.0)
 
 
 def memory(rss_after_imports_mb: float | None, *, children: bool = False) -> dict[str, float | None]:

@@ -63,8 +63,10 @@ STEPS = [
          ("--steps", "3", "--seeds", "1", "--threads", "1"), 330, "w1"),
     Step("w1-beta0.04", "w1-{stamp}-beta0.04.json", "bench_w1 beta=0.04", "bench_w1.py", ("--betas", "0.04", "--no-gen"),
          ("--steps", "3", "--seeds", "1", "--threads", "1"), 390, "w1"),
-    Step("generation", "w1-{stamp}-generation.json", "generation vs HF generate", "bench_w1.py", ("--gen-only",), ("--gen-reps", "2", "--threads", "1"), 60, "w1"),
-    Step("decode", "decode-breakdown-{stamp}.json", "decode breakdown", "decode_breakdown.py", (), ("--threads", "1", "--reps", "2"), 60, "decode"),
+    Step("generation", "w1-{stamp}-generation.json", "generation vs HF generate", "bench_w1.py", ("--gen-only",),
+         ("--gen-reps", "2", "--threads", "1"), 60, "w1"),
+    Step("decode", "decode-breakdown-{stamp}.json", "decode breakdown", "decode_breakdown.py", (),
+         ("--threads", "1", "--reps", "2"), 60, "decode"),
     Step("w2", "smollm2-add-{stamp}.json", "W2 smollm2_add", "smollm2_add.py", ("--seeds", "0", "1"),
          ("--seeds", "0", "--steps", "1", "--sets", "add", "--eval-prompts", "4"), 4200, "w2", 240.0),
 ]
@@ -205,7 +207,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     steps = [s for s in STEPS if not args.only or s.name in args.only]
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
     if args.quick:
-        folder = Path("<temporary folder>") if args.dry_run else Path(tempfile.mkdtemp(prefix="bench-quick-"))
+        folder = Path(tempfile.gettempdir()) / "bench-quick-XXXXXXXX" if args.dry_run else Path(tempfile.mkdtemp(prefix="bench-quick-"))
         plan = Plan(steps, folder / "results", True, stamp, work=folder / "runs", doc=folder / "performance.md")
         if not args.dry_run:
             plan.results.mkdir(parents=True)

@@ -142,7 +142,9 @@ def generation_line(sources: Sources) -> str | None:
 
 
 def render_w1(sources: Sources) -> str:
-    first = sources[0][1]
+    if not any("tools" in r or "generation" in r for _, r in sources):
+        raise KeyError("tools")
+    first = next((r for _, r in sources if r.get("tools")), sources[0][1])
     runs = [f"`{name}`" for name, _ in sources]
     m = first.get("machine", {})
     head = (f"From {', '.join(runs)}: {first.get('steps')} steps x {first.get('seeds')} seeds, "

@@ -138,7 +138,8 @@ def main() -> None:
     atomic_write_text(out, json.dumps({"preset": preset_path.stem, "seeds": args.seeds, "workers": args.workers,
                                        "overrides": {"algo.loss": "clipped", **overrides},
                                        "date": time.strftime("%Y-%m-%d"), "results": results,
-                                       "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS, children=True)}, indent=1) + "\n")
+                                       "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS,
+                                                                children=True)}, indent=1) + "\n")
     print(table(results))
     print(f"wrote {out.relative_to(ROOT)}")
 

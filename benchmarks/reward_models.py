@@ -90,7 +90,8 @@ def main() -> int:
                 "final": summary["final"], "wall_seconds": summary["wall_seconds"],
                 "curve": [{"step": r["step"], **{k: r[k] for k in keys if k in r}} for r in rows]}
             print(setting, seed, summary["final"], flush=True)
-    result = {"rm": rm_summary, "args": vars(args), "runs": runs, "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS, children=True)}
+    result = {"rm": rm_summary, "args": vars(args), "runs": runs,
+              "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS, children=True)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS / "reward-models.json", json.dumps(result, indent=1))
     plot(runs, IMAGES / "reward-models.png")

@@ -10,8 +10,9 @@ seed; the numbers come from its metrics.jsonl and summary.json:
                      process group), i.e. the fixed cost of the setup
 - weight sync ms     mean time of the learner's per-step ``ray.put`` of its weights
 Writes benchmarks/results/scaling-<date>.json (per setup also the median and full range of the step,
-rollout and train times; a "provenance" block, benchmarks/provenance.py). The config is any preset or YAML (``--config``),
-so the same script measures a transformer policy when one is configured.
+rollout and train times; the weight sync's too; a "provenance" block, benchmarks/provenance.py). The
+config is any preset or YAML (``--config``), so the same script measures a transformer policy when
+one is configured.
 """
 
 from __future__ import annotations

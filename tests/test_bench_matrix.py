@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -82,11 +83,13 @@ def test_an_rlvr_w1_run_trains_on_the_prompt_list_it_is_given_with_trls_epsilon(
     import bench_w1
 
     monkeypatch.setattr(bench_w1, "THREADS", 1)
-    bench_w1.build_folder(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the run's own directory goes here too
+    folder = tmp_path / "model"
+    bench_w1.build_folder(folder)
     prompts = bench_w1.seed_prompts(7, 2)
     assert len(prompts) == 2 * bench_w1.PROMPTS and prompts == bench_w1.seed_prompts(7, 2)
     given = list(reversed(prompts))  # not the order rlvr would draw them in
-    out = bench_w1.run_rlvr(str(tmp_path), 2, 0.0, 7, given)
+    out = bench_w1.run_rlvr(str(folder), 2, 0.0, 7, given)
     assert out["prompts_sha256"] == bench_w1.prompts_hash(given) != bench_w1.prompts_hash(prompts)
     assert out["norm_eps"] == 1e-4 == bench_w1.NORM_EPS
     assert 0 < out["rss_after_imports_mb"] <= out["rss_mb"]

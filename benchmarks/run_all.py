@@ -185,18 +185,16 @@ def run(plan: Plan) -> int:
                        eta_s(estimates, done, i + 1, 0.0) if i + 1 < total else 0.0), flush=True)
         if code == 0:
             ok.add(step.name)
-    table = plan.table_command(ok)
+    table, table_code = plan.table_command(ok), 0
     if table is not None:
         print(f"tables: {shown(table)}", flush=True)
-        code = subprocess.run(table, cwd=ROOT).returncode
-        if code != 0:
-            return code
+        table_code = subprocess.run(table, cwd=ROOT).returncode
     watch.stop()
     failed = [s.name for s in plan.steps if s.name not in ok and s.name not in plan.skipped]
     print(f"benchmark matrix: {len(ok)} done, {len(plan.skipped)} skipped, {len(failed)} failed"
           f"{' (' + ', '.join(failed) + ')' if failed else ''} in {clock(time.monotonic() - start)}; "
           f"results in {plan.results}", flush=True)
-    return 1 if failed else 0
+    return 1 if failed or table_code else 0
 
 
 def make_plan(args: argparse.Namespace) -> Plan:

@@ -25,6 +25,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -107,7 +108,7 @@ def run_rlvr(folder: str, steps: int, beta: float, seed: int, prompts: list[str]
 
     after_imports = rss_now_mb()
     cfg = load_config(None, {
-        "name": "w1", "seed": seed, "run_dir": tempfile.mkdtemp(prefix="w1-rlvr-"),
+        "name": "w1", "seed": seed, "run_dir": tempfile.mkdtemp(prefix="w1-rlvr-", dir=folder),
         "task.name": "sort-text", "task.length": 5, "task.num_eval_prompts": 16,
         "policy.kind": "transformer", "policy.model": folder, "policy.max_new_tokens": MAX_NEW,
         "algo.deltas": "normalized", "algo.norm_eps": NORM_EPS, "algo.loss": "clipped", "algo.clip_eps_low": 0.2,
@@ -174,7 +175,7 @@ def run_trl(folder: str, steps: int, beta: float, seed: int, prompts: list[str])
             out["train_s"].append(total - gen)
 
     args = GRPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="w1-trl-"), per_device_train_batch_size=PROMPTS * GROUP,
+        output_dir=tempfile.mkdtemp(prefix="w1-trl-", dir=folder), per_device_train_batch_size=PROMPTS * GROUP,
         gradient_accumulation_steps=1, generation_batch_size=PROMPTS * GROUP, num_generations=GROUP,
         max_completion_length=MAX_NEW, temperature=1.0, learning_rate=LR, lr_scheduler_type="constant",
         max_grad_norm=1.0, epsilon=0.2, beta=beta, num_iterations=1, logging_steps=1, bf16=False,
@@ -408,6 +409,7 @@ def main() -> None:
     atomic_write_text(path, json.dumps(result, indent=1))
     print_table(result)
     print(f"wrote {path}")
+    shutil.rmtree(folder, ignore_errors=True)  # the model, the prompt lists and the runs' directories
 
 
 def print_table(result: dict) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -166,6 +167,7 @@ def main() -> None:
                                         "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS)},
                                        indent=1) + "\n")
     print(f"wrote {path}")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

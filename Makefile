@@ -6,7 +6,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 EXTRAS  ?= dev,hf,rg,lora
 
-.PHONY: demo test test-slow test-distributed lint bench-lecture bench-scaling clean
+.PHONY: demo test test-slow test-distributed lint bench bench-lecture bench-scaling clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -32,6 +32,13 @@ test-distributed: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+
+# The whole benchmark matrix at HEAD (W1 at both betas vs TRL, generation vs HF generate, the rollout
+# breakdown, W2), with a progress line and an ETA, then docs/performance.md's tables from its JSON
+# (benchmarks/run_all.py; ~1.5 hours on an idle 2-core machine). Installs the bench extra (trl) first.
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[bench,$(EXTRAS)]"
+	$(BIN)/python benchmarks/run_all.py
 
 bench-lecture: $(STAMP)
 	$(BIN)/python benchmarks/lecture_sort.py

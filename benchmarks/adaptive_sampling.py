@@ -15,7 +15,8 @@ Each (arm, seed) trains in a worker process (one thread; --jobs at once) and rec
 evaluation, eval/exact_match and the responses sampled so far (the inference cost: B x G a step for
 uniform, the draws' B x G for dynamic, the pools for the adaptive arms), and per step the share of
 trained groups without a reward spread. Writes benchmarks/results/adaptive-sampling-<preset>.json
-(or --out): per arm the mean curve over seeds against steps and against responses sampled.
+(or --out): per arm the mean curve over seeds against steps and against responses sampled, seconds
+per run (median and range), and a "provenance" block (benchmarks/provenance.py).
 """
 
 from __future__ import annotations
@@ -29,11 +30,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from provenance import LoadWatch, provenance, rss_now_mb
+from provenance import summary as median_range
 from rlvr.cli import resolve_config_path
 from rlvr.config import load_config
 from rlvr.runs.atomic import atomic_write_text
 from rlvr.trainer import train
 
+RSS_AFTER_IMPORTS = rss_now_mb()
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 METRIC = "eval/exact_match"
@@ -82,7 +86,8 @@ def summarise(arm: str, runs: list[dict]) -> dict:
         "mean_curve": [statistics.fmean(p[2] for p in c) for c in columns],
         "min_curve": [min(p[2] for p in c) for c in columns], "max_curve": [max(p[2] for p in c) for c in columns],
         "final_mean": statistics.fmean(r["final"] for r in runs),
-        "seconds_per_run": statistics.fmean(r["wall_seconds"] for r in runs), "runs": runs,
+        "seconds_per_run": statistics.fmean(r["wall_seconds"] for r in runs),
+        "wall_seconds": median_range(r["wall_seconds"] for r in runs), "runs": runs,
     }
 
 
@@ -96,6 +101,7 @@ def main() -> None:
                         help="config overrides for every run, e.g. train.outer_steps=800")
     parser.add_argument("--out", type=Path, help="the JSON file (default benchmarks/results/adaptive-sampling-PRESET.json)")
     args = parser.parse_args()
+    watch = LoadWatch()
     preset_path = resolve_config_path(args.preset)
     overrides = dict(item.split("=", 1) for item in args.set)
     jobs = [(arm, seed) for arm in args.arms for seed in range(args.seeds)]
@@ -114,7 +120,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps({"preset": preset_path.stem, "recipe": RECIPE, "seeds": args.seeds,
                                        "overrides": overrides, "date": time.strftime("%Y-%m-%d"),
-                                       "results": results}, indent=1) + "\n")
+                                       "results": results, "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS, children=True)}, indent=1) + "\n")
     print(f"wrote {out}")
 
 

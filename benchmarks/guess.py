@@ -9,7 +9,8 @@ the wall time is part of the result). Per run: the held-out evaluation curve (ev
 eval/success, greedy, every eval.every steps, step 0 = after the SFT warm start), the training
 episodes' mean guesses per step, the wall time and the load average before and after. Writes
 benchmarks/results/guess.json (or --out) and docs/img/guess.png: mean guesses against the step with
-the two reference lines (the random demonstrator within the turn limit, and bisection's 5.8).
+the two reference lines (the random demonstrator within the turn limit, and bisection's 5.8). The JSON
+carries a "provenance" block (benchmarks/provenance.py) and the wall minutes' median and range.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ import statistics
 import time
 from pathlib import Path
 
+from provenance import LoadWatch, provenance, rss_now_mb
+from provenance import summary as median_range
 from rlvr.cli import resolve_config_path
 from rlvr.config import load_config
 from rlvr.envs.guess import expected_bisect_guesses, expected_random_guesses
 from rlvr.runs.atomic import atomic_write_text
 from rlvr.trainer import train
 
+RSS_AFTER_IMPORTS = rss_now_mb()
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 IMAGES = ROOT / "docs" / "img"
@@ -104,6 +108,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "guess.json"))
     parser.add_argument("--plot", default=str(IMAGES / "guess.png"))
     args = parser.parse_args()
+    watch = LoadWatch()
     runs = []
     if args.from_runs is not None:
         for item in args.from_runs:
@@ -121,7 +126,11 @@ def main() -> None:
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
         "references": refs, "runs": runs,
         "median_final_guesses": statistics.median(f["guesses"] for f in finals) if finals else None,
-        "median_final_success": statistics.median(f["success"] for f in finals) if finals else None}
+        "median_final_success": statistics.median(f["success"] for f in finals) if finals else None,
+        "wall_minutes": median_range(r["wall_minutes"] for r in runs),
+        "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS)}
+    if args.from_runs is not None:
+        result["provenance"]["note"] = "recorded when summarising the finished runs (--from-runs), not when they ran"
     atomic_write_text(Path(args.out), json.dumps(result, indent=1))
     plot(runs, refs, Path(args.plot))
     print(f"wrote {args.out} and {args.plot}")

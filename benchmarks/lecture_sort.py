@@ -6,7 +6,8 @@
 Writes benchmarks/results/lecture-sort-<date>.json and rewrites the table in docs/experiments.md
 between its L1 markers. Columns: mean sampled reward of the last 10 outer steps (the notes'
 figure), final greedy reward (eval/reward_mean) averaged over seeds, and greedy outputs exactly
-sorted, out of 3 prompts x seeds.
+sorted, out of 3 prompts x seeds. The JSON carries a "provenance" block (benchmarks/provenance.py)
+and each preset's seconds per run (median and range).
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import LoadWatch, provenance, rss_now_mb
+from provenance import summary as median_range
 from rlvr.config import load_config
 from rlvr.trainer import train
 
+RSS_AFTER_IMPORTS = rss_now_mb()
 ROOT = Path(__file__).resolve().parents[1]
 ORIGINAL = {  # workloads.md, L1: the original code on 5 seeds
     "lecture-sort-raw": (2.87, "0/15"),
@@ -66,6 +70,7 @@ def run_preset(label: str, seeds: int, workdir: Path) -> dict:
         "greedy_exact": sum(s["greedy_exact"] for s in per_seed),
         "greedy_total": sum(s["num_prompts"] for s in per_seed),
         "seconds_per_run": statistics.fmean(s["wall_seconds"] for s in per_seed),
+        "wall_seconds": median_range(s["wall_seconds"] for s in per_seed),
         "per_seed": per_seed,
     }
 
@@ -96,6 +101,7 @@ def main() -> None:
                         help="presets, or ablation labels: " + "; ".join(ABLATIONS))
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/experiments.md")
     args = parser.parse_args()
+    watch = LoadWatch()
     with tempfile.TemporaryDirectory() as workdir:
         results = []
         for preset in args.presets:
@@ -104,7 +110,9 @@ def main() -> None:
             print(f"{preset:<26} last10 {r['last10_sampled_reward']:.2f}  greedy {r['greedy_reward']:.2f}  "
                   f"exact {r['greedy_exact']}/{r['greedy_total']}", flush=True)
     out = ROOT / "benchmarks" / "results" / f"lecture-sort-{time.strftime('%Y-%m-%d')}.json"
-    out.write_text(json.dumps({"seeds": args.seeds, "results": results}, indent=2) + "\n")
+    record = {"seeds": args.seeds, "results": results,
+              "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS)}
+    out.write_text(json.dumps(record, indent=2) + "\n")
     print(table(results))
     print(f"wrote {out.relative_to(ROOT)}")
     if not args.no_docs:

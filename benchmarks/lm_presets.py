@@ -5,7 +5,8 @@
 
 For each preset: one `rlvr train` run (the SFT stage first when the preset has one), then
 benchmarks/results/<preset>.json with the evaluation curve (SFT and RL rows, cumulative wall-clock
-minutes), the SFT stage's final numbers and the run's final numbers, and docs/img/<preset>.png.
+minutes), the SFT stage's final numbers and the run's final numbers, a "provenance" block
+(benchmarks/provenance.py), and docs/img/<preset>.png.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ from pathlib import Path
 
 import torch
 
+from provenance import LoadWatch, provenance, rss_now_mb
 from rlvr.cli import resolve_config_path
 from rlvr.config import load_config
 from rlvr.runs.rundir import atomic_write_text
 from rlvr.trainer import train
 
+RSS_AFTER_IMPORTS = rss_now_mb()
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 IMAGES = ROOT / "docs" / "img"
@@ -83,13 +86,16 @@ def summarise_run(run_dir: Path, name: str) -> dict:
     result = {"run_dir": str(run_dir), "config": (run_dir / "config.yaml").read_text(),
               "wall_minutes": summary["wall_seconds"] / 60, "final": summary["final"],
               "stopped_at_step": summary.get("stopped_at_step"),
-              "sft_final": summary.get("sft_final"), "curve": points}
+              "sft_final": summary.get("sft_final"), "curve": points,
+              "provenance": {**provenance(rss_after_imports_mb=RSS_AFTER_IMPORTS),
+                             "note": "recorded when summarising the finished run (--from-run), not when it ran"}}
     atomic_write_text(RESULTS / f"{name}.json", json.dumps(result, indent=1) + "\n")
     plot(points, name, IMAGES / f"{name}.png")
     return result
 
 
 def run_preset(preset: str, threads: int, sets: list[str]) -> dict:
+    watch = LoadWatch()
     overrides = dict(s.split("=", 1) for s in sets)
     overrides.update({"train.threads": threads, "run_dir": str(ROOT / "runs" / f"bench-{preset}")})
     cfg = load_config(resolve_config_path(preset), overrides)
@@ -98,7 +104,8 @@ def run_preset(preset: str, threads: int, sets: list[str]) -> dict:
     points = curve(Path(summary["run_dir"]))
     result = {"preset": preset, "overrides": sets, "threads": threads, "wall_minutes": (time.perf_counter() - start) / 60,
               "machine": {"cpu_count": torch.get_num_threads(), "platform": platform.platform()},
-              "final": summary["final"], "sft_final": summary.get("sft_final"), "curve": points}
+              "final": summary["final"], "sft_final": summary.get("sft_final"), "curve": points,
+              "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS)}
     name = preset + ("-" + "-".join(s.replace("=", "_") for s in sets) if sets else "")
     atomic_write_text(RESULTS / f"{name}.json", json.dumps(result, indent=1) + "\n")
     plot(points, f"{name} ({threads} threads)", IMAGES / f"{name}.png")

@@ -10,7 +10,8 @@ that many at once) and records, per run, eval/exact_match at every evaluation an
 policy/sampler_kl (the per-token KL(pi_sampler || pi_old) the correction sees; absent for ``none``,
 which does not compute the learner's log-probs), the correction's mean weight and masked share, and
 the clip fraction. ``--synchronous`` adds the on-policy reference (Ray without off_policy, no
-correction). Writes benchmarks/results/off-policy-correction-<preset>.json and prints a table.
+correction). Writes benchmarks/results/off-policy-correction-<preset>.json (with a "provenance" block,
+benchmarks/provenance.py, and seconds per run as median and range) and prints a table.
 
 The preset's loss is replaced by ``clipped`` unless --set says otherwise: sort-toy's own ``naive``
 loss has no ratio, so pi_old would change nothing but the weights. sort5 (``--preset sort5``) is the
@@ -28,6 +29,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+from provenance import LoadWatch, provenance, rss_now_mb
+from provenance import summary as median_range
 from rlvr.algorithms import ROLLOUT_CORRECTIONS
 from rlvr.cli import resolve_config_path
 from rlvr.config import load_config
@@ -35,6 +38,7 @@ from rlvr.options import params_of
 from rlvr.runs.atomic import atomic_write_text
 from rlvr.trainer import train
 
+RSS_AFTER_IMPORTS = rss_now_mb()
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 METRIC = "eval/exact_match"
@@ -85,6 +89,7 @@ def summarise(mode: str, runs: list[dict]) -> dict:
         "weight_mean": mean_of(runs, "policy/correction_weight_mean"),
         "clip_frac_mean": mean_of(runs, "policy/clip_frac"),
         "seconds_per_run": statistics.fmean(r["wall_seconds"] for r in runs),
+        "wall_seconds": median_range(r["wall_seconds"] for r in runs),
         "runs": runs,
     }
 
@@ -113,6 +118,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for every run, e.g. eval.every=5 algo.correction_cap=3")
     args = parser.parse_args()
+    watch = LoadWatch()
     preset_path = resolve_config_path(args.preset)
     overrides = dict(item.split("=", 1) for item in args.set)
     modes = [*([SYNCHRONOUS] if args.synchronous else []), *args.corrections]
@@ -131,7 +137,9 @@ def main() -> None:
     out = RESULTS / f"off-policy-correction-{preset_path.stem}.json"
     atomic_write_text(out, json.dumps({"preset": preset_path.stem, "seeds": args.seeds, "workers": args.workers,
                                        "overrides": {"algo.loss": "clipped", **overrides},
-                                       "date": time.strftime("%Y-%m-%d"), "results": results}, indent=1) + "\n")
+                                       "date": time.strftime("%Y-%m-%d"), "results": results,
+                                       "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS,
+                                                                children=True)}, indent=1) + "\n")
     print(table(results))
     print(f"wrote {out.relative_to(ROOT)}")
 

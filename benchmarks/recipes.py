@@ -6,7 +6,8 @@ For every recipe and seed, trains ``rlvr train --config PRESET --algo RECIPE --s
 worker process, one thread each; --jobs runs that many at once) and records eval/exact_match at
 every evaluation (the preset's held-out prompts; a preset with a fixed prompt list, like sort-toy,
 evaluates on that list). Writes
-benchmarks/results/recipes-<preset>.json and recipes-<preset>.png (mean over seeds, band = min..max),
+benchmarks/results/recipes-<preset>.json (with a "provenance" block, benchmarks/provenance.py, and
+seconds per run as median and range) and recipes-<preset>.png (mean over seeds, band = min..max),
 and rewrites the preset's table in docs/algorithms.md between its markers.
 """
 
@@ -27,6 +28,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from provenance import LoadWatch, provenance, rss_now_mb  # noqa: E402
+from provenance import summary as median_range  # noqa: E402
 from rlvr.algorithms import CREDIT, DELTAS  # noqa: E402
 from rlvr.cli import resolve_config_path  # noqa: E402
 from rlvr.config import load_config  # noqa: E402
@@ -35,6 +38,7 @@ from rlvr.recipes import RECIPES  # noqa: E402
 from rlvr.runs.atomic import atomic_write_bytes, atomic_write_text  # noqa: E402
 from rlvr.trainer import train  # noqa: E402
 
+RSS_AFTER_IMPORTS = rss_now_mb()
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 METRIC = "eval/exact_match"
@@ -95,6 +99,7 @@ def summarise(recipe: str, runs: list[dict]) -> dict:
         "curve_mean": statistics.fmean(mean_curve),  # area under the curve / steps: speed and level
         "steps_to_all_correct": reached,
         "seconds_per_run": statistics.fmean(r["wall_seconds"] for r in runs),
+        "wall_seconds": median_range(r["wall_seconds"] for r in runs),
         "runs": runs,
     }
 
@@ -166,6 +171,7 @@ def main() -> None:
                         help="config overrides for every run, e.g. eval.every=5")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/algorithms.md")
     args = parser.parse_args()
+    watch = LoadWatch()
     preset_path = resolve_config_path(args.preset)
     preset = preset_path.stem
     overrides = dict(item.split("=", 1) for item in args.set)
@@ -191,7 +197,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"recipes-{preset}.json"
     atomic_write_text(out, json.dumps({"preset": preset, "seeds": args.seeds, "overrides": overrides,
-                               "date": time.strftime("%Y-%m-%d"), "results": results}, indent=1) + "\n")
+                               "date": time.strftime("%Y-%m-%d"), "results": results,
+                               "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS, children=True)}, indent=1) + "\n")
     png = RESULTS / f"recipes-{preset}.png"
     plot(results, preset, png)
     text = table(results, preset_path)

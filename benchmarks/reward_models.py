@@ -8,7 +8,8 @@
    ``rewards.sources``: exact match (binary verifier), the reward model, and their sum. Every run
    also logs the sources it does not train on (weight 0), so the learned reward and the verifier
    are both visible in every run: reward hacking = ``reward/model`` rising while exact match does not.
-Writes benchmarks/results/reward-models.json and docs/img/reward-models.png.
+Writes benchmarks/results/reward-models.json (with a "provenance" block, benchmarks/provenance.py) and
+docs/img/reward-models.png.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from provenance import LoadWatch, provenance, rss_now_mb  # noqa: E402
 from rlvr.config import load_config  # noqa: E402
 from rlvr.runs.rundir import atomic_write_text  # noqa: E402
 from rlvr.trainer import train  # noqa: E402
 
+RSS_AFTER_IMPORTS = rss_now_mb()
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 IMAGES = ROOT / "docs" / "img"
@@ -68,6 +71,7 @@ def main() -> int:
     parser.add_argument("--length", type=int, default=3)
     parser.add_argument("--work", default="runs/reward-models")
     args = parser.parse_args()
+    watch = LoadWatch()
     work = Path(args.work)
     rm_dir = work / "rm"
     subprocess.run([sys.executable, "-m", "rlvr", "rm", "train", "--task", "sort-text", "--task.length",
@@ -86,7 +90,8 @@ def main() -> int:
                 "final": summary["final"], "wall_seconds": summary["wall_seconds"],
                 "curve": [{"step": r["step"], **{k: r[k] for k in keys if k in r}} for r in rows]}
             print(setting, seed, summary["final"], flush=True)
-    result = {"rm": rm_summary, "args": vars(args), "runs": runs}
+    result = {"rm": rm_summary, "args": vars(args), "runs": runs,
+              "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS, children=True)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_text(RESULTS / "reward-models.json", json.dumps(result, indent=1))
     plot(runs, IMAGES / "reward-models.png")

@@ -7,7 +7,8 @@
    a 10M-parameter state (a small transformer's worth).
 2. Rewards: one outer step's 30 reward calls with a reward that takes 20 ms (a slow verifier),
    in process and in 2 / 4 worker processes.
-Writes benchmarks/results/robustness-<date>.json.
+Writes benchmarks/results/robustness-<date>.json: medians (as before) and the median and full range of
+every repeated timing, and a "provenance" block (benchmarks/provenance.py).
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from pathlib import Path
 
 import torch
 
+from provenance import LoadWatch, provenance, rss_now_mb, summary
 from rlvr.config import load_config
 from rlvr.rewards import RewardRunner
 from rlvr.runs.checkpoint import Checkpoints
 from rlvr.trainer import Trainer
 
+RSS_AFTER_IMPORTS = rss_now_mb()
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -55,7 +58,8 @@ def time_checkpoints(name: str, state: dict, repeats: int = 5) -> dict:
             saves.append(t1 - t0)
         size = sum(f.stat().st_size for f in path.iterdir())
     return {"state": name, "bytes": size, "save_seconds": statistics.median(saves),
-            "verify_and_load_seconds": statistics.median(loads)}
+            "verify_and_load_seconds": statistics.median(loads), "save": summary(saves),
+            "verify_and_load": summary(loads)}
 
 
 def time_rewards(workers: int, calls: int = 30, repeats: int = 3) -> dict:
@@ -69,10 +73,12 @@ def time_rewards(workers: int, calls: int = 30, repeats: int = 3) -> dict:
             times.append(time.perf_counter() - t0)
     finally:
         runner.close()
-    return {"workers": workers, "calls": calls, "seconds_per_step": statistics.median(times)}
+    return {"workers": workers, "calls": calls, "seconds_per_step": statistics.median(times),
+            "step": summary(times)}
 
 
 def main() -> None:
+    watch = LoadWatch()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         toy = Trainer(load_config("configs/sort-toy.yaml", {"run_dir": tmp}), show_progress=False)
@@ -83,6 +89,7 @@ def main() -> None:
                         time_checkpoints("10M parameters + reference + Adam", adam_state(10_000_000))],
         "rewards_20ms": [time_rewards(w) for w in (0, 2, 4)],
     }
+    results["provenance"] = provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS, children=True)
     out = ROOT / "benchmarks" / "results" / f"robustness-{time.strftime('%Y-%m-%d')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

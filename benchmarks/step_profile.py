@@ -15,8 +15,9 @@ trainer's own calls (the computation is the run's, unchanged):
 - ``other``          the step minus the above (weight sync, metrics, clipping, samples)
 
 Step 1 is reported apart (first-call costs); medians and ranges are over steps 2..N. Writes
-benchmarks/results/step-profile-<config>.json with the load average before and after. Run it on an
-idle machine (workloads.md): the numbers are wall time.
+benchmarks/results/step-profile-<config>.json with the load average before and after and a
+"provenance" block (benchmarks/provenance.py). Run it on an idle machine (workloads.md): the numbers
+are wall time.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from collections import defaultdict
@@ -37,10 +37,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from provenance import LoadWatch, provenance, rss_now_mb, summary  # noqa: E402
 from rlvr.cli.parsing import parse_overrides, resolve_config_path  # noqa: E402
 from rlvr.config import load_config  # noqa: E402
 from rlvr.trainer import Trainer  # noqa: E402
 
+RSS_AFTER_IMPORTS = rss_now_mb()
 PHASES = ["sample", "decode", "reward", "reference", "forward", "loss+backward", "optimizer", "other"]
 
 
@@ -113,15 +115,16 @@ def main() -> None:
     cfg = load_config(resolve_config_path(args.config), overrides)
     torch.set_num_threads(cfg.train.threads)
     load_before = os.getloadavg()[0]
+    watch = LoadWatch()
     rows = profile(cfg, args.steps)
     later = rows[1:] or rows
-    summary = {p: {"median": statistics.median(r[p] for r in later), "min": min(r[p] for r in later),
-                   "max": max(r[p] for r in later)} for p in ["total", *PHASES]}
+    per_phase = {p: summary(r[p] for r in later) for p in ["total", *PHASES]}
     result = {"config": args.config, "overrides": {k: v for k, v in overrides.items() if k != "run_dir"},
               "threads": cfg.train.threads, "load_avg_before": load_before, "load_avg_after": os.getloadavg()[0],
-              "seconds_per_step": summary, "share_of_step": {p: summary[p]["median"] / summary["total"]["median"]
-                                                               for p in PHASES},
-              "first_step": rows[0], "steps": rows}
+              "seconds_per_step": per_phase, "share_of_step": {p: per_phase[p]["median"] / per_phase["total"]["median"]
+                                                                 for p in PHASES},
+              "first_step": rows[0], "steps": rows,
+              "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS)}
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"step-profile-{Path(args.config).stem}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

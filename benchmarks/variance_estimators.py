@@ -7,7 +7,8 @@ variance diagnostics averaged over training.
 Each preset is run with only ``algo.deltas`` / ``algo.param_baseline`` changed. Writes
 benchmarks/results/variance-estimators-<date>.json. Columns: final greedy reward (mean over seeds),
 greedy outputs exactly sorted (out of 3 prompts x seeds), mean half-batch gradient cosine over the
-first 20 outer steps, and seconds per run.
+first 20 outer steps, and seconds per run (mean, and median and full range); a "provenance" block
+(benchmarks/provenance.py).
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from provenance import LoadWatch, provenance, rss_now_mb
+from provenance import summary as median_range
 from rlvr.config import load_config
 from rlvr.trainer import train
 
+RSS_AFTER_IMPORTS = rss_now_mb()
 ROOT = Path(__file__).resolve().parents[1]
 ESTIMATORS = {
     "raw": {"algo.deltas": "raw"},
@@ -49,6 +53,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--presets", nargs="+", default=["sort-toy", "lecture-sort-centered"])
     args = parser.parse_args()
+    watch = LoadWatch()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
@@ -59,13 +64,15 @@ def main() -> None:
                        "greedy_exact": f"{sum(r['greedy_exact'] for r in runs)}/{sum(r['num_prompts'] for r in runs)}",
                        "cos_halves_first20": statistics.fmean(r["cos_halves_first20"] for r in runs
                                                               if r["cos_halves_first20"] is not None),
-                       "seconds_per_run": statistics.fmean(r["wall_seconds"] for r in runs)}
+                       "seconds_per_run": statistics.fmean(r["wall_seconds"] for r in runs),
+                       "wall_seconds": median_range(r["wall_seconds"] for r in runs)}
                 results.append(row)
                 print(f"{preset:22} {label:32} greedy {row['greedy_reward']:.2f}  exact {row['greedy_exact']:>6}  "
                       f"cos {row['cos_halves_first20']:.2f}  {row['seconds_per_run']:.1f}s/run", flush=True)
     out = ROOT / "benchmarks" / "results" / f"variance-estimators-{time.strftime('%Y-%m-%d')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"seeds": args.seeds, "results": results}, indent=1))
+    out.write_text(json.dumps({"seeds": args.seeds, "results": results,
+                               "provenance": provenance(watch, rss_after_imports_mb=RSS_AFTER_IMPORTS)}, indent=1))
     print(f"wrote {out}")
 
 

@@ -60,6 +60,9 @@ EXEMPT = {  # (doc, command as shlex.join writes it) -> why it cannot run in a t
         "needs the guide's my_env.py beside it: test_the_env_guide_example_trains writes it and runs this line",
     ("docs/testing.md", ".venv/bin/python scripts/mutants.py --json benchmarks/results/mutants.json"):
         "every mutant, ~10 minutes; the --only line before it runs the same runner on a few",
+    ("docs/performance.md", "make bench"):
+        "the whole benchmark matrix, ~1.5 hours; the --dry-run line after it lists the same commands, "
+        "tests/test_bench_matrix.py runs them with tiny budgets (--quick, slow)",
 }
 
 

@@ -47,6 +47,11 @@ def test_a_multiturn_run_trains_and_writes_episodes(tmp_path):
     assert [t["role"] for t in episode["turns"][1:3]] == ["policy", "env"][:len(episode["turns"][1:3])]
     assert sample["rewards"][0] == pytest.approx(episode["return"])
     assert (run / "final").is_dir()
+    # the report shows the episodes turn by turn, the policy's and the env's turns in their own styles
+    assert main(["report", str(run), "--out", str(tmp_path / "report.html")]) == 0
+    html = (tmp_path / "report.html").read_text()
+    first = episode["turns"][1]
+    assert f'<span class="turn {first["role"]}">{first["text"]}</span>' in html
 
 
 def test_rlvr_eval_plays_the_saved_policys_episodes_as_the_run_did(tmp_path, capsys):

@@ -29,6 +29,7 @@ from rlvr.cli import resolve_config_path
 from rlvr.config import load_config
 from rlvr.envs.guess import expected_bisect_guesses, expected_random_guesses
 from rlvr.runs.atomic import atomic_write_text
+from rlvr.tasks import build_task
 from rlvr.trainer import train
 
 RSS_AFTER_IMPORTS = rss_now_mb()
@@ -66,12 +67,44 @@ def run_seed(seed: int, sets: list[str], run_dir: Path) -> dict:
     return result
 
 
+def random_guesses_for(hidden: int, lo: int, hi: int, turns_left: int, memo: dict) -> float:
+    """Expected guesses of the random demonstrator (``choose_guess``: uniform among the guesses that
+    keep the rest solvable in the turns left) to find ``hidden`` in [lo, hi], exactly."""
+    key = (lo, hi, turns_left)
+    if key not in memo:
+        side = 2 ** (turns_left - 1) - 1 if turns_left >= 1 else 0
+        first, last = max(lo, hi - side), min(hi, lo + side)
+        guesses = range(first, last + 1) if first <= last else [(lo + hi) // 2]
+        total = 0.0
+        for g in guesses:
+            if g != hidden:
+                nlo, nhi = (g + 1, hi) if g < hidden else (lo, g - 1)
+                total += random_guesses_for(hidden, nlo, nhi, turns_left - 1, memo)
+        memo[key] = 1.0 + total / len(guesses)
+    return memo[key]
+
+
+def bisect_guesses_for(hidden: int, lo: int, hi: int) -> int:
+    count = 1
+    while (g := (lo + hi) // 2) != hidden:
+        lo, hi, count = (g + 1, hi, count + 1) if g < hidden else (lo, g - 1, count + 1)
+    return count
+
+
 def references(cfg_path: Path) -> dict[str, float]:
+    """Mean guesses of both demonstrators over every hidden number, and over the held-out ones (the
+    numbers eval/guesses is measured on)."""
     cfg = load_config(cfg_path)
-    n = cfg.task.high - cfg.task.low + 1  # type: ignore[attr-defined]
-    return {"random": expected_random_guesses(n), "random_within_turns":
-            expected_random_guesses(n, max_turns=cfg.task.max_turns),  # type: ignore[attr-defined]
-            "bisect": expected_bisect_guesses(n)}
+    task = build_task(cfg.task)
+    low, high, turns = cfg.task.low, cfg.task.high, cfg.task.max_turns  # type: ignore[attr-defined]
+    heldout = [int(p) for p in task.eval_prompts()]
+    return {"random": expected_random_guesses(high - low + 1),
+            "random_within_turns": expected_random_guesses(high - low + 1, max_turns=turns),
+            "bisect": expected_bisect_guesses(high - low + 1),
+            "heldout_numbers": sorted(heldout),
+            "random_within_turns_heldout": statistics.fmean(
+                random_guesses_for(h, low, high, turns, {}) for h in heldout),
+            "bisect_heldout": statistics.fmean(bisect_guesses_for(h, low, high) for h in heldout)}
 
 
 def plot(runs: list[dict], refs: dict[str, float], path: Path) -> None:
@@ -85,10 +118,12 @@ def plot(runs: list[dict], refs: dict[str, float], path: Path) -> None:
         left.plot(steps, guesses, lw=0.8, label=label)
         curve = run["eval_curve"]
         right.plot([c["step"] for c in curve], [c["guesses"] for c in curve], marker="o", ms=3, label=label)
-    for ax, title in ((left, "training episodes (sampled)"), (right, "held-out hidden numbers (greedy)")):
-        ax.axhline(refs["random_within_turns"], color="grey", ls="--",
-                   label=f"random demonstrator {refs['random_within_turns']:.2f}")
-        ax.axhline(refs["bisect"], color="black", ls=":", label=f"bisection {refs['bisect']:.1f}")
+    for ax, title in ((left, "training episodes (sampled, all numbers)"),
+                      (right, "held-out hidden numbers (greedy)")):
+        suffix = "_heldout" if ax is right else ""  # the held-out curve against the held-out numbers' values
+        ax.axhline(refs["random_within_turns" + suffix], color="grey", ls="--",
+                   label=f"random demonstrator {refs['random_within_turns' + suffix]:.2f}")
+        ax.axhline(refs["bisect" + suffix], color="black", ls=":", label=f"bisection {refs['bisect' + suffix]:.2f}")
         ax.set_xlabel("RL step (0: after SFT)")
         ax.set_ylabel("mean guesses")
         ax.set_title(title)

@@ -314,6 +314,10 @@ class FakeRollouts:
     prompt_ids: torch.Tensor = None
     logprobs: torch.Tensor = None
 
+    @property
+    def context_mask(self) -> torch.Tensor:  # single answers: the tokens read are the tokens trained on
+        return self.mask
+
 
 @dataclasses.dataclass
 class FakeBatch:

@@ -25,12 +25,12 @@ Two ways to play, as for reward functions (rlvr.rewards.runner, whose timer and 
 
 from __future__ import annotations
 
-import pickle
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import asdict, dataclass, field
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from rlvr.envs.base import EnvFactory, Step
@@ -143,7 +143,7 @@ class EnvHost:
 def start_pool(host: EnvHost, workers: int, timeout: float) -> Pool:
     """W worker processes each holding a copy of ``host`` (no envs yet); one line if they cannot start."""
     try:
-        pickle.dumps(host.factory)
+        ForkingPickler.dumps(host.factory)  # what sending it to a spawned worker does (never loads)
     except Exception as exc:
         name = getattr(host.factory, "__name__", type(host.factory).__name__)
         raise ConfigError(f"env.factory: {name!r} cannot be sent to an env worker process ({type(exc).__name__}: "

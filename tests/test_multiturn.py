@@ -268,3 +268,22 @@ def test_a_template_that_rewrites_earlier_turns_fails_in_one_line(hf_policy):
     finally:
         hf_policy.codec.tokenizer.chat_template = CHAT
     assert "\n" not in str(info.value)
+
+
+def test_env_max_turns_truncates_an_episode_the_env_would_continue(policy):
+    """rlvr's turn limit (2) below the env's own (3): an episode still going after 2 policy turns ends
+    there, marked truncated; one the env ended is not."""
+    limits = EpisodeLimits(max_turns=2, max_tokens=40, max_new_tokens=4)
+    s = sample_episodes(policy, ROWS, PlainEnvs(), group_size=3, limits=limits,
+                        generator=torch.Generator().manual_seed(1), temperature=1.0)
+    cut = 0
+    for n, transcript in enumerate(s.turns):
+        actions = [text for role, text in transcript if role == "policy"]
+        assert len(actions) <= 2
+        found = ROWS[n // 3] in actions
+        if len(actions) == 2 and not found and transcript[-1][0] == "policy":
+            assert bool(s.truncated[n])
+            cut += 1
+        elif found:
+            assert not bool(s.truncated[n])
+    assert cut >= 1

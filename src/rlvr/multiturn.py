@@ -191,7 +191,7 @@ def evaluate_episodes(policy: LMPolicy, task: Task, sampler: EpisodeSampler, *, 
     rows = task.eval_prompts()
     greedy = sampler.sample(policy, rows, group_size=1, generator=None, temperature=temperature)
     episodes = episodes_of(greedy)
-    success = [successful(e, task) for e in episodes]
+    success = [episode_success(e, max_reward=task.max_reward) for e in episodes]
     metrics = {"eval/reward_mean": float(greedy.returns.mean()), "eval/exact_match": float(np.mean(success)),
                "eval/mean_length": float(greedy.mask.sum()) / len(rows)}
     metrics.update({f"eval/{k.removeprefix('env/')}": v for k, v in episode_metrics(episodes).items()
@@ -199,16 +199,12 @@ def evaluate_episodes(policy: LMPolicy, task: Task, sampler: EpisodeSampler, *, 
     generator = torch.Generator().manual_seed(seed)
     sampled = episodes_of(sampler.sample(policy, rows, group_size=pass_samples, generator=generator,
                                          temperature=temperature))
-    correct = [sum(successful(e, task) for e in sampled[i * pass_samples:(i + 1) * pass_samples])
+    correct = [sum(episode_success(e, max_reward=task.max_reward) for e in sampled[i * pass_samples:(i + 1) * pass_samples])
                for i in range(len(rows))]
     metrics[f"eval/pass@{pass_k}"] = float(np.mean([pass_at_k(pass_samples, c, pass_k) for c in correct]))
     if pass_k > 1:
         metrics["eval/pass@1"] = float(np.mean([c / pass_samples for c in correct]))
     return metrics
-
-
-def successful(episode: Episode, task: Task) -> bool:
-    return episode_success(episode, max_reward=task.max_reward)
 
 
 def demonstrated_episodes(policy: LMPolicy, envs: EnvSide, rows: Sequence[Any],

@@ -162,7 +162,8 @@ def run_rlvr(model: str, inputs: dict[str, list[str]], a: argparse.Namespace) ->
         return batch
     trainer.prompts.next_batch = next_batch
     eval_ids = policy.encode_prompts(inputs["eval"])
-    prompt_rows = [[t for t in row if t != policy.codec.pad_id] for row in eval_ids.tolist()]
+    pad = policy.codec.pad_id  # left padding only (rlvr's prompt_mask): <pad> may be <|im_end|>, in every prompt
+    prompt_rows = [row[next(i for i, t in enumerate(row) if t != pad):] for row in eval_ids.tolist()]
 
     def evaluate(step: int) -> dict[str, Any]:
         t = time.perf_counter()

@@ -79,6 +79,10 @@ def tiny_result(tmp_path_factory):
     folder = tmp_path_factory.mktemp("w2")
     write_tiny_llama_gguf(folder / "tiny.gguf")
     assert main(["convert", "--gguf", str(folder / "tiny.gguf"), "--out", str(folder / "model")]) == 0
+    for name, key, value in (("tokenizer_config.json", "pad_token", "<|im_end|>"), ("generation_config.json",
+                             "pad_token_id", 2)):  # as SmolLM2: <pad> is <|im_end|>, which prompts hold too
+        config = json.loads((folder / "model" / name).read_text())
+        (folder / "model" / name).write_text(json.dumps({**config, key: value}))
     out = folder / "w2.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1"}

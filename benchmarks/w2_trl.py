@@ -45,6 +45,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -152,7 +153,7 @@ def run_rlvr(model: str, inputs: dict[str, list[str]], a: argparse.Namespace) ->
 
     after_imports = rss_now_mb()
     over = rlvr_overrides(model, seed=a.seed, steps=a.max_steps, threads=a.threads, eval_prompts=len(inputs["eval"]))
-    cfg = load_config(PRESET, {**over, "run_dir": tempfile.mkdtemp(prefix="w2-rlvr-")})
+    cfg = load_config(PRESET, {**over, "run_dir": str(Path(a.work) / "run")})
     trainer = Trainer(cfg, show_progress=False)
     policy, task, queue, used = trainer.policy, trainer.task, iter(inputs["train"]), []
 
@@ -267,7 +268,7 @@ def run_trl(model_dir: str, inputs: dict[str, list[str]], a: argparse.Namespace)
                     out["stopped_at_target"] = control.should_training_stop = True
 
     args = GRPOConfig(
-        output_dir=tempfile.mkdtemp(prefix="w2-trl-"), per_device_train_batch_size=PROMPTS * GROUP,
+        output_dir=str(Path(a.work) / "trl"), per_device_train_batch_size=PROMPTS * GROUP,
         gradient_accumulation_steps=1, generation_batch_size=PROMPTS * GROUP, num_generations=GROUP,
         max_completion_length=MAX_NEW, temperature=TEMPERATURE, learning_rate=LR, lr_scheduler_type="constant",
         warmup_steps=0, max_grad_norm=1.0, epsilon=CLIP, beta=0.0, num_iterations=1, logging_steps=1, bf16=False,
@@ -291,7 +292,9 @@ def child(a: argparse.Namespace) -> None:
     torch.set_num_threads(a.threads)
     inputs = json.loads(Path(a.inputs).read_text())
     run = run_rlvr if a.child == "rlvr" else run_trl
-    Path(a.child_out).write_text(json.dumps(run(str(a.model), inputs, a)))
+    with tempfile.TemporaryDirectory(prefix=f"w2-{a.child}-") as work:  # the run's files, removed after
+        a.work = work
+        Path(a.child_out).write_text(json.dumps(run(str(a.model), inputs, a)))
 
 
 # ---------------------------------------------------------------- the parent
@@ -375,7 +378,10 @@ def main(argv: list[str] | None = None) -> None:
     inputs.write_text(json.dumps(prompts))
     print(f"W2: {a.model}; {a.max_steps} steps at most; {len(prompts['eval'])} held-out prompts every "
           f"{a.eval_every} steps; TRL {'on' if with_trl else 'off'}", flush=True)
-    runs = {tool: spawn(tool, a, inputs) for tool in (["rlvr", "trl"] if with_trl else ["rlvr"])}
+    try:
+        runs = {tool: spawn(tool, a, inputs) for tool in (["rlvr", "trl"] if with_trl else ["rlvr"])}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     tools = {tool: summarise(run, prompts["train"]) for tool, run in runs.items()}
     result: dict[str, Any] = {
         "date": datetime.date.today().isoformat(), "workload": "W2", "model": str(a.model), "seed": a.seed,

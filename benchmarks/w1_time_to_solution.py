@@ -21,7 +21,8 @@ How each tool is evaluated (greedy, 12 new tokens, stop at <eos>):
 Both completions are scored by the same function, rlvr's task reward on the completion ids (bench_w1's
 TRL reward). On the same weights the two give the same completions, hence the same score
 (tests/test_w1_time_to_solution.py pins this on the initial model; each run's step-0 score is that
-number and is compared in the output).
+number and is compared in the output). Greedy decoding draws no random numbers, so evaluating leaves
+each run's training as it would be without it.
 
 The training clock: wall time from the end of the step-0 evaluation, minus every later evaluation's
 time (``training_seconds``; evaluation time is recorded beside it). Both tools' construction (Trainer,
@@ -246,7 +247,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     p.add_argument("--betas", type=float, nargs="+", default=[0.0], help="KL coefficients (k3, initial model)")
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.2, 0.25], help="held-out mean rewards to reach")
-    p.add_argument("--threads", type=int, default=bench_w1.THREADS, help="torch threads of every run")
+    p.add_argument("--threads", type=int, default=bench_w1.THREADS, help="torch threads of every run, both tools "
+                   "(workloads.md: 2; on a loaded shared machine 1 is far less noisy)")
     p.add_argument("--no-trl", action="store_true", help="rlvr only (also when trl is not installed)")
     p.add_argument("--out", type=Path, help="the results file (default benchmarks/results/w1-tts-<date>.json)")
     p.add_argument("--child", choices=TOOLS, help=argparse.SUPPRESS)

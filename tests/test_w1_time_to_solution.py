@@ -144,6 +144,25 @@ def test_rlvr_and_trl_evaluators_give_the_same_completions_and_score(w1_folders,
         assert tts.score(prompts, ours, codec)["reward"] > 0
 
 
+def test_trls_run_evaluates_the_model_it_trains_through_the_callback(w1_folders, monkeypatch):
+    """bench_w1.run_trl's on_step: step 0 at the start of training (the same completions as rlvr's
+    evaluator on the folder), then after each step (a 1-step run)."""
+    pytest.importorskip("trl")
+    from transformers import AutoTokenizer
+
+    from rlvr.tokenizer import CharTokenizer
+
+    monkeypatch.setattr(bench_w1, "THREADS", 1)
+    folder, prompts = w1_folders[1], tts.held_out_prompts(64)
+    codec, tokenizer = CharTokenizer.load(folder), AutoTokenizer.from_pretrained(str(folder))
+    seen = {}
+    out = bench_w1.run_trl(str(folder), 1, 0.0, 0, bench_w1.seed_prompts(0, 1), on_step=lambda step, model: seen.update(
+        {step: tts.hf_greedy(model, tokenizer, prompts, eos_id=codec.eos_id, pad_id=codec.pad_id)}))
+    assert list(seen) == [0, 1] and len(out["step_s"]) == 1
+    _, ours, _, _ = evaluate_both(folder, prompts)
+    assert seen[0] == ours and seen[1] != ours      # lr 1e-3: one step changes some greedy completions
+
+
 # ---------------------------------------------------------------- the script
 def run_script(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)}

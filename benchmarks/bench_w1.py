@@ -102,7 +102,8 @@ def matmul_gflops(dtype: torch.dtype, n: int = 512, reps: int = 20) -> float:
 
 
 # ---------------------------------------------------------------- children (one run each)
-def run_rlvr(folder: str, steps: int, beta: float, seed: int, prompts: list[str]) -> dict:
+def run_rlvr(folder: str, steps: int, beta: float, seed: int, prompts: list[str], on_step=None) -> dict:
+    """``on_step(step, policy)``: called before step 1 (step 0) and after every step (an evaluation hook)."""
     from rlvr.config import load_config
     from rlvr.trainer import Trainer
 
@@ -127,7 +128,12 @@ def run_rlvr(folder: str, steps: int, beta: float, seed: int, prompts: list[str]
         used.extend(batch)
         return batch
     trainer.prompts.next_batch = next_batch
-    rows = [trainer.outer_step(step) for step in range(1, steps + 1)]
+    hook = on_step or (lambda step, policy: None)
+    hook(0, trainer.policy)
+    rows = []
+    for step in range(1, steps + 1):
+        rows.append(trainer.outer_step(step))
+        hook(step, trainer.policy)
     return {"step_s": [r["time/step"] for r in rows], "gen_s": [r["time/rollout"] for r in rows],
             "train_s": [r["time/train"] for r in rows], "reward": [r["train/reward_mean"] for r in rows],
             "tokens": [r["train/response_length"] * PROMPTS * GROUP for r in rows], "rss_mb": rss_mb(),
@@ -135,7 +141,8 @@ def run_rlvr(folder: str, steps: int, beta: float, seed: int, prompts: list[str]
             "norm_eps": cfg.algo.norm_eps}
 
 
-def run_trl(folder: str, steps: int, beta: float, seed: int, prompts: list[str]) -> dict:
+def run_trl(folder: str, steps: int, beta: float, seed: int, prompts: list[str], on_step=None) -> dict:
+    """``on_step(step, model)``: called at the start of training (step 0) and after every step."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
@@ -174,6 +181,13 @@ def run_trl(folder: str, steps: int, beta: float, seed: int, prompts: list[str])
             out["gen_s"].append(gen)
             out["train_s"].append(total - gen)
 
+    class Hook(TrainerCallback):  # after Clock: a hook's time is outside the step's
+        def on_train_begin(self, args, state, control, **kw):
+            on_step(0, model)
+
+        def on_step_end(self, args, state, control, **kw):
+            on_step(state.global_step, model)
+
     args = GRPOConfig(
         output_dir=tempfile.mkdtemp(prefix="w1-trl-", dir=folder), per_device_train_batch_size=PROMPTS * GROUP,
         gradient_accumulation_steps=1, generation_batch_size=PROMPTS * GROUP, num_generations=GROUP,
@@ -183,7 +197,8 @@ def run_trl(folder: str, steps: int, beta: float, seed: int, prompts: list[str])
         seed=seed, shuffle_dataset=False, warmup_steps=0, disable_tqdm=True)
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args,
                           train_dataset=Dataset.from_dict({"prompt": prompts}),
-                          processing_class=AutoTokenizer.from_pretrained(folder), callbacks=[Clock()])
+                          processing_class=AutoTokenizer.from_pretrained(folder),
+                          callbacks=[Clock(), *([Hook()] if on_step else [])])
     trainer.train()
     logs = [h for h in trainer.state.log_history if "reward" in h]
     out["reward"] = [h["reward"] for h in logs]

@@ -34,8 +34,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 # The whole benchmark matrix at HEAD (W1 at both betas vs TRL, generation vs HF generate, the rollout
-# breakdown, W2), with a progress line and an ETA, then docs/performance.md's tables from its JSON
-# (benchmarks/run_all.py; ~1.5 hours on an idle 2-core machine). Installs the bench extra (trl) first.
+# breakdown, W1 time to solution vs TRL, W2 SmolLM2 vs TRL), with a progress line and an ETA, then
+# docs/performance.md's tables from its JSON (benchmarks/run_all.py; ~50 minutes on an idle 2-core machine). Installs the bench extra (trl) first.
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e ".[bench,$(EXTRAS)]"
 	$(BIN)/python benchmarks/run_all.py

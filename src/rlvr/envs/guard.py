@@ -6,10 +6,12 @@ An env call (the factory and ``reset``, ``step``, ``metrics``, ``close``) that
   not a finite real number (a bool is not one), whose done is not a bool, or whose observation is
   None with done False), or runs longer than ``timeout`` seconds
 ends its episode: the episode is dead (never called again), the caller gives it ``fallback_reward``
-as its return, and it is counted once, by the kind of its first fault (error, type, nonfinite,
-timeout, crash: rlvr.rewards.runner's vocabulary). A fault in ``metrics`` or ``close``, once the
-episode is over, only loses its metrics ({}), and is counted the same way. Once faulted episodes
-exceed ``max_failure_rate`` of all episodes so far, ``stop_reason()`` says why.
+as its return, and the answer is an ``EnvFault`` of the kind of its first fault (error, type,
+nonfinite, timeout, crash: rlvr.rewards.runner's vocabulary), kept in ``faults`` for the batch. A
+fault in ``metrics`` or ``close``, once the episode is over, only loses its metrics ({}); it is
+kept in ``faults`` the same way. The runner counts nothing across batches: the trainer counts
+faulted episodes from the rollouts (rlvr.multiturn.FaultCount: each episode's ``fault``, which the
+sampler takes from the answers of ``start`` and ``step``), whatever process played them.
 
 Two ways to play, as for reward functions (rlvr.rewards.runner, whose timer and worker pool run here):
 - ``workers=0``: in the training process, one call after another. The timeout is a SIGALRM timer
@@ -26,10 +28,10 @@ Two ways to play, as for reward functions (rlvr.rewards.runner, whose timer and 
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -154,40 +156,26 @@ def start_pool(host: EnvHost, workers: int, timeout: float) -> Pool:
         raise ConfigError(str(exc).replace("rewards.workers", "env.workers").replace("reward", "env")) from None
 
 
-@dataclass
-class EnvFaultCounts:
-    """What the runner checkpoints: episodes started and faulted (by kind) over the run so far."""
-
-    episodes: int = 0
-    faulted: dict[str, int] = field(default_factory=dict)
-    last_fault: str = ""
-
-
 class EnvRunner:
     """Runs one batch of episodes' envs so that no env can kill the batch or the run."""
 
-    def __init__(self, factory: EnvFactory, *, timeout: float, fallback_reward: float,
-                 max_failure_rate: float, workers: int = 0) -> None:
+    def __init__(self, factory: EnvFactory, *, timeout: float, fallback_reward: float, workers: int = 0) -> None:
         self.factory = factory
         self.timeout = timeout
         self.fallback_reward = fallback_reward  # the caller's return for a faulted episode
-        self.max_failure_rate = max_failure_rate
         self.host = EnvHost(factory)  # the envs themselves when workers = 0
         self.pool = start_pool(self.host, workers, timeout) if workers > 0 else None
-        self.counts = EnvFaultCounts()
-        self.this_step: Counter[str] = Counter()  # faults since the last pop_metrics, by kind
         self.status: list[str] = []               # per episode of the batch: new, live, done, faulted, ...
-        self.faults: dict[int, EnvFault] = {}     # the batch's faulted episodes (each counted once)
+        self.faults: dict[int, EnvFault] = {}     # the batch's faulted episodes: each one's first fault
         self.lost: dict[int, str] = {}            # episodes whose worker was replaced in this call -> why
         self.untold: dict[int, EnvFault] = {}     # live episodes lost in finish, for the next step's answer
 
     # ------------------------------------------------------------------------- the episodes
     def start(self, rows: Sequence[Any]) -> list[str | EnvFault]:
-        """Closes the previous batch's envs still open (guarded, not counted), then makes env i =
+        """Closes the previous batch's envs still open (guarded, no fault recorded), then makes env i =
         factory(rows[i]) and resets it: its first observation, or its fault."""
         self._close_open()
         self.status, self.faults, self.untold = [NEW] * len(rows), {}, {}
-        self.counts.episodes += len(rows)
         results = self._call("start", dict(enumerate(rows)))
         opened: list[str | EnvFault] = []
         for index in range(len(rows)):
@@ -224,19 +212,19 @@ class EnvRunner:
 
     def finish(self, index: int) -> dict[str, float]:
         """The episode is over: its env's metrics (a fault: {}), then its env closed; both guarded, a
-        fault in either counted (close is skipped after a metrics call that hung or crashed). A faulted
-        or finished episode: {} and no call."""
+        fault in either recorded in ``faults`` (close is skipped after a metrics call that hung or
+        crashed). A faulted or finished episode: {} and no call."""
         self.untold.pop(index, None)  # the caller has ended it already
         if self.status[index] not in (LIVE, DONE):
             return {}
         kind, metrics = self._call("metrics", {index: None})[index]
         if kind != "ok":
-            self._count(index, kind, metrics)
+            self._record(index, kind, metrics)
             metrics = {}
         if kind not in ("timeout", "crash"):
             kind, why = self._call("close", {index: None})[index]
             if kind != "ok":
-                self._count(index, kind, why)
+                self._record(index, kind, why)
         self.status[index] = FINISHED
         self.untold.update(self._settle_losses())
         return metrics
@@ -248,47 +236,16 @@ class EnvRunner:
             self.pool.close()
             self.pool = None
 
-    # ------------------------------------------------------------------------- the counts
-    def pop_metrics(self) -> dict[str, float]:
-        """This step's faulted episodes (total and by kind) and the run's failure rate; starts a new step."""
-        step, self.this_step = self.this_step, Counter()
-        by_kind = {f"fault/env_failures_{kind}": float(n) for kind, n in sorted(step.items())}
-        return {"fault/env_failures": float(step.total()), "fault/env_failure_rate": self.failure_rate(), **by_kind}
-
-    def failure_rate(self) -> float:
-        """Faulted episodes / episodes started, over the run so far (0 before any episode)."""
-        return sum(self.counts.faulted.values()) / max(self.counts.episodes, 1)
-
-    def stop_reason(self) -> str | None:
-        """Why the run must stop (faulted episodes past ``max_failure_rate``), or None."""
-        rate = self.failure_rate()
-        if rate <= self.max_failure_rate:
-            return None
-        faulted = self.counts.faulted
-        kinds = ", ".join(f"{faulted[kind]} {kind}" for kind in sorted(faulted))
-        return (f"the envs faulted in {sum(faulted.values())} of {self.counts.episodes} episodes "
-                f"({rate:.0%} > env.max_failure_rate {self.max_failure_rate:g}: {kinds}); "
-                f"last fault: {self.counts.last_fault}")
-
-    def state_dict(self) -> dict[str, Any]:
-        return asdict(self.counts)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.counts = EnvFaultCounts(**{**state, "faulted": dict(state["faulted"])})
-
     # ------------------------------------------------------------------------- internals
-    def _count(self, index: int, kind: str, detail: str) -> EnvFault:
-        """Records the episode's fault, counted once per episode (its first)."""
+    def _record(self, index: int, kind: str, detail: str) -> EnvFault:
+        """Records the episode's fault, once per episode (its first)."""
         if index not in self.faults:
             self.faults[index] = EnvFault(kind, detail)
-            self.counts.faulted[kind] = self.counts.faulted.get(kind, 0) + 1
-            self.counts.last_fault = f"{kind}: {detail}"
-            self.this_step[kind] += 1
         return self.faults[index]
 
     def _fault(self, index: int, kind: str, detail: str) -> EnvFault:
         self.status[index] = FAULTED
-        return self._count(index, kind, detail)
+        return self._record(index, kind, detail)
 
     def _settle_losses(self) -> dict[int, EnvFault]:
         """The episodes lost with a replaced worker in the last call: each faults with "crash"; the
@@ -304,7 +261,7 @@ class EnvRunner:
         return live
 
     def _close_open(self) -> None:
-        """Closes the envs of the batch that are still open: guarded, not counted (the batch is over)."""
+        """Closes the envs of the batch that are still open: guarded, no fault recorded (the batch is over)."""
         still_open = {index: None for index, status in enumerate(self.status) if status in (LIVE, DONE)}
         for index in still_open:
             self.status[index] = CLOSING

@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from rlvr.errors import ConfigError
+from rlvr.faults import FailureTally
 
 RewardFn = Callable[[Any, Any], Any]
 STARTUP_SECONDS = 120.0
@@ -204,10 +205,8 @@ class RewardRunner:
         self.fn = fn
         self.fallback = fallback
         self.timeout = timeout
-        self.max_failure_rate = max_failure_rate
         self.pool = Pool(partial(call_checked, fn), workers, timeout) if workers > 0 else None
-        self.calls = 0
-        self.failures: Counter[str] = Counter()
+        self.tally = FailureTally("reward", max_failure_rate)  # the run's calls and failures, by kind
         self.last_error = ""
         self.step_calls = 0
         self.step_failures: Counter[str] = Counter()
@@ -245,32 +244,24 @@ class RewardRunner:
 
     def pop_metrics(self) -> dict[str, float]:
         """This step's failures (total and by kind) and the run's failure rate; starts a new step."""
-        self.calls += self.step_calls
-        self.failures.update(self.step_failures)
-        metrics = {"fault/reward_failures": float(sum(self.step_failures.values())),
-                   "fault/reward_failure_rate": self.failure_rate()}
-        metrics.update({f"fault/reward_failures_{k}": float(n) for k, n in sorted(self.step_failures.items())})
+        metrics = self.tally.add(self.step_calls, self.step_failures)
         self.step_calls, self.step_failures = 0, Counter()
         return metrics
 
     def failure_rate(self) -> float:
-        return sum(self.failures.values()) / self.calls if self.calls else 0.0
+        return self.tally.rate()
 
     def stop_reason(self) -> str | None:
         """Why the run must stop (failures past ``max_failure_rate``), or None."""
-        if self.failure_rate() <= self.max_failure_rate:
-            return None
-        kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.failures.items()))
-        return (f"the reward function failed on {sum(self.failures.values())} of {self.calls} responses "
-                f"({self.failure_rate():.0%} > rewards.max_failure_rate {self.max_failure_rate:g}: {kinds}); "
-                f"last failure: {self.last_error}")
+        return self.tally.stop_reason("the reward function failed on {failed} of {calls} responses ({rate:.0%} > "
+                                      "rewards.max_failure_rate {limit:g}: {kinds}); last failure: {last}",
+                                      last=self.last_error)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"calls": self.calls, "failures": dict(self.failures), "last_error": self.last_error}
+        return {**self.tally.state_dict(), "last_error": self.last_error}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.calls = state["calls"]
-        self.failures = Counter(state["failures"])
+        self.tally.load_state_dict(state)
         self.last_error = state["last_error"]
 
     def close(self) -> None:

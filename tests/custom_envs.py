@@ -64,7 +64,8 @@ echo_task.config = TaskConfig  # type: ignore[attr-defined]
 
 # ---------------------------------------------------------------- faulty envs: every 8th episode faults
 class Faulty(EchoEnv):
-    """An EchoEnv that misbehaves in its first step when it is the 8th, 16th, ... env this process made."""
+    """An EchoEnv that misbehaves in its first step (kind "metrics": in ``metrics``, after a normal
+    episode) when it is the 8th, 16th, ... env this process made."""
 
     made = 0
     kind = "raise"
@@ -75,7 +76,7 @@ class Faulty(EchoEnv):
         self.bad = Faulty.made % 8 == 0
 
     def step(self, action: str) -> Step:
-        if not self.bad:
+        if not self.bad or self.kind == "metrics":
             return super().step(action)
         if self.kind == "raise":
             raise RuntimeError("the env broke")
@@ -85,6 +86,11 @@ class Faulty(EchoEnv):
         if self.kind == "nan":
             return Step("no", float("nan"), False)
         return Step(42, 0.0, False)  # type: ignore[arg-type]  # a non-string observation
+
+    def metrics(self) -> dict[str, float]:
+        if self.bad and self.kind == "metrics":  # the episode itself ran as an EchoEnv's does
+            raise RuntimeError("the env's metrics broke")
+        return super().metrics()
 
 
 def faulty_env(kind: str):
@@ -99,3 +105,4 @@ make_raising_env = faulty_env("raise")
 make_hanging_env = faulty_env("hang")
 make_nan_env = faulty_env("nan")
 make_garbage_env = faulty_env("garbage")
+make_metrics_env = faulty_env("metrics")

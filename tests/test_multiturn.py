@@ -32,6 +32,7 @@ class PlainEnvs:
     """The envs of a batch called directly (the guard is tested in test_env_guard.py)."""
 
     fallback_reward = 0.0
+    faults: dict = {}
 
     def __init__(self, factory=custom_envs.make_echo_env):
         self.factory = factory

@@ -84,6 +84,29 @@ def test_a_faulty_env_ends_only_its_episode_and_is_counted(tmp_path, kind):
     assert all(e["return"] == 0.0 for e in faulted)
 
 
+def test_a_fault_in_an_envs_metrics_is_counted_and_keeps_the_episode_and_its_return(tmp_path):
+    """The same run with a clean env and with one whose 8th, 16th, ... env raises in metrics(): the
+    episodes, returns and training are the same; only the fault is counted and those metrics lost."""
+    def run(factory: str, name: str) -> list[dict]:
+        custom_envs.Faulty.made = 0
+        args = [*ECHO, "--train.outer_steps", "2", "--eval.every", "100", "--task.num_eval_prompts", "2",
+                "--eval.pass_samples", "1", "--eval.pass_k", "1", "--env.factory", factory,
+                "--env.max_failure_rate", "0.9", "--run-dir", str(tmp_path / name)]
+        assert main(["train", *args]) == 0
+        return [r for r in rows(tmp_path / name) if r["step"] >= 1]
+    clean, faulty = run("custom_envs:make_echo_env", "clean"), run("custom_envs:make_metrics_env", "faulty")
+    assert [r["fault/env_failures"] for r in faulty] == [1.0, 1.0]
+    assert all(r["fault/env_failures_error"] == 1.0 for r in faulty)
+    assert faulty[-1]["fault/env_failure_rate"] == pytest.approx(2 / 16)
+    for key in ("train/reward_mean", "loss/total", "env/turns_mean"):
+        assert [r[key] for r in faulty] == [r[key] for r in clean], key
+    assert all("fault/env_failures" not in r or r["fault/env_failures"] == 0.0 for r in clean)
+    sample = rows(tmp_path / "faulty", "samples.jsonl")[0]["responses"]
+    clean_sample = rows(tmp_path / "clean", "samples.jsonl")[0]["responses"]
+    assert [e["return"] for e in sample] == [e["return"] for e in clean_sample]
+    assert {e["fault"] for e in sample} <= {None, "error"}  # the recorded rows: a fault, if shown, is the metrics'
+
+
 def test_too_many_faults_stop_the_run_with_a_checkpoint(tmp_path, capsys):
     custom_envs.Faulty.made = 0
     run = tmp_path / "run"

@@ -107,9 +107,13 @@ class EpisodeSampler:
 
 
 def episodes_of(s: EpisodeSamples) -> list[Episode]:
-    return [Episode(turns=tuple(turns), ret=float(ret), truncated=bool(cut), fault=fault, metrics=dict(metrics))
-            for turns, ret, cut, fault, metrics in zip(s.turns, s.returns.tolist(), s.truncated.tolist(), s.faults,
-                                                       s.env_metrics, strict=True)]
+    """The batch's episodes; an episode whose env faulted only in ``metrics`` or ``close`` keeps its
+    return and carries that fault (counted by FaultCount like any other)."""
+    late = s.late_faults or [None] * len(s.faults)
+    return [Episode(turns=tuple(turns), ret=float(ret), truncated=bool(cut), fault=fault or after,
+                    metrics=dict(metrics))
+            for turns, ret, cut, fault, after, metrics in zip(s.turns, s.returns.tolist(), s.truncated.tolist(),
+                                                              s.faults, late, s.env_metrics, strict=True)]
 
 
 def build_episodes(cfg: Any, task: Task, policy: Any) -> EpisodeSampler | None:

@@ -8,10 +8,11 @@ An env call (the factory and ``reset``, ``step``, ``metrics``, ``close``) that
 ends its episode: the episode is dead (never called again), the caller gives it ``fallback_reward``
 as its return, and the answer is an ``EnvFault`` of the kind of its first fault (error, type,
 nonfinite, timeout, crash: rlvr.rewards.runner's vocabulary), kept in ``faults`` for the batch. A
-fault in ``metrics`` or ``close``, once the episode is over, only loses its metrics ({}); it is
-kept in ``faults`` the same way. The runner counts nothing across batches: the trainer counts
-faulted episodes from the rollouts (rlvr.multiturn.FaultCount: each episode's ``fault``, which the
-sampler takes from the answers of ``start`` and ``step``), whatever process played them.
+fault in ``metrics`` or ``close``, once the episode is over, only loses its metrics ({}) and keeps
+its return; it is kept in ``faults`` the same way. The runner counts nothing across batches: the
+trainer counts faulted episodes from the rollouts (rlvr.multiturn.FaultCount: each episode's
+``fault``, which the sampler takes from the answers of ``start`` and ``step``, and from ``faults``
+after ``finish``), whatever process played them.
 
 Two ways to play, as for reward functions (rlvr.rewards.runner, whose timer and worker pool run here):
 - ``workers=0``: in the training process, one call after another. The timeout is a SIGALRM timer

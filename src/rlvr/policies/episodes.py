@@ -43,6 +43,7 @@ class EnvSide(Protocol):
     """What the sampler needs of the envs of one batch (rlvr.envs.guard.EnvRunner)."""
 
     fallback_reward: float
+    faults: Mapping[int, Any]  # the batch's faulted episodes (each one's first fault: its ``kind``)
 
     def start(self, rows: Sequence[Any]) -> list[Any]: ...           # first observation (str) or a fault
     def step(self, actions: Mapping[int, str]) -> dict[int, Any]: ...  # Step or a fault, per episode
@@ -69,6 +70,7 @@ class EpisodeSamples:
     faults: list[str | None]                 # (N,) the fault kind that ended the episode, if any
     turns: list[list[tuple[str, str]]]       # (N,) ("env" | "policy", text) in order
     env_metrics: list[dict[str, float]] = field(default_factory=list)  # (N,) Env.metrics()
+    late_faults: list[str | None] = field(default_factory=list)  # (N,) a fault in metrics / close (return kept)
 
 
 def is_fault(value: Any) -> bool:
@@ -140,6 +142,7 @@ class EpisodeBatch:
         self.finished = torch.zeros(n, dtype=torch.bool)                             # envs.finish called
         self.turns: list[list[tuple[str, str]]] = [[("env", o)] if isinstance(o, str) else [] for o in opened]
         self.env_metrics: list[dict[str, float]] = [{} for _ in range(n)]
+        self.late_faults: list[str | None] = [None] * n   # a fault in the env's metrics or close
         self.queue: list[list[int]] = [[] for _ in range(n)]   # observation tokens still to feed
         self.turn: list[list[int]] = [[] for _ in range(n)]    # the policy's current turn so far
         self.turn_count = [0] * n
@@ -206,6 +209,9 @@ class EpisodeBatch:
             self.done[:] = True
         for n in (self.done & ~self.finished).nonzero().flatten().tolist():
             self.env_metrics[n], self.finished[n] = self.envs.finish(n), True
+            late = self.envs.faults.get(n)
+            if self.faults[n] is None and late is not None:  # the episode ran to its end: only its metrics are lost
+                self.late_faults[n] = late.kind
 
     def samples(self, prompt_ids: Tensor) -> EpisodeSamples:
         mask = torch.stack(self.sampled, 1).float()
@@ -221,7 +227,8 @@ class EpisodeBatch:
         return EpisodeSamples(prompt_ids=prompt_ids, response_ids=torch.stack(self.tokens, 1), mask=mask,
                               attended=torch.stack(self.live, 1).float(), logprobs=torch.stack(self.logps, 1),
                               token_rewards=token_rewards, returns=self.returns, truncated=self.truncated,
-                              faults=self.faults, turns=self.turns, env_metrics=self.env_metrics)
+                              faults=self.faults, turns=self.turns, env_metrics=self.env_metrics,
+                              late_faults=self.late_faults)
 
 
 @torch.no_grad()

@@ -37,7 +37,8 @@ from typing import Any
 
 import torch
 
-from provenance import LoadWatch, peak_rss_mb, provenance, rss_now_mb, summary
+from provenance import LoadWatch, free_results_path, peak_rss_mb, provenance, rss_now_mb, summary
+from trl_clock import step_clock
 
 RSS_AFTER_IMPORTS = rss_now_mb()
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,26 +170,8 @@ def run_trl(folder: str, steps: int, beta: float, seed: int, prompts: list[str],
                 for p, ids in zip(prompts, completion_ids, strict=True)]
 
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
-    clock = {"gen": 0.0, "tokens": 0}
-    generate = model.generate
-
-    def timed(*a, **k):
-        t = time.perf_counter()
-        out = generate(*a, **k)
-        clock["gen"] += time.perf_counter() - t
-        return out
-    model.generate = timed
-    out = {"step_s": [], "gen_s": [], "train_s": []}
-
-    class Clock(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kw):
-            self.t, self.g = time.perf_counter(), clock["gen"]
-
-        def on_step_end(self, args, state, control, **kw):
-            total, gen = time.perf_counter() - self.t, clock["gen"] - self.g
-            out["step_s"].append(total)
-            out["gen_s"].append(gen)
-            out["train_s"].append(total - gen)
+    out: dict = {}
+    clock, _ = step_clock(model, out)  # step, generation and training time per step into out
 
     class Hook(TrainerCallback):  # after Clock: a hook's time is outside the step's
         def on_train_begin(self, args, state, control, **kw):
@@ -207,7 +190,7 @@ def run_trl(folder: str, steps: int, beta: float, seed: int, prompts: list[str],
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args,
                           train_dataset=Dataset.from_dict({"prompt": prompts}),
                           processing_class=AutoTokenizer.from_pretrained(folder),
-                          callbacks=[Clock(), *([Hook()] if on_step else [])])
+                          callbacks=[clock, *([Hook()] if on_step else [])])
     trainer.train()
     logs = [h for h in trainer.state.log_history if "reward" in h]
     out["reward"] = [h["reward"] for h in logs]
@@ -335,12 +318,7 @@ def generation(runs: list[dict]) -> dict:
 
 
 def results_path(date: str, tag: str) -> Path:
-    stem = f"w1-{date}{'-' + tag if tag else ''}"
-    path, n = RESULTS / f"{stem}.json", 1
-    while path.exists():  # an earlier run of the same day and tag keeps its file
-        n += 1
-        path = RESULTS / f"{stem}-{n}.json"
-    return path
+    return free_results_path(RESULTS, f"w1-{date}{'-' + tag if tag else ''}")
 
 
 def main() -> None:

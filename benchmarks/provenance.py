@@ -56,6 +56,17 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+# ---------------------------------------------------------------- results files
+def free_results_path(folder: Path, stem: str) -> Path:
+    """``folder/stem.json``, or ``stem-2.json``, ``stem-3.json``, ... when taken: an earlier run of the
+    same day (and tag) keeps its file."""
+    path, n = folder / f"{stem}.json", 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}.json"
+    return path
+
+
 # ---------------------------------------------------------------- repeats
 def summary(values: Iterable[float]) -> dict[str, float | int | None]:
     """Median and full range of repeated measurements: {"median", "min", "max", "n"} (None for none)."""

@@ -56,7 +56,7 @@ from typing import Any
 import torch
 
 import bench_w1
-from provenance import LoadWatch, provenance, rss_now_mb, summary
+from provenance import LoadWatch, free_results_path, provenance, rss_now_mb, summary
 
 RSS_AFTER_IMPORTS = rss_now_mb()
 RESULTS = bench_w1.RESULTS
@@ -228,11 +228,7 @@ def time_to_solution(runs: dict[str, list[dict]], thresholds: Sequence[float]) -
 
 
 def results_path(date: str) -> Path:
-    path, n = RESULTS / f"w1-tts-{date}.json", 1
-    while path.exists():  # an earlier run of the same day keeps its file
-        n += 1
-        path = RESULTS / f"w1-tts-{date}-{n}.json"
-    return path
+    return free_results_path(RESULTS, f"w1-tts-{date}")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

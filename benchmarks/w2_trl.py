@@ -53,7 +53,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from provenance import LoadWatch, peak_rss_mb, provenance, rss_now_mb, summary
+from provenance import (
+    LoadWatch,
+    OneLineParser,
+    free_results_path,
+    peak_rss_mb,
+    provenance,
+    rss_now_mb,
+    summary,
+)
+from trl_clock import step_clock
 
 RSS_AFTER_IMPORTS = rss_now_mb()
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,14 +227,6 @@ def run_trl(model_dir: str, inputs: dict[str, list[str]], a: argparse.Namespace)
         used.extend(texts[::GROUP])  # each prompt's G completions are consecutive
         return [task.reward(p, completion(ids)) for p, ids in zip(texts, completion_ids, strict=True)]
 
-    generate, clock = model.generate, {"gen": 0.0}
-
-    def timed(*args, **kwargs):
-        t = time.perf_counter()
-        result = generate(*args, **kwargs)
-        clock["gen"] += time.perf_counter() - t
-        return result
-    model.generate = timed
     rows = [tokenizer.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True,
                                           return_dict=True)["input_ids"] for p in inputs["eval"]]
     rows = [list(r[0]) if r and isinstance(r[0], list) else list(r) for r in rows]
@@ -234,7 +235,8 @@ def run_trl(model_dir: str, inputs: dict[str, list[str]], a: argparse.Namespace)
     eval_ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
     eval_mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
     greedy = GenerationConfig(do_sample=False, max_new_tokens=MAX_NEW, pad_token_id=pad, eos_token_id=eos)
-    out: dict[str, Any] = {"step_s": [], "gen_s": [], "train_s": [], "eval": [], "stopped_at_target": False}
+    out: dict[str, Any] = {"eval": [], "stopped_at_target": False}
+    clock, generate = step_clock(model, out)  # first among the callbacks: evaluation is outside the step's time
 
     def evaluate(net: Any, step: int) -> dict[str, Any]:
         t, was_training = time.perf_counter(), net.training
@@ -247,15 +249,6 @@ def run_trl(model_dir: str, inputs: dict[str, list[str]], a: argparse.Namespace)
         return {"step": step, "accuracy": sum(right) / len(right), "mean_length": sum(map(len, cut)) / len(cut),
                 "eval_s": time.perf_counter() - t}
 
-    class Clock(TrainerCallback):  # before Evaluate in the list: evaluation is outside the step's time
-        def on_step_begin(self, args, state, control, **kw):
-            self.t, self.g = time.perf_counter(), clock["gen"]
-
-        def on_step_end(self, args, state, control, **kw):
-            total, gen = time.perf_counter() - self.t, clock["gen"] - self.g
-            out["step_s"].append(total)
-            out["gen_s"].append(gen)
-            out["train_s"].append(total - gen)
 
     class Evaluate(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kw):
@@ -276,7 +269,7 @@ def run_trl(model_dir: str, inputs: dict[str, list[str]], a: argparse.Namespace)
         seed=a.seed, shuffle_dataset=False, disable_tqdm=True)
     data = Dataset.from_dict({"prompt": [[{"role": "user", "content": p}] for p in inputs["train"]]})
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=data,
-                          processing_class=tokenizer, callbacks=[Clock(), Evaluate()])
+                          processing_class=tokenizer, callbacks=[clock, Evaluate()])
     trainer.train()
     logs = [h for h in trainer.state.log_history if "reward" in h]
     return {**out, "reward": [h["reward"] for h in logs],
@@ -317,21 +310,11 @@ def spawn(tool: str, a: argparse.Namespace, inputs: Path) -> dict[str, Any]:
 
 
 def results_path(date: str) -> Path:
-    path, n = RESULTS / f"w2-trl-{date}.json", 1
-    while path.exists():  # an earlier run of the same day keeps its file
-        n += 1
-        path = RESULTS / f"w2-trl-{date}-{n}.json"
-    return path
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"w2_trl.py: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
+    return free_results_path(RESULTS, f"w2-trl-{date}")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = OneLineParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="w2_trl.py", description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=MODEL, help="the HF model folder (default models/smollm2-135m-instruct)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, help=f"steps per tool at most (default {DEFAULTS['max_steps']})")

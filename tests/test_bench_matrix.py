@@ -72,6 +72,14 @@ def test_provenance_records_the_commit_versions_machine_load_and_memory():
     json.dumps(record)  # goes into a results file as it is
 
 
+def test_a_results_file_of_the_same_day_is_kept_the_next_run_gets_the_next_number(tmp_path):
+    assert provenance.free_results_path(tmp_path, "w2-trl-2026-12-03") == tmp_path / "w2-trl-2026-12-03.json"
+    (tmp_path / "w2-trl-2026-12-03.json").write_text("{}")
+    assert provenance.free_results_path(tmp_path, "w2-trl-2026-12-03") == tmp_path / "w2-trl-2026-12-03-2.json"
+    (tmp_path / "w2-trl-2026-12-03-2.json").write_text("{}")
+    assert provenance.free_results_path(tmp_path, "w2-trl-2026-12-03") == tmp_path / "w2-trl-2026-12-03-3.json"
+
+
 def test_peak_rss_of_children_sees_a_child_process():
     subprocess.run([sys.executable, "-c", "b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096])"],
                    check=True)
